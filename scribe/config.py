@@ -1,0 +1,221 @@
+"""One typed config, declared once: CLI flags, YAML files, the batch job and online requests
+all read the same fields with the same defaults.
+
+Two groups, kept apart on purpose: :class:`TranscribeOptions` (what to compute: model,
+decoding, preprocessing) and :class:`ResourceConfig` (how to lay it on the cluster:
+actors, GPU fractions, batch size). A request to the online service may change the first,
+never the second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from scribe.errors import InvalidParameterError
+
+SAMPLE_RATE = 16_000
+DEFAULT_GPU_MODEL = "large-v3"
+DEFAULT_CPU_MODEL = "small"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TranscribeOptions(_Frozen):
+    """What to compute for a session: model, decoding and preprocessing options."""
+
+    model: str | None = Field(
+        None,
+        description="faster-whisper model name (large-v3, small, ...), Hugging Face repo id, "
+        f"or local CTranslate2 directory; default {DEFAULT_GPU_MODEL} on GPU, "
+        f"{DEFAULT_CPU_MODEL} on CPU",
+    )
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="where the model runs")
+    compute_type: str | None = Field(
+        None, description="CTranslate2 compute type; default float16 on GPU, int8 on CPU"
+    )
+    language: str | None = Field(
+        None, description="language code (en, de, ...); auto-detected when not set"
+    )
+    task: Literal["transcribe", "translate"] = Field(
+        "transcribe", description="transcribe, or translate into English"
+    )
+    beam_size: int = Field(5, ge=1, le=16, description="beam width; 1 is greedy decoding")
+    temperature: float = Field(0.0, ge=0.0, le=1.0, description="sampling temperature")
+    max_new_tokens: int | None = Field(
+        None, ge=1, le=440, description="cap on tokens generated per 30 s chunk"
+    )
+    initial_prompt: str | None = Field(
+        None, description="text that conditions every chunk (names, jargon)"
+    )
+    word_timestamps: bool = Field(False, description="add per-word timestamps")
+    without_timestamps: bool = Field(
+        False, description="one segment per chunk instead of model-predicted segments"
+    )
+    normalize: bool = Field(True, description="peak-normalise audio before VAD and features")
+    trim_silence: bool = Field(True, description="trim leading/trailing silence")
+    trim_threshold_db: float = Field(
+        -50.0, le=0.0, description="RMS level (dBFS, 20 ms frames) below which audio is silence"
+    )
+    vad_filter: bool = Field(True, description="keep only speech found by Silero VAD")
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Silero speech probability")
+    vad_min_silence_ms: int = Field(
+        160, ge=0, description="silence that splits two speech regions"
+    )
+    vad_speech_pad_ms: int = Field(400, ge=0, description="padding kept around speech")
+    chunk_length_s: int = Field(30, ge=1, le=30, description="longest chunk fed to the model")
+    max_duration_s: float = Field(
+        6 * 3600.0, gt=0, description="longer recordings are refused (a guard against bad headers)"
+    )
+    decode_timeout_s: float = Field(
+        900.0, gt=0, description="a session whose decode takes longer than this fails"
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        if value not in _LANGUAGE_CODES:
+            raise ValueError(f"unknown language code {value!r}")
+        return value
+
+    def resolved_device(self) -> str:
+        """``cuda`` or ``cpu``: ``auto`` picks cuda when CTranslate2 sees a GPU."""
+        if self.device != "auto":
+            return self.device
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+    def resolved(self) -> TranscribeOptions:
+        """A copy with device, model and compute type filled in from the defaults."""
+        device = self.resolved_device()
+        gpu = device == "cuda"
+        return self.model_copy(
+            update={
+                "device": device,
+                "model": self.model or (DEFAULT_GPU_MODEL if gpu else DEFAULT_CPU_MODEL),
+                "compute_type": self.compute_type or ("float16" if gpu else "int8"),
+            }
+        )
+
+
+class ResourceConfig(_Frozen):
+    """How the work is laid on the cluster. Never part of a request."""
+
+    preprocess_actors: int | None = Field(
+        None, ge=1, description="CPU preprocessing actors at most; default: the cluster's CPUs"
+    )
+    preprocess_cpus: float = Field(1.0, gt=0, description="CPUs each preprocessing actor holds")
+    model_actors: int | None = Field(
+        None, ge=1, description="model actors; default: GPUs x actors-per-gpu, or 1 on CPU"
+    )
+    actors_per_gpu: int = Field(
+        2, ge=1, le=16, description="model actors packed on one GPU (num_gpus = 1/k)"
+    )
+    model_batch_size: int = Field(
+        16, ge=1, le=256, description="30 s chunks per model call, across sessions"
+    )
+    cpu_threads: int = Field(
+        0, ge=0, description="threads per model actor on CPU (0: CTranslate2's default)"
+    )
+
+    def gpu_fraction(self) -> float:
+        """The ``num_gpus`` each model actor asks for: always 1/k."""
+        return 1.0 / self.actors_per_gpu
+
+
+class JobConfig(_Frozen):
+    """A batch job: where sessions come from and go to, plus the two groups above."""
+
+    input: str = Field(description="folder, s3:// or gs:// prefix, or a CSV/JSONL/Parquet manifest")
+    output: str = Field(description="folder, s3:// or gs:// prefix for transcripts")
+    overwrite: bool = Field(False, description="redo sessions that already have an ok record")
+    gpu_hourly_usd: float = Field(
+        0.42, ge=0, description="price of one GPU-hour, for the cost report (RTX 3090 on Vast.ai)"
+    )
+    limit: int | None = Field(None, ge=1, description="transcribe at most this many sessions")
+    transcribe: TranscribeOptions = TranscribeOptions()
+    resources: ResourceConfig = ResourceConfig()
+
+
+_GROUPS: dict[str, type[_Frozen]] = {
+    "transcribe": TranscribeOptions,
+    "resources": ResourceConfig,
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """The Python type argparse should convert a flag's text to."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _scalar_type(args[0])
+    if origin is Literal:
+        return str
+    return annotation
+
+
+def add_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """Add one ``--flag`` per field of ``model``; unset flags stay out of the namespace."""
+    for name, field in model.model_fields.items():
+        if name in _GROUPS:
+            continue
+        kind = _scalar_type(field.annotation)
+        help_text = f"{field.description} (default: {field.default})"
+        if kind is bool:
+            parser.add_argument(
+                _flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS, help=help_text,
+            )
+            continue
+        choices = typing.get_args(field.annotation) if typing.get_origin(
+            field.annotation) is Literal else None
+        parser.add_argument(
+            _flag(name), dest=name, type=kind, choices=choices,
+            default=argparse.SUPPRESS, help=help_text,
+            required=field.is_required(),
+        )
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a plain dict (an empty file is an empty config)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidParameterError("config", f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidParameterError("config", f"{path} must hold a mapping")
+    return data
+
+
+def build(model: type[_Frozen], base: dict[str, Any], flags: dict[str, Any]) -> Any:
+    """Validate ``base`` (from YAML) overridden by ``flags`` (from the CLI) into ``model``."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in flags.items():
+        group = next((g for g, m in _GROUPS.items() if key in m.model_fields), None)
+        if group and group in model.model_fields:
+            data.setdefault(group, {})[key] = value
+        else:
+            data[key] = value
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or model.__name__
+        raise InvalidParameterError(param, first["msg"]) from exc

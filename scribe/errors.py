@@ -1,0 +1,82 @@
+"""The engine's errors: one small hierarchy, one mapping to HTTP statuses.
+
+Batch turns any of these into an error record (the job goes on); Serve turns them into a
+4xx answer with the message, never a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ScribeError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    http_status = 500
+    code = "internal_error"
+
+
+class InvalidInputError(ScribeError):
+    """The caller sent something the engine cannot use (a parameter, a file)."""
+
+    http_status = 400
+    code = "invalid_request_error"
+
+
+class AudioDecodeError(InvalidInputError):
+    """The bytes are not a readable audio stream (corrupt, truncated, not media at all)."""
+
+    code = "audio_decode_error"
+
+
+class UnsupportedAudioError(InvalidInputError):
+    """The media is readable but not usable: no audio track, too long, too many channels."""
+
+    code = "unsupported_audio"
+
+
+class EmptyAudioError(InvalidInputError):
+    """The file holds no samples at all (zero bytes, or a container with an empty track)."""
+
+    code = "empty_audio"
+
+
+class DecodeTimeoutError(UnsupportedAudioError):
+    """Decoding took longer than the configured per-session limit."""
+
+    code = "decode_timeout"
+
+
+class InvalidParameterError(InvalidInputError):
+    """A request or config parameter has a value the engine does not accept."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+class StorageError(ScribeError):
+    """Input could not be listed or read, or output could not be written."""
+
+    code = "storage_error"
+
+
+class ModelLoadError(ScribeError):
+    """The model could not be found, downloaded or loaded."""
+
+    code = "model_load_error"
+
+
+def http_status(error: BaseException) -> int:
+    """The HTTP status an error maps to: 4xx for the caller's mistakes, 500 otherwise."""
+    if isinstance(error, ScribeError):
+        return error.http_status
+    return 500
+
+
+def describe(error: BaseException) -> str:
+    """A one-line, user-facing description: the error's kind and message, no traceback."""
+    message = str(error) or error.__class__.__name__
+    if isinstance(error, ScribeError):
+        return f"{error.code}: {message}"
+    return f"{error.__class__.__name__}: {message}"
