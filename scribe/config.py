@@ -189,7 +189,6 @@ def add_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> No
         parser.add_argument(
             _flag(name), dest=name, type=kind, choices=choices,
             default=argparse.SUPPRESS, help=help_text,
-            required=field.is_required(),
         )
 
 

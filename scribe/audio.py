@@ -1,0 +1,182 @@
+"""Decode any audio/video container to 16 kHz mono float32, streaming; trim; normalise.
+
+Decoding streams frame by frame through one resampler into a growing buffer, so a
+3-hour 44.1 kHz stereo file never sits in memory at its source rate: only the 16 kHz
+mono result does (about 230 MB an hour as float32).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from scribe.config import SAMPLE_RATE
+from scribe.errors import (
+    AudioDecodeError,
+    DecodeTimeoutError,
+    EmptyAudioError,
+    UnsupportedAudioError,
+)
+
+logger = logging.getLogger(__name__)
+
+Audio = npt.NDArray[np.float32]
+_INITIAL_SECONDS = 60.0
+
+
+@dataclass
+class DecodedAudio:
+    """16 kHz mono samples plus what the decoder noticed on the way."""
+
+    samples: Audio
+    source_sample_rate: int
+    source_channels: int
+    codec: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+class _Buffer:
+    """A float32 buffer that grows geometrically, so appends cost O(1) amortised."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.empty(max(capacity, 1), dtype=np.float32)
+        self.size = 0
+
+    def append(self, block: Audio) -> None:
+        needed = self.size + len(block)
+        if needed > len(self._data):
+            grown = np.empty(max(needed, 2 * len(self._data)), dtype=np.float32)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : needed] = block
+        self.size = needed
+
+    def view(self) -> Audio:
+        return self._data[: self.size]
+
+
+def decode(
+    source: str | BinaryIO | Any,
+    *,
+    max_duration_s: float = float("inf"),
+    timeout_s: float = float("inf"),
+) -> DecodedAudio:
+    """Decode ``source`` (a path or a readable, seekable file object) to 16 kHz mono.
+
+    Raises :class:`AudioDecodeError` when nothing decodes, :class:`UnsupportedAudioError`
+    when there is no audio track or the audio exceeds ``max_duration_s``,
+    :class:`EmptyAudioError` when the track holds no samples, and
+    :class:`DecodeTimeoutError` when decoding runs past ``timeout_s``.
+    A stream that breaks after some audio decoded keeps that audio, with a warning.
+    """
+    try:
+        container = av.open(source, mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
+        raise AudioDecodeError(f"not a readable audio file ({_reason(exc)})") from exc
+    with container:
+        if not container.streams.audio:
+            raise UnsupportedAudioError("the file has no audio track")
+        return _decode_stream(container, max_duration_s, timeout_s)
+
+
+def _decode_stream(container: Any, max_duration_s: float, timeout_s: float) -> DecodedAudio:
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    max_samples = max_duration_s * SAMPLE_RATE
+    buffer = _Buffer(_initial_capacity(stream, max_samples))
+    warnings: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        for frame in _frames(container, stream, warnings):
+            for out in resampler.resample(frame):
+                buffer.append(out.to_ndarray().reshape(-1))
+            if buffer.size > max_samples:
+                raise UnsupportedAudioError(
+                    f"audio is longer than the limit of {max_duration_s:.0f} s"
+                )
+            if time.monotonic() > deadline:
+                raise DecodeTimeoutError(f"decoding took longer than {timeout_s:.0f} s")
+        for out in resampler.resample(None):
+            buffer.append(out.to_ndarray().reshape(-1))
+    except (av.FFmpegError, ValueError) as exc:
+        if buffer.size == 0:
+            raise AudioDecodeError(f"audio stream could not be decoded ({_reason(exc)})") from exc
+        warnings.append(f"decoding stopped at {buffer.size / SAMPLE_RATE:.1f} s: {_reason(exc)}")
+    if buffer.size == 0:
+        raise EmptyAudioError("the audio track holds no samples")
+    codec = stream.codec_context.name if stream.codec_context else "unknown"
+    return DecodedAudio(
+        buffer.view(), stream.rate or 0, stream.channels or 0, codec, warnings
+    )
+
+
+def _frames(container: Any, stream: Any, warnings: list[str]) -> Any:
+    """Audio frames of ``stream``; a corrupt packet in the middle is skipped with a warning."""
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.InvalidDataError as exc:
+            if len(warnings) < 5:
+                warnings.append(f"skipped a corrupt packet ({_reason(exc)})")
+
+
+def _initial_capacity(stream: Any, max_samples: float) -> int:
+    """Size the buffer from the container's duration when it is plausible, else one minute."""
+    seconds = _INITIAL_SECONDS
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base) + 1.0
+    return int(min(max(seconds, 1.0) * SAMPLE_RATE, max_samples + SAMPLE_RATE, 2**31))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def peak_normalize(samples: Audio, peak: float = 0.95) -> Audio:
+    """Scale so the loudest sample is at ``peak``; near-silent audio is left as it is."""
+    loudest = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    if loudest < 1e-4:
+        return samples
+    return (samples * np.float32(peak / loudest)).astype(np.float32, copy=False)
+
+
+def trim_silence(
+    samples: Audio, threshold_db: float = -50.0, frame_ms: int = 20
+) -> tuple[int, int]:
+    """The ``(start, end)`` sample range left after cutting leading/trailing silence.
+
+    Frame RMS over non-overlapping frames, one vectorised pass: O(n), no convolution
+    (the old pipeline's convolution trimmer took 537 s on 45 minutes). ``(0, 0)`` when
+    every frame is below ``threshold_db``.
+    """
+    frame = SAMPLE_RATE * frame_ms // 1000
+    n_frames = len(samples) // frame
+    if n_frames == 0:
+        loud = bool(len(samples)) and _rms_db(samples) > threshold_db
+        return (0, len(samples)) if loud else (0, 0)
+    framed = samples[: n_frames * frame].reshape(n_frames, frame)
+    power = np.einsum("ij,ij->i", framed, framed) / frame
+    loud_frames = np.flatnonzero(power > 10.0 ** (threshold_db / 10.0))
+    if len(loud_frames) == 0:
+        return 0, 0
+    start = int(loud_frames[0]) * frame
+    end = (int(loud_frames[-1]) + 1) * frame
+    if end == n_frames * frame:
+        end = len(samples)
+    return start, end
+
+
+def _rms_db(samples: Audio) -> float:
+    power = float(np.mean(np.square(samples, dtype=np.float64)))
+    return 10.0 * np.log10(max(power, 1e-20))
