@@ -1,0 +1,74 @@
+"""Write a session's outputs, and find which sessions an earlier run finished.
+
+The JSON record is written last: it is the commit marker. A session whose JSON says
+``ok`` has all its files; a rerun skips it. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from scribe import formats, storage
+
+SEGMENTS_DIR = "_segments"
+SUMMARY_FILE = "_summary.json"
+_SEGMENT_SCHEMA = pa.schema([
+    ("session_id", pa.string()), ("segment", pa.int32()), ("start", pa.float64()),
+    ("end", pa.float64()), ("text", pa.string()), ("language", pa.string()),
+    ("avg_logprob", pa.float64()), ("no_speech_prob", pa.float64()),
+])
+
+
+def record_uri(output: str, session_id: str, suffix: str = ".json") -> str:
+    """Where a session's file with ``suffix`` goes under ``output``."""
+    return storage.join(output, session_id + suffix)
+
+
+def write_session(output: str, record: dict[str, Any]) -> None:
+    """Write ``record`` and, when it is ok, its SRT/VTT/TXT and segment Parquet; JSON last."""
+    sid = record["session_id"]
+    if record["status"] == "ok":
+        segments = record["segments"]
+        storage.write_atomic(record_uri(output, sid, ".srt"), formats.to_srt(segments))
+        storage.write_atomic(record_uri(output, sid, ".vtt"), formats.to_vtt(segments))
+        storage.write_atomic(record_uri(output, sid, ".txt"), formats.to_txt(segments))
+        storage.write_parquet_atomic(
+            storage.join(output, SEGMENTS_DIR, sid + ".parquet"), segment_table(record))
+    storage.write_atomic(record_uri(output, sid), formats.to_json(record))
+
+
+def segment_table(record: dict[str, Any]) -> pa.Table:
+    """One row per segment, for analytics over all sessions."""
+    segs = record["segments"]
+    return pa.table({
+        "session_id": [record["session_id"]] * len(segs),
+        "segment": [s["id"] for s in segs],
+        "start": [s["start"] for s in segs],
+        "end": [s["end"] for s in segs],
+        "text": [s["text"] for s in segs],
+        "language": [record["language"]] * len(segs),
+        "avg_logprob": [s["avg_logprob"] for s in segs],
+        "no_speech_prob": [s["no_speech_prob"] for s in segs],
+    }, schema=_SEGMENT_SCHEMA)
+
+
+def finished_sessions(output: str, session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Records of ``session_ids`` whose JSON under ``output`` says ``ok``."""
+    def read(sid: str) -> tuple[str, dict[str, Any] | None]:
+        text = storage.read_text(record_uri(output, sid))
+        if text is None:
+            return sid, None
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            return sid, None
+        return sid, record if record.get("status") == "ok" else None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        found = pool.map(read, list(session_ids))
+        return {sid: rec for sid, rec in found if rec is not None}

@@ -1,0 +1,103 @@
+"""Assemble a session from its chunks' model outputs, and build its record.
+
+Chunk outputs arrive in any order and from any batch; timestamps are mapped from the
+collapsed speech timeline back onto the session's own with faster-whisper's
+``restore_speech_timestamps``, as its batched pipeline does.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from scribe.config import SAMPLE_RATE
+from scribe.formats import full_text
+from scribe.vad import SampleRange
+from scribe.whisper import ChunkOutput
+
+SEGMENT_KEYS = ("start", "end", "text", "avg_logprob", "no_speech_prob", "compression_ratio")
+
+
+@dataclass(frozen=True)
+class AssembledChunk:
+    """A chunk's model output with the sample ranges it covers in the session."""
+
+    index: int
+    ranges: list[SampleRange]
+    output: ChunkOutput
+
+
+def restore_segments(chunks: Iterable[AssembledChunk]) -> list[dict[str, Any]]:
+    """All segments of a session, in order, with timestamps on the session's timeline."""
+    from faster_whisper.transcribe import Segment, Word, restore_speech_timestamps
+
+    ordered = sorted(chunks, key=lambda c: c.index)
+    speech = [r for c in ordered for r in c.ranges]
+    segments = [
+        Segment(
+            id=0, seek=0, start=round(s["start"], 3), end=round(s["end"], 3), text=s["text"],
+            tokens=s.get("tokens", []), avg_logprob=s["avg_logprob"],
+            compression_ratio=s["compression_ratio"], no_speech_prob=s["no_speech_prob"],
+            words=[Word(**w) for w in s["words"]] if s.get("words") else None,
+            temperature=0.0,
+        )
+        for c in ordered for s in c.output.segments
+    ]
+    if speech:
+        segments = list(restore_speech_timestamps(segments, speech, SAMPLE_RATE))
+    return [_segment_dict(i, seg) for i, seg in enumerate(segments)]
+
+
+def _segment_dict(index: int, segment: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": index}
+    out.update({key: getattr(segment, key) for key in SEGMENT_KEYS})
+    out["text"] = out["text"].strip()
+    if segment.words:
+        out["words"] = [
+            {"start": w.start, "end": w.end, "word": w.word, "probability": w.probability}
+            for w in segment.words
+        ]
+    return out
+
+
+def session_language(chunks: Iterable[AssembledChunk]) -> tuple[str | None, float]:
+    """The language spoken most (by chunk duration), and the share of chunks' weight it has."""
+    weight: defaultdict[str, float] = defaultdict(float)
+    for c in chunks:
+        weight[c.output.language] += sum(r["end"] - r["start"] for r in c.ranges) or 1
+    if not weight:
+        return None, 0.0
+    best = max(weight, key=weight.__getitem__)
+    return best, weight[best] / sum(weight.values())
+
+
+def ok_record(base: dict[str, Any], chunks: list[AssembledChunk]) -> dict[str, Any]:
+    """A finished session's record: ``base`` (id, uri, durations, ...) plus its transcript."""
+    segments = restore_segments(chunks)
+    language, share = session_language(chunks)
+    model_time = sum(c.output.timings.get("model", 0.0) for c in chunks)
+    timings = dict(base.get("timings", {}))
+    timings["model"] = model_time
+    return {**empty_record(base), "status": "ok", "language": language,
+            "language_probability": share, "segments": segments,
+            "text": full_text(segments), "timings": timings}
+
+
+def error_record(base: dict[str, Any], error: str) -> dict[str, Any]:
+    """A failed session's record: the same keys as an ok one, with the reason."""
+    return {**empty_record(base), "status": "error", "error": error}
+
+
+def empty_record(base: dict[str, Any]) -> dict[str, Any]:
+    """Every key a record has, so ok and error records share one schema."""
+    return {
+        "session_id": base["session_id"], "uri": base.get("uri", ""), "status": "ok",
+        "error": None, "language": None, "language_probability": 0.0,
+        "duration_s": base.get("duration_s", 0.0),
+        "speech_duration_s": base.get("speech_duration_s", 0.0),
+        "segments": [], "text": "", "timings": dict(base.get("timings", {})),
+        "warnings": list(base.get("warnings", [])), "source": dict(base.get("source", {})),
+        "model": base.get("model"),
+    }

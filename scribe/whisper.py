@@ -1,0 +1,234 @@
+"""The model stage: batched Whisper generation over chunks from any mix of sessions.
+
+Built from faster-whisper's own pieces, in the order its ``BatchedInferencePipeline``
+uses them, with one change: each chunk carries its own language (given, or detected from
+the encoder output the batch computes anyway), so chunks from different sessions can
+share one model call. Text and timestamps do not depend on which chunks share a batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scribe.config import TranscribeOptions
+from scribe.errors import ModelLoadError
+from scribe.features import Features, stack_padded
+
+logger = logging.getLogger(__name__)
+
+# faster-whisper's batched defaults, kept in one place.
+_PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+_APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+_MEL_128_MODELS = ("large-v3", "large-v3-turbo", "turbo", "distil-large-v3")
+
+
+@dataclass(frozen=True)
+class ChunkInput:
+    """One chunk for the model. ``group`` names its session, for the language vote."""
+
+    features: Features
+    offset_s: float
+    duration_s: float
+    group: str = ""
+    language: str | None = None
+
+
+@dataclass
+class ChunkOutput:
+    """The model's segments for one chunk, on the collapsed (speech-only) timeline."""
+
+    segments: list[dict[str, Any]]
+    language: str
+    language_probability: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_model_path(model: str, *, local_files_only: bool = False) -> str:
+    """A local directory for ``model``: itself when it is one, else the (cached) download."""
+    if os.path.isdir(model):
+        return model
+    from faster_whisper.utils import download_model
+
+    try:
+        path: str = download_model(model, local_files_only=local_files_only)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {model!r} is neither a local CTranslate2 directory nor downloadable "
+            f"({exc.__class__.__name__}: {exc}); pass --model PATH to a converted model, "
+            "or run `scribe make-test-model DIR` for an offline test model"
+        ) from exc
+    return path
+
+
+def model_n_mels(model: str) -> int:
+    """Mel bins the model expects, without loading it (128 for large-v3 and turbo)."""
+    if os.path.isdir(model):
+        config = os.path.join(model, "preprocessor_config.json")
+        if os.path.isfile(config):
+            with open(config, encoding="utf-8") as f:
+                return int(json.load(f).get("feature_size", 80))
+        return 80
+    name = model.rsplit("/", 1)[-1].removeprefix("faster-whisper-").removeprefix("faster-")
+    return 128 if name in _MEL_128_MODELS else 80
+
+
+class WhisperEngine:
+    """A loaded faster-whisper model that transcribes batches of prepared chunks."""
+
+    def __init__(self, options: TranscribeOptions, *, cpu_threads: int = 0) -> None:
+        from faster_whisper import WhisperModel
+
+        opts = options.resolved()
+        assert opts.model is not None and opts.compute_type is not None
+        self.options = opts
+        path = resolve_model_path(opts.model)
+        try:
+            self.model = WhisperModel(
+                path, device=opts.device, compute_type=opts.compute_type,
+                cpu_threads=cpu_threads,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelLoadError(f"could not load model {opts.model!r}: {exc}") from exc
+        self._tokenizers: dict[tuple[str, str], Any] = {}
+        logger.info("loaded %s on %s (%s)", opts.model, opts.device, opts.compute_type)
+
+    @property
+    def n_mels(self) -> int:
+        return int(self.model.model.n_mels)
+
+    @property
+    def is_multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+    def tokenizer(self, language: str, task: str) -> Any:
+        """faster-whisper's tokenizer for one language and task, built once."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        key = (language, task)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = Tokenizer(
+                self.model.hf_tokenizer, self.is_multilingual, task=task, language=language
+            )
+        return self._tokenizers[key]
+
+    def transcribe(
+        self, items: Sequence[ChunkInput], options: TranscribeOptions | None = None
+    ) -> list[ChunkOutput]:
+        """Transcribe ``items`` in one model call; outputs are in the same order."""
+        if not items:
+            return []
+        opts = options or self.options
+        encoder_output = self.model.encode(stack_padded([i.features for i in items]))
+        languages = self._languages(items, encoder_output, opts)
+        tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
+        results = self._generate(encoder_output, tokenizers, opts)
+        outputs = [
+            ChunkOutput(self._split(item, tok, res), lang, prob)
+            for item, tok, res, (lang, prob) in zip(
+                items, tokenizers, results, languages, strict=True)
+        ]
+        if opts.word_timestamps:
+            self._add_words(items, outputs, tokenizers, encoder_output)
+        return outputs
+
+    def _languages(
+        self, items: Sequence[ChunkInput], encoder_output: Any, opts: TranscribeOptions
+    ) -> list[tuple[str, float]]:
+        """Each chunk's language: given, else the vote of its session's chunks in the batch."""
+        given = [item.language or opts.language for item in items]
+        if not self.is_multilingual:
+            return [("en", 1.0)] * len(items)
+        if all(given):
+            return [(lang, 1.0) for lang in given if lang]
+        detected = self.model.model.detect_language(encoder_output)
+        votes: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for item, probs in zip(items, detected, strict=True):
+            for token, prob in probs:
+                votes[item.group][token[2:-2]] += prob
+        chosen: list[tuple[str, float]] = []
+        for item, lang in zip(items, given, strict=True):
+            if lang:
+                chosen.append((lang, 1.0))
+                continue
+            tally = votes[item.group]
+            best = max(tally, key=tally.__getitem__)
+            chosen.append((best, tally[best] / sum(tally.values())))
+        return chosen
+
+    def _generate(
+        self, encoder_output: Any, tokenizers: list[Any], opts: TranscribeOptions
+    ) -> list[dict[str, Any]]:
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        previous = tokenizers[0].encode(opts.initial_prompt) if opts.initial_prompt else []
+        prompts = [
+            self.model.get_prompt(tok, previous_tokens=previous,
+                                  without_timestamps=opts.without_timestamps)
+            for tok in tokenizers
+        ]
+        longest = max(len(p) for p in prompts)
+        max_length = self.model.max_length
+        if opts.max_new_tokens is not None:
+            max_length = min(max_length, longest + opts.max_new_tokens)
+        results = self.model.model.generate(
+            encoder_output, prompts, beam_size=opts.beam_size, patience=1.0,
+            length_penalty=1.0, max_length=max_length, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizers[0], [-1]),
+            return_scores=True, return_no_speech_prob=True,
+            sampling_temperature=opts.temperature, repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+        )
+        outputs = []
+        for result in results:
+            tokens = result.sequences_ids[0]
+            cum_logprob = result.scores[0] * len(tokens)
+            outputs.append({
+                "avg_logprob": cum_logprob / (len(tokens) + 1),
+                "no_speech_prob": result.no_speech_prob,
+                "tokens": tokens,
+            })
+        return outputs
+
+    def _split(self, item: ChunkInput, tokenizer: Any, result: dict[str, Any]
+               ) -> list[dict[str, Any]]:
+        """Cut one chunk's tokens into segments at its timestamp tokens."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        segment_size = int(math.ceil(item.duration_s) * self.model.frames_per_second)
+        subsegments, _, _ = self.model._split_segments_by_timestamps(
+            tokenizer=tokenizer, tokens=result["tokens"], time_offset=item.offset_s,
+            segment_size=segment_size, segment_duration=item.duration_s, seek=0,
+        )
+        segments = []
+        for sub in subsegments:
+            text = tokenizer.decode(sub["tokens"])
+            segments.append({
+                "start": sub["start"], "end": sub["end"], "text": text,
+                "tokens": list(sub["tokens"]), "avg_logprob": result["avg_logprob"],
+                "no_speech_prob": result["no_speech_prob"],
+                "compression_ratio": get_compression_ratio(text),
+            })
+        return segments
+
+    def _add_words(self, items: Sequence[ChunkInput], outputs: list[ChunkOutput],
+                   tokenizers: list[Any], encoder_output: Any) -> None:
+        """Word timestamps by cross-attention alignment, one call per language in the batch."""
+        by_language: defaultdict[str, list[int]] = defaultdict(list)
+        for i, out in enumerate(outputs):
+            by_language[out.language].append(i)
+        for indices in by_language.values():
+            encoded = encoder_output if len(indices) == len(items) else self.model.encode(
+                stack_padded([items[i].features for i in indices]))
+            self.model.add_word_timestamps(
+                [outputs[i].segments for i in indices], tokenizers[indices[0]], encoded,
+                [int(math.ceil(items[i].duration_s) * self.model.frames_per_second)
+                 for i in indices],
+                _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, 0.0,
+            )
