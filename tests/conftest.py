@@ -1,0 +1,34 @@
+"""Fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.s3 import S3Server
+
+# Variables that would send the tests' S3 traffic somewhere other than the test server.
+_AWS_LEAKS = ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server on loopback; the AWS_* environment points at it."""
+    server = S3Server.start()
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            for name in _AWS_LEAKS:
+                env.delenv(name, raising=False)
+            for name, value in server.env().items():
+                env.setenv(name, value)
+            yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh, empty bucket on the test server."""
+    return s3_server.create_bucket()
+
