@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from scribe.config import TranscribeOptions
 from tests.s3 import S3Server
 
 # Variables that would send the tests' S3 traffic somewhere other than the test server.
@@ -32,3 +33,18 @@ def s3_bucket(s3_server: S3Server) -> str:
     """A fresh, empty bucket on the test server."""
     return s3_server.create_bucket()
 
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    """A random-weights tiny Whisper in CTranslate2 format (built once, cached on disk)."""
+    from scribe.testmodel import cached_test_model
+
+    return str(cached_test_model("tiny"))
+
+
+@pytest.fixture(scope="session")
+def test_options(tiny_model: str) -> TranscribeOptions:
+    """Fast, deterministic options for the test model: greedy, few tokens per chunk."""
+    return TranscribeOptions(model=tiny_model, device="cpu", compute_type="int8",
+                             beam_size=1, max_new_tokens=8)

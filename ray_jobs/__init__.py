@@ -1,0 +1,1 @@
+"""Thin Ray Data adapters over the ``scribe`` engine, and the ``ray job`` entrypoint."""

@@ -1,0 +1,133 @@
+"""The Ray Data stages: callable classes whose ``__init__`` loads state and whose
+``__call__(batch)`` maps rows through the engine's pure functions.
+
+Rows between the stages are *chunks*: one per 30 s of speech, features as raw float32
+bytes (a binary column keeps ok and error rows in one schema). A session with no speech,
+or one that failed, is a single row with ``n_chunks == 0`` that skips the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from scribe.config import TranscribeOptions
+from scribe.errors import EmptyAudioError, ScribeError, describe
+from scribe.preprocess import PreparedSession, preprocess
+from scribe.storage import open_input, resolve
+from scribe.whisper import ChunkInput, WhisperEngine
+
+logger = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+CHUNK_COLUMNS = ("session_id", "uri", "chunk_index", "n_chunks", "status", "error",
+                 "session", "features", "n_frames", "chunk")
+
+
+def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> Batch:
+    return {name: [row[name] for row in rows] for name in names}
+
+
+class Preprocessor:
+    """CPU stage: one session in, its chunks out (or one error row)."""
+
+    def __init__(self, options: TranscribeOptions, n_mels: int, model: str) -> None:
+        self.options = options
+        self.n_mels = n_mels
+        self.model = model
+
+    def __call__(self, batch: Batch) -> Batch:
+        rows: list[dict[str, Any]] = []
+        for sid, uri, language in zip(batch["session_id"], batch["uri"], batch["language"],
+                                      strict=True):
+            rows.extend(self._session_rows(str(sid), str(uri), str(language) or None))
+        return _columns(rows, CHUNK_COLUMNS)
+
+    def _session_rows(self, sid: str, uri: str, language: str | None) -> list[dict[str, Any]]:
+        base: dict[str, Any] = {"session_id": sid, "uri": uri, "model": self.model,
+                                "language": language}
+        try:
+            prepared = self._prepare(uri)
+        except Exception as exc:  # any failure is this session's error record, never the job's
+            if not isinstance(exc, ScribeError):
+                logger.exception("unexpected error preprocessing session %s", sid)
+            return [_row(base, "error", describe(exc))]
+        base.update(duration_s=prepared.duration_s, speech_duration_s=prepared.speech_duration_s,
+                    timings=prepared.timings, warnings=prepared.warnings, source=prepared.source)
+        if not prepared.chunks:
+            return [_row(base, "ok", "")]
+        return [
+            _row(base, "ok", "", index=c.index, n_chunks=len(prepared.chunks),
+                 features=c.features, chunk={"offset_s": c.offset_s, "duration_s": c.duration_s,
+                                             "ranges": c.segments})
+            for c in prepared.chunks
+        ]
+
+    def _prepare(self, uri: str) -> PreparedSession:
+        fs, path = resolve(uri)
+        size = fs.get_file_info(path).size
+        if size == 0:
+            raise EmptyAudioError("the file is empty (0 bytes)")
+        with open_input(uri) as source:
+            return preprocess(source, self.options, self.n_mels)
+
+
+def _row(base: dict[str, Any], status: str, error: str, *, index: int = -1, n_chunks: int = 0,
+         features: np.ndarray | None = None, chunk: dict[str, Any] | None = None
+         ) -> dict[str, Any]:
+    return {
+        "session_id": base["session_id"], "uri": base["uri"], "chunk_index": index,
+        "n_chunks": n_chunks, "status": status, "error": error,
+        "session": json.dumps(base),
+        "features": b"" if features is None else features.tobytes(),
+        "n_frames": 0 if features is None else features.shape[1],
+        "chunk": json.dumps(chunk or {}),
+    }
+
+
+RESULT_COLUMNS = ("session_id", "chunk_index", "n_chunks", "status", "error", "session",
+                  "chunk", "result")
+
+
+class Transcriber:
+    """Model stage: a batch of chunks from any sessions through one model call."""
+
+    def __init__(self, options: TranscribeOptions, cpu_threads: int = 0) -> None:
+        self.engine = WhisperEngine(options, cpu_threads=cpu_threads)
+        self.n_mels = self.engine.n_mels
+
+    def __call__(self, batch: Batch) -> Batch:
+        n = len(batch["session_id"])
+        todo = [i for i in range(n) if batch["n_frames"][i] > 0]
+        results: dict[int, dict[str, Any]] = {}
+        if todo:
+            results = self._run(batch, todo)
+        out = {name: list(batch[name]) for name in RESULT_COLUMNS if name != "result"}
+        out["result"] = [json.dumps(results.get(i, {})) for i in range(n)]
+        return out
+
+    def _run(self, batch: Batch, todo: list[int]) -> dict[int, dict[str, Any]]:
+        items = [self._item(batch, i) for i in todo]
+        start = time.perf_counter()
+        outputs = self.engine.transcribe(items)
+        share = (time.perf_counter() - start) / len(items)
+        sessions = len({item.group for item in items})
+        return {
+            i: {"segments": out.segments, "language": out.language,
+                "language_probability": out.language_probability, "model_s": share,
+                "batch_size": len(items), "batch_sessions": sessions}
+            for i, out in zip(todo, outputs, strict=True)
+        }
+
+    def _item(self, batch: Batch, i: int) -> ChunkInput:
+        frames = int(batch["n_frames"][i])
+        features = np.frombuffer(batch["features"][i], dtype=np.float32).reshape(-1, frames)
+        chunk = json.loads(batch["chunk"][i])
+        session = json.loads(batch["session"][i])
+        return ChunkInput(features=features, offset_s=chunk["offset_s"],
+                          duration_s=chunk["duration_s"], group=str(batch["session_id"][i]),
+                          language=session.get("language"))

@@ -1,0 +1,225 @@
+"""``python -m ray_jobs.transcribe --input PREFIX --output PREFIX``: every session under a
+prefix to transcripts, on Ray Data.
+
+Sessions stream through CPU preprocessing actors into model actors (a fraction of a GPU
+each); the driver assembles each session as soon as its last chunk comes back and writes
+it, so a job stopped after an hour has kept an hour of work. Under ``ray job submit`` it
+joins the cluster; alone it starts a local Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from scribe import config as cfg
+from scribe import outputs, storage
+from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
+from scribe.errors import ScribeError, describe
+from scribe.summary import render, summarize
+from scribe.transcript import AssembledChunk, error_record, ok_record
+from scribe.whisper import ChunkOutput, model_n_mels, resolve_model_path
+
+logger = logging.getLogger("ray_jobs.transcribe")
+
+
+@dataclass
+class Plan:
+    """How many actors of each kind, and what each holds."""
+
+    device: str
+    model_actors: int
+    model_gpus: float
+    model_cpus: float
+    preprocess_actors: int
+    gpus: float
+
+
+@dataclass
+class _Pending:
+    expected: int
+    base: dict[str, Any]
+    chunks: list[AssembledChunk] = field(default_factory=list)
+
+
+class SessionCollector:
+    """Gathers chunk results per session; yields a record when a session is complete."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, _Pending] = {}
+        self.batch_sizes: list[int] = []
+        self.batch_sessions: list[int] = []
+
+    def add(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        base = json.loads(row["session"])
+        if row["status"] != "ok":
+            return error_record(base, row["error"])
+        if int(row["n_chunks"]) == 0:
+            return ok_record(base, [])
+        sid = row["session_id"]
+        pending = self._pending.setdefault(sid, _Pending(int(row["n_chunks"]), base))
+        result = json.loads(row["result"])
+        self.batch_sizes.append(result["batch_size"])
+        self.batch_sessions.append(result["batch_sessions"])
+        output = ChunkOutput(result["segments"], result["language"],
+                             result["language_probability"], {"model": result["model_s"]})
+        chunk = json.loads(row["chunk"])
+        pending.chunks.append(AssembledChunk(int(row["chunk_index"]), chunk["ranges"], output))
+        if len(pending.chunks) < pending.expected:
+            return None
+        del self._pending[sid]
+        return ok_record(pending.base, pending.chunks)
+
+
+def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
+                   cluster: dict[str, float]) -> Plan:
+    """Actor counts from the cluster's resources and the config's overrides."""
+    gpus = float(cluster.get("GPU", 0.0))
+    cpus = float(cluster.get("CPU", 1.0))
+    device = options.device if options.device != "auto" else ("cuda" if gpus else "cpu")
+    if device == "cuda":
+        if not gpus:
+            raise ScribeError("device is cuda but the Ray cluster has no GPUs")
+        actors = resources.model_actors or int(gpus) * resources.actors_per_gpu
+        gpu_fraction, model_cpus, free_cpus = resources.gpu_fraction(), 0.0, cpus
+    else:
+        actors = resources.model_actors or 1
+        gpu_fraction, model_cpus = 0.0, 1.0
+        free_cpus = cpus - actors * model_cpus
+    preprocess = resources.preprocess_actors or max(1, int(free_cpus // resources.preprocess_cpus))
+    return Plan(device, actors, gpu_fraction, model_cpus, preprocess,
+                actors * gpu_fraction if device == "cuda" else 0.0)
+
+
+def _pipeline(sessions: list[storage.SessionRef], options: TranscribeOptions,
+              resources: ResourceConfig, plan: Plan, n_mels: int) -> Iterator[dict[str, Any]]:
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    from ray_jobs.stages import Preprocessor, Transcriber
+
+    items = [{"session_id": s.session_id, "uri": s.uri, "language": s.language or ""}
+             for s in sessions]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(
+        Preprocessor, batch_size=1, batch_format="numpy",
+        fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model},
+        compute=ActorPoolStrategy(min_size=1, max_size=plan.preprocess_actors),
+        num_cpus=resources.preprocess_cpus,
+    )
+    model_resources = {"num_gpus": plan.model_gpus} if plan.device == "cuda" else {
+        "num_cpus": plan.model_cpus}
+    ds = ds.map_batches(
+        Transcriber, batch_size=resources.model_batch_size, batch_format="numpy",
+        fn_constructor_kwargs={"options": options, "cpu_threads": resources.cpu_threads},
+        compute=ActorPoolStrategy(size=plan.model_actors), **model_resources,
+    )
+    yield from ds.iter_rows()
+
+
+def run_job(config: JobConfig) -> dict[str, Any]:
+    """Transcribe every session of ``config.input`` not yet done; returns the summary."""
+    import ray
+
+    start = time.perf_counter()
+    sessions = storage.list_sessions(config.input)
+    if config.limit:
+        sessions = sessions[: config.limit]
+    storage.clean_stale_temps(config.output)
+    done = {} if config.overwrite else outputs.finished_sessions(
+        config.output, [s.session_id for s in sessions])
+    todo = [s for s in sessions if s.session_id not in done]
+    logger.info("%d sessions, %d already done, %d to transcribe",
+                len(sessions), len(done), len(todo))
+    if not ray.is_initialized():
+        ray.init(logging_level=logging.WARNING)
+    plan = plan_resources(config.transcribe, config.resources, ray.cluster_resources())
+    options = config.transcribe.model_copy(update={"device": plan.device}).resolved()
+    assert options.model is not None
+    n_mels = model_n_mels(resolve_model_path(options.model))
+    logger.info("plan: %s", plan)
+    records, collector = _run(todo, options, config, plan, n_mels)
+    wall = time.perf_counter() - start
+    summary = summarize(
+        records, wall_s=wall, gpus=plan.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
+        skipped=len(done), extra={
+            "model": options.model, "device": plan.device, "plan": plan.__dict__,
+            "mean_batch_size": _mean(collector.batch_sizes),
+            "max_batch_sessions": max(collector.batch_sessions, default=0),
+        })
+    storage.write_atomic(storage.join(config.output, outputs.SUMMARY_FILE),
+                         json.dumps(summary, indent=2))
+    return summary
+
+
+def _run(todo: list[storage.SessionRef], options: TranscribeOptions, config: JobConfig,
+         plan: Plan, n_mels: int) -> tuple[list[dict[str, Any]], SessionCollector]:
+    """Stream rows, write each finished session in the background, return all records."""
+    collector = SessionCollector()
+    records: list[dict[str, Any]] = []
+    if not todo:
+        return records, collector
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers:
+        futures = []
+        for row in _pipeline(todo, options, config.resources, plan, n_mels):
+            record = collector.add(row)
+            if record is not None:
+                records.append(record)
+                futures.append(writers.submit(_write, config.output, record))
+        for future in futures:
+            future.result()
+    return records, collector
+
+
+def _write(output: str, record: dict[str, Any]) -> None:
+    try:
+        outputs.write_session(output, record)
+    except Exception as exc:
+        logger.error("could not write %s: %s", record["session_id"], describe(exc))
+        record.update(status="error", error=f"writing outputs failed: {describe(exc)}")
+
+
+def _mean(values: list[int]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def parse_args(argv: list[str] | None) -> JobConfig:
+    """The job's config from ``--config FILE`` (YAML) overridden by flags."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ray_jobs.transcribe",
+        description="Transcribe every session under --input into --output.")
+    parser.add_argument("--config", help="YAML file with job, transcribe and resources keys")
+    cfg.add_arguments(parser, JobConfig)
+    cfg.add_arguments(parser.add_argument_group("transcription"), TranscribeOptions)
+    cfg.add_arguments(parser.add_argument_group("resources"), ResourceConfig)
+    args = vars(parser.parse_args(argv))
+    base = cfg.load_yaml(args.pop("config")) if args.get("config") else {}
+    args.pop("config", None)
+    if "input" not in args and "input" not in base or "output" not in args and "output" not in base:
+        parser.error("--input and --output are required (as flags or in --config)")
+    config: JobConfig = cfg.build(JobConfig, base, args)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: exit 0 when every session is ok, 1 when any failed, 2 on bad usage."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        config = parse_args(argv)
+        summary = run_job(config)
+    except ScribeError as exc:
+        logger.error("%s", describe(exc))
+        return 2
+    sys.stdout.write(render(summary) + "\n")
+    return 1 if summary["sessions"]["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
