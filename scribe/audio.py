@@ -91,23 +91,22 @@ def decode(
 
 def _decode_stream(container: Any, max_duration_s: float, timeout_s: float) -> DecodedAudio:
     stream = container.streams.audio[0]
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-    max_samples = max_duration_s * SAMPLE_RATE
-    buffer = _Buffer(_initial_capacity(stream, max_samples))
+    resampler = _GroupedResampler()
+    buffer = _Buffer(_initial_capacity(stream, max_duration_s * SAMPLE_RATE))
     warnings: list[str] = []
     deadline = time.monotonic() + timeout_s
+    decoded_s = 0.0
     try:
         for frame in _frames(container, stream, warnings):
-            for out in resampler.resample(frame):
-                buffer.append(out.to_ndarray().reshape(-1))
-            if buffer.size > max_samples:
+            decoded_s += frame.samples / (frame.sample_rate or SAMPLE_RATE)
+            if decoded_s > max_duration_s:
                 raise UnsupportedAudioError(
                     f"audio is longer than the limit of {max_duration_s:.0f} s"
                 )
             if time.monotonic() > deadline:
                 raise DecodeTimeoutError(f"decoding took longer than {timeout_s:.0f} s")
-        for out in resampler.resample(None):
-            buffer.append(out.to_ndarray().reshape(-1))
+            resampler.push(frame, buffer)
+        resampler.flush(buffer)
     except (av.FFmpegError, ValueError) as exc:
         if buffer.size == 0:
             raise AudioDecodeError(f"audio stream could not be decoded ({_reason(exc)})") from exc
@@ -118,6 +117,40 @@ def _decode_stream(container: Any, max_duration_s: float, timeout_s: float) -> D
     return DecodedAudio(
         buffer.view(), stream.rate or 0, stream.channels or 0, codec, warnings
     )
+
+
+class _GroupedResampler:
+    """Resample to 16 kHz mono in groups of frames: one call per ~10 s of audio instead of
+    one per codec frame (an MP3 frame is 26 ms) makes decoding about 1.5x faster."""
+
+    _GROUP_SAMPLES = 1 << 19
+
+    def __init__(self) -> None:
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self._fifo = av.AudioFifo()
+
+    def push(self, frame: Any, buffer: _Buffer) -> None:
+        frame.pts = None  # the FIFO checks timestamps for gaps; position is all we need
+        try:
+            self._fifo.write(frame)
+        except ValueError:  # the stream changed rate or layout mid-way: drain, start anew
+            self._drain(buffer)
+            self._fifo = av.AudioFifo()
+            self._fifo.write(frame)
+        if self._fifo.samples >= self._GROUP_SAMPLES:
+            self._drain(buffer)
+
+    def flush(self, buffer: _Buffer) -> None:
+        self._drain(buffer)
+        for out in self._resampler.resample(None):
+            buffer.append(out.to_ndarray()[0])
+
+    def _drain(self, buffer: _Buffer) -> None:
+        group = self._fifo.read()
+        if group is None:
+            return
+        for out in self._resampler.resample(group):
+            buffer.append(out.to_ndarray()[0])
 
 
 def _frames(container: Any, stream: Any, warnings: list[str]) -> Any:
@@ -139,7 +172,9 @@ def _initial_capacity(stream: Any, max_samples: float) -> int:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
+    """A short reason, without the file path FFmpeg appends (a server's temp path must not
+    reach a client's error message)."""
+    text = getattr(exc, "strerror", None) or str(exc).strip() or exc.__class__.__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 

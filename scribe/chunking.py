@@ -36,6 +36,7 @@ def make_chunks(
     ``origin`` is where ``samples`` starts in the session (samples cut by trimming), added
     to each segment so they refer to the session's own timeline.
     """
+    speech = _split_long(speech, chunk_length_s * SAMPLE_RATE)
     if not speech:
         return []
     pieces, metadata = collect_chunks(samples, speech, max_duration=chunk_length_s)
@@ -48,9 +49,19 @@ def make_chunks(
             duration_s=float(meta["duration"]),
             segments=[{"start": r["start"] + origin, "end": r["end"] + origin} for r in ranges],
         )
-        for i, (piece, meta, ranges) in enumerate(zip(pieces, metadata, owners, strict=True))
-        if len(piece)
+        for i, (piece, meta, ranges) in enumerate(
+            (p, m, r) for p, m, r in zip(pieces, metadata, owners, strict=True) if len(p))
     ]
+
+
+def _split_long(speech: list[SampleRange], limit: int) -> list[SampleRange]:
+    """Ranges no longer than ``limit`` samples: a longer one would be cut to the model's
+    window later and its tail silently lost."""
+    out: list[SampleRange] = []
+    for r in speech:
+        out.extend({"start": s, "end": min(s + limit, r["end"])}
+                   for s in range(r["start"], r["end"], limit))
+    return out
 
 
 def _ranges_by_chunk(speech: list[SampleRange], offsets: list[int]) -> list[list[SampleRange]]:

@@ -134,11 +134,6 @@ def test_fixed_windows_chunk_one_to_one(samples: np.ndarray) -> None:
     assert sum(len(c.samples) for c in out) == len(samples)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: make_chunks passes a speech range longer than chunk_length_s through as "
-    "one over-long chunk (later cut to 30 s by stack_padded, losing the rest), and "
-    "when the first range is the long one, faster-whisper's collect_chunks emits an empty "
-    "first piece that make_chunks drops, so chunk indices start at 1"))
 def test_a_range_longer_than_the_limit_is_split(samples: np.ndarray) -> None:
     ranges = [{"start": 0, "end": 40 * SR}, {"start": 41 * SR, "end": 45 * SR}]
     out = make_chunks(samples, ranges, OPTIONS.chunk_length_s)
@@ -148,8 +143,8 @@ def test_a_range_longer_than_the_limit_is_split(samples: np.ndarray) -> None:
 
 
 def test_a_range_longer_than_the_limit_keeps_its_audio(samples: np.ndarray) -> None:
-    # What holds today even with the bug above: nothing is lost at the chunking stage.
     ranges = [{"start": 0, "end": 40 * SR}, {"start": 41 * SR, "end": 45 * SR}]
     out = make_chunks(samples, ranges, OPTIONS.chunk_length_s)
-    assert [r for c in out for r in c.segments] == ranges
+    assert [r for c in out for r in c.segments] == [
+        {"start": 0, "end": 30 * SR}, {"start": 30 * SR, "end": 40 * SR}, ranges[1]]
     assert sum(len(c.samples) for c in out) == 44 * SR
