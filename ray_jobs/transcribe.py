@@ -107,15 +107,15 @@ def _pipeline(sessions: list[storage.SessionRef], options: TranscribeOptions,
 
     items = [{"session_id": s.session_id, "uri": s.uri, "language": s.language or ""}
              for s in sessions]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
         Preprocessor, batch_size=1, batch_format="numpy",
         fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model},
         compute=ActorPoolStrategy(min_size=1, max_size=plan.preprocess_actors),
         num_cpus=resources.preprocess_cpus,
     )
-    model_resources = {"num_gpus": plan.model_gpus} if plan.device == "cuda" else {
-        "num_cpus": plan.model_cpus}
+    model_resources: dict[str, Any] = (
+        {"num_gpus": plan.model_gpus} if plan.device == "cuda" else {"num_cpus": plan.model_cpus})
     ds = ds.map_batches(
         Transcriber, batch_size=resources.model_batch_size, batch_format="numpy",
         fn_constructor_kwargs={"options": options, "cpu_threads": resources.cpu_threads},
@@ -140,7 +140,8 @@ def run_job(config: JobConfig) -> dict[str, Any]:
                 len(sessions), len(done), len(todo))
     if not ray.is_initialized():
         ray.init(logging_level=logging.WARNING)
-    plan = plan_resources(config.transcribe, config.resources, ray.cluster_resources())
+    plan = plan_resources(config.transcribe, config.resources,
+                          ray.cluster_resources())  # type: ignore[no-untyped-call]
     options = config.transcribe.model_copy(update={"device": plan.device}).resolved()
     assert options.model is not None
     n_mels = model_n_mels(resolve_model_path(options.model))

@@ -214,4 +214,4 @@ def trim_silence(
 
 def _rms_db(samples: Audio) -> float:
     power = float(np.mean(np.square(samples, dtype=np.float64)))
-    return 10.0 * np.log10(max(power, 1e-20))
+    return float(10.0 * np.log10(max(power, 1e-20)))

@@ -146,8 +146,8 @@ class JobConfig(_Frozen):
         0.42, ge=0, description="price of one GPU-hour, for the cost report (RTX 3090 on Vast.ai)"
     )
     limit: int | None = Field(None, ge=1, description="transcribe at most this many sessions")
-    transcribe: TranscribeOptions = TranscribeOptions()
-    resources: ResourceConfig = ResourceConfig()
+    transcribe: TranscribeOptions = Field(default_factory=TranscribeOptions)
+    resources: ResourceConfig = Field(default_factory=ResourceConfig)
 
 
 _GROUPS: dict[str, type[_Frozen]] = {
@@ -171,7 +171,7 @@ def _scalar_type(annotation: Any) -> Any:
     return annotation
 
 
-def add_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+def add_arguments(parser: argparse._ActionsContainer, model: type[BaseModel]) -> None:
     """Add one ``--flag`` per field of ``model``; unset flags stay out of the namespace."""
     for name, field in model.model_fields.items():
         if name in _GROUPS:
