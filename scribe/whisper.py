@@ -214,6 +214,7 @@ class WhisperEngine:
                 "tokens": list(sub["tokens"]), "avg_logprob": result["avg_logprob"],
                 "no_speech_prob": result["no_speech_prob"],
                 "compression_ratio": get_compression_ratio(text),
+                "seek": int(item.offset_s * self.model.frames_per_second),
             })
         return segments
 
