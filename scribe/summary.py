@@ -62,9 +62,11 @@ def render(summary: dict[str, Any]) -> str:
     ]
     per_hour = summary["cost_per_audio_hour_usd"]
     if per_hour is not None:
+        held = (f"{summary['gpus']:g} GPUs" if summary["gpus"]
+                else "no GPU: billed as one machine at that price")
         lines.append(
             f"cost: ${summary['cost_usd']:.4f} at ${summary['gpu_hourly_usd']:.2f}/GPU-h "
-            f"({summary['gpus']:g} GPUs) = ${per_hour:.4f} per audio hour "
+            f"({held}) = ${per_hour:.4f} per audio hour "
             f"(OpenAI API: ${summary['openai_cost_per_audio_hour_usd']:.2f})")
     lines += [f"FAILED {f['session_id']}: {f['error']}" for f in summary["failures"]]
     return "\n".join(lines)

@@ -48,3 +48,22 @@ def test_options(tiny_model: str) -> TranscribeOptions:
     """Fast, deterministic options for the test model: greedy, few tokens per chunk."""
     return TranscribeOptions(model=tiny_model, device="cpu", compute_type="int8",
                              beam_size=1, max_new_tokens=8)
+
+
+def _cuda_devices() -> int:
+    try:
+        import ctranslate2
+
+        return int(ctranslate2.get_cuda_device_count())
+    except Exception:  # a broken CUDA install counts as no GPU: the gpu tests say why
+        return 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the ``gpu`` tier, with the reason, where CTranslate2 sees no CUDA device."""
+    if _cuda_devices():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device visible to CTranslate2")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

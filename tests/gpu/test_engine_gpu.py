@@ -1,0 +1,25 @@
+"""The engine on a CUDA GPU: float16 and int8_float16 load and batch. Skipped without one."""
+
+from __future__ import annotations
+
+import pytest
+
+from scribe.config import TranscribeOptions
+from scribe.preprocess import preprocess
+from scribe.whisper import ChunkInput, WhisperEngine
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("compute_type", ["float16", "int8_float16"])
+def test_engine_batches_on_cuda(tiny_model: str, compute_type: str) -> None:
+    options = TranscribeOptions(model=tiny_model, device="cuda", compute_type=compute_type,
+                                beam_size=1, max_new_tokens=8, language="en")
+    engine = WhisperEngine(options)
+    prepared = preprocess("examples/sessions/multilingual.mp3", options, engine.n_mels)
+    items = [ChunkInput(c.features, c.offset_s, c.duration_s, group="m")
+             for c in prepared.chunks]
+    outputs = engine.transcribe(items * 4)
+    assert len(outputs) == 4 * len(items)
+    assert [o.segments for o in outputs[: len(items)]] == [
+        o.segments for o in outputs[len(items): 2 * len(items)]]
