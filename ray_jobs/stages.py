@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from scribe.config import TranscribeOptions
 from scribe.errors import EmptyAudioError, ScribeError, describe
-from scribe.preprocess import PreparedSession, preprocess
+from scribe.preprocess import AnalysedSession, analyse, iter_chunks
 from scribe.storage import open_input, resolve
 from scribe.whisper import ChunkInput, WhisperEngine
 
@@ -33,47 +34,73 @@ def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> Batch:
 
 
 class Preprocessor:
-    """CPU stage: one session in, its chunks out (or one error row)."""
+    """CPU stage: one session in, its chunks out in blocks (or one error row).
+
+    A generator: a 3-hour session's ~360 chunks leave in blocks of ``ROWS_PER_BLOCK`` as
+    their features are computed, so the actor never holds them all."""
+
+    ROWS_PER_BLOCK = 16
 
     def __init__(self, options: TranscribeOptions, n_mels: int, model: str) -> None:
         self.options = options
         self.n_mels = n_mels
         self.model = model
 
-    def __call__(self, batch: Batch) -> Batch:
-        rows: list[dict[str, Any]] = []
+    def __call__(self, batch: Batch) -> Iterator[Batch]:
         for sid, uri, language in zip(batch["session_id"], batch["uri"], batch["language"],
                                       strict=True):
-            rows.extend(self._session_rows(str(sid), str(uri), str(language) or None))
-        return _columns(rows, CHUNK_COLUMNS)
+            for rows in self._session_blocks(str(sid), str(uri), str(language) or None):
+                yield _columns(rows, CHUNK_COLUMNS)
 
-    def _session_rows(self, sid: str, uri: str, language: str | None) -> list[dict[str, Any]]:
+    def _session_blocks(self, sid: str, uri: str, language: str | None
+                        ) -> Iterator[list[dict[str, Any]]]:
         base: dict[str, Any] = {"session_id": sid, "uri": uri, "model": self.model,
                                 "language": language}
         try:
-            prepared = self._prepare(uri)
+            session = self._analyse(uri)
         except Exception as exc:  # any failure is this session's error record, never the job's
-            if not isinstance(exc, ScribeError):
-                logger.exception("unexpected error preprocessing session %s", sid)
-            return [_row(base, "error", describe(exc))]
-        base.update(duration_s=prepared.duration_s, speech_duration_s=prepared.speech_duration_s,
-                    timings=prepared.timings, warnings=prepared.warnings, source=prepared.source)
-        if not prepared.chunks:
-            return [_row(base, "ok", "")]
-        return [
-            _row(base, "ok", "", index=c.index, n_chunks=len(prepared.chunks),
-                 features=c.features, chunk={"offset_s": c.offset_s, "duration_s": c.duration_s,
-                                             "ranges": c.segments})
-            for c in prepared.chunks
-        ]
+            yield [_error_row(base, exc)]
+            return
+        base.update(duration_s=session.duration_s, speech_duration_s=session.speech_duration_s,
+                    timings=dict(session.timings), warnings=session.warnings,
+                    source=session.source)
+        if not session.plans:
+            yield [_row(base, "ok", "")]
+            return
+        try:
+            yield from self._chunk_blocks(base, session)
+        except Exception as exc:
+            yield [_error_row(base, exc)]
 
-    def _prepare(self, uri: str) -> PreparedSession:
+    def _chunk_blocks(self, base: dict[str, Any], session: AnalysedSession
+                      ) -> Iterator[list[dict[str, Any]]]:
+        rows: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        for c in iter_chunks(session, self.n_mels):
+            chunk = {"offset_s": c.offset_s, "duration_s": c.duration_s, "ranges": c.segments,
+                     "features_s": time.perf_counter() - started}
+            rows.append(_row(base, "ok", "", index=c.index, n_chunks=len(session.plans),
+                             features=c.features, chunk=chunk))
+            if len(rows) == self.ROWS_PER_BLOCK:
+                yield rows
+                rows = []
+            started = time.perf_counter()
+        if rows:
+            yield rows
+
+    def _analyse(self, uri: str) -> AnalysedSession:
         fs, path = resolve(uri)
-        size = fs.get_file_info(path).size
-        if size == 0:
+        if fs.get_file_info(path).size == 0:
             raise EmptyAudioError("the file is empty (0 bytes)")
         with open_input(uri) as source:
-            return preprocess(source, self.options, self.n_mels)
+            return analyse(source, self.options)
+
+
+def _error_row(base: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    if not isinstance(exc, ScribeError):
+        logger.error("unexpected error preprocessing session %s", base["session_id"],
+                     exc_info=exc)
+    return _row(base, "error", describe(exc))
 
 
 def _row(base: dict[str, Any], status: str, error: str, *, index: int = -1, n_chunks: int = 0,

@@ -47,6 +47,7 @@ class _Pending:
     expected: int
     base: dict[str, Any]
     chunks: list[AssembledChunk] = field(default_factory=list)
+    features_s: float = 0.0
 
 
 class SessionCollector:
@@ -54,16 +55,22 @@ class SessionCollector:
 
     def __init__(self) -> None:
         self._pending: dict[str, _Pending] = {}
+        self._failed: set[str] = set()
         self.batch_sizes: list[int] = []
         self.batch_sessions: list[int] = []
 
     def add(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        sid = row["session_id"]
+        if sid in self._failed:
+            return None
         base = json.loads(row["session"])
         if row["status"] != "ok":
+            # a session can fail after some of its chunks left: drop them, report once
+            self._failed.add(sid)
+            self._pending.pop(sid, None)
             return error_record(base, row["error"])
         if int(row["n_chunks"]) == 0:
             return ok_record(base, [])
-        sid = row["session_id"]
         pending = self._pending.setdefault(sid, _Pending(int(row["n_chunks"]), base))
         result = json.loads(row["result"])
         self.batch_sizes.append(result["batch_size"])
@@ -71,11 +78,19 @@ class SessionCollector:
         output = ChunkOutput(result["segments"], result["language"],
                              result["language_probability"], {"model": result["model_s"]})
         chunk = json.loads(row["chunk"])
+        pending.features_s += chunk["features_s"]
         pending.chunks.append(AssembledChunk(int(row["chunk_index"]), chunk["ranges"], output))
         if len(pending.chunks) < pending.expected:
             return None
         del self._pending[sid]
+        pending.base["timings"]["features"] = pending.features_s
         return ok_record(pending.base, pending.chunks)
+
+    def incomplete(self) -> list[dict[str, Any]]:
+        """Error records for sessions whose chunks did not all come back (none should)."""
+        return [error_record(p.base, f"incomplete: {len(p.chunks)} of {p.expected} chunks "
+                             "came back from the model stage")
+                for p in self._pending.values()]
 
 
 def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
@@ -174,6 +189,9 @@ def _run(todo: list[storage.SessionRef], options: TranscribeOptions, config: Job
             if record is not None:
                 records.append(record)
                 futures.append(writers.submit(_write, config.output, record))
+        for record in collector.incomplete():
+            records.append(record)
+            futures.append(writers.submit(_write, config.output, record))
         for future in futures:
             future.result()
     return records, collector

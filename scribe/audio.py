@@ -178,12 +178,18 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def peak_normalize(samples: Audio, peak: float = 0.95) -> Audio:
-    """Scale so the loudest sample is at ``peak``; near-silent audio is left as it is."""
-    loudest = float(np.max(np.abs(samples))) if len(samples) else 0.0
+def peak_normalize(samples: Audio, peak: float = 0.95, *, in_place: bool = False) -> Audio:
+    """Scale so the loudest sample is at ``peak``; near-silent audio is left as it is.
+
+    ``in_place`` scales ``samples`` itself: a 3-hour session is not copied."""
+    loudest = float(max(samples.max(initial=0.0), -samples.min(initial=0.0)))
     if loudest < 1e-4:
         return samples
-    return (samples * np.float32(peak / loudest)).astype(np.float32, copy=False)
+    gain = np.float32(peak / loudest)
+    if in_place:
+        samples *= gain
+        return samples
+    return samples * gain
 
 
 def trim_silence(

@@ -10,11 +10,26 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+import numpy as np
 from faster_whisper.vad import collect_chunks
 
 from scribe.audio import Audio
 from scribe.config import SAMPLE_RATE
 from scribe.vad import SampleRange
+
+_NO_AUDIO: Audio = np.zeros(0, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Where one chunk's speech lies: ranges on the session's timeline, and its place on the
+    collapsed timeline. Planning needs no samples, so a long session's chunks can be built
+    one at a time."""
+
+    index: int
+    offset_s: float
+    duration_s: float
+    segments: list[SampleRange]
 
 
 @dataclass(frozen=True)
@@ -28,40 +43,46 @@ class AudioChunk:
     segments: list[SampleRange]
 
 
-def make_chunks(
-    samples: Audio, speech: list[SampleRange], chunk_length_s: int, *, origin: int = 0
-) -> list[AudioChunk]:
-    """Chunks of ``samples`` holding the ``speech`` ranges; none when there is no speech.
+def plan_chunks(
+    speech: list[SampleRange], chunk_length_s: int, *, origin: int = 0
+) -> list[ChunkPlan]:
+    """Pack ``speech`` ranges into chunks of at most ``chunk_length_s`` seconds.
 
-    ``origin`` is where ``samples`` starts in the session (samples cut by trimming), added
-    to each segment so they refer to the session's own timeline.
+    ``origin`` is where the analysed samples start in the session (samples cut by
+    trimming); it is added to each range so plans refer to the session's own timeline.
     """
     speech = _split_long(speech, chunk_length_s * SAMPLE_RATE)
     if not speech:
         return []
-    pieces, metadata = collect_chunks(samples, speech, max_duration=chunk_length_s)
+    # faster-whisper's packing, run on ranges alone (an empty signal): same offsets and
+    # durations as its batched pipeline, without materialising every chunk's audio.
+    _, metadata = collect_chunks(_NO_AUDIO, speech, max_duration=chunk_length_s)
     owners = _ranges_by_chunk(speech, [int(round(m["offset"] * SAMPLE_RATE)) for m in metadata])
+    kept = [(m, r) for m, r in zip(metadata, owners, strict=True) if r]
     return [
-        AudioChunk(
-            index=i,
-            samples=piece,
-            offset_s=float(meta["offset"]),
-            duration_s=float(meta["duration"]),
-            segments=[{"start": r["start"] + origin, "end": r["end"] + origin} for r in ranges],
-        )
-        for i, (piece, meta, ranges) in enumerate(
-            (p, m, r) for p, m, r in zip(pieces, metadata, owners, strict=True) if len(p))
+        ChunkPlan(index=i, offset_s=float(meta["offset"]), duration_s=float(meta["duration"]),
+                  segments=[{"start": r["start"] + origin, "end": r["end"] + origin}
+                            for r in ranges])
+        for i, (meta, ranges) in enumerate(kept)
     ]
 
 
-def _split_long(speech: list[SampleRange], limit: int) -> list[SampleRange]:
-    """Ranges no longer than ``limit`` samples: a longer one would be cut to the model's
-    window later and its tail silently lost."""
-    out: list[SampleRange] = []
-    for r in speech:
-        out.extend({"start": s, "end": min(s + limit, r["end"])}
-                   for s in range(r["start"], r["end"], limit))
-    return out
+def chunk_samples(samples: Audio, plan: ChunkPlan, *, origin: int = 0) -> Audio:
+    """The chunk's audio: its speech ranges of ``samples`` (which start at ``origin``)."""
+    pieces = [samples[r["start"] - origin: r["end"] - origin] for r in plan.segments]
+    joined: Audio = np.concatenate(pieces) if len(pieces) > 1 else pieces[0].copy()
+    return joined
+
+
+def make_chunks(
+    samples: Audio, speech: list[SampleRange], chunk_length_s: int, *, origin: int = 0
+) -> list[AudioChunk]:
+    """Every chunk of ``samples`` with its audio; none when there is no speech."""
+    return [
+        AudioChunk(p.index, chunk_samples(samples, p, origin=origin), p.offset_s,
+                   p.duration_s, p.segments)
+        for p in plan_chunks(speech, chunk_length_s, origin=origin)
+    ]
 
 
 def _ranges_by_chunk(speech: list[SampleRange], offsets: list[int]) -> list[list[SampleRange]]:
@@ -74,3 +95,13 @@ def _ranges_by_chunk(speech: list[SampleRange], offsets: list[int]) -> list[list
         owners[bisect.bisect_right(offsets, collapsed) - 1].append(r)
         collapsed += r["end"] - r["start"]
     return owners
+
+
+def _split_long(speech: list[SampleRange], limit: int) -> list[SampleRange]:
+    """Ranges no longer than ``limit`` samples: a longer one would be cut to the model's
+    window later and its tail silently lost."""
+    out: list[SampleRange] = []
+    for r in speech:
+        out.extend({"start": s, "end": min(s + limit, r["end"])}
+                   for s in range(r["start"], r["end"], limit))
+    return out

@@ -1,7 +1,9 @@
 """A session's whole CPU side: decode, trim, normalise, VAD, chunk, features.
 
-One pure function, :func:`preprocess`, that the batch job's CPU actors and the online
-service's preprocessing deployment both call.
+Two steps so a long session never holds all its features at once: :func:`analyse`
+(decode to VAD, and the chunk plan) then :func:`iter_chunks` (each chunk's features, built
+as they are consumed). :func:`preprocess` does both eagerly, for short inputs and tests.
+The batch job's CPU actors and the online service's preprocessing deployment call these.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from scribe.audio import decode, peak_normalize, trim_silence
-from scribe.chunking import make_chunks
+from scribe.audio import Audio, decode, peak_normalize, trim_silence
+from scribe.chunking import ChunkPlan, chunk_samples, plan_chunks
 from scribe.config import SAMPLE_RATE, TranscribeOptions
 from scribe.features import Features, log_mel
 from scribe.vad import SampleRange, speech_ranges
@@ -31,6 +33,23 @@ class PreparedChunk:
 
 
 @dataclass
+class AnalysedSession:
+    """A decoded session and its chunk plan; features not computed yet."""
+
+    samples: Audio
+    origin: int
+    plans: list[ChunkPlan]
+    duration_s: float
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def speech_duration_s(self) -> float:
+        return sum(p.duration_s for p in self.plans)
+
+
+@dataclass
 class PreparedSession:
     """Everything the model stage and the assembler need to know about one session."""
 
@@ -42,51 +61,35 @@ class PreparedSession:
     source: dict[str, Any] = field(default_factory=dict)
 
 
-class _Stopwatch:
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+@contextmanager
+def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def preprocess(
-    source: str | BinaryIO | Any, options: TranscribeOptions, n_mels: int
-) -> PreparedSession:
-    """Turn one recording into model-ready chunks. Raises the engine's audio errors."""
-    watch = _Stopwatch()
-    with watch.stage("decode"):
+def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> AnalysedSession:
+    """Decode, trim, normalise and find speech; plan the chunks. Raises the audio errors."""
+    timings: dict[str, float] = {}
+    with _stage(timings, "decode"):
         decoded = decode(
             source, max_duration_s=options.max_duration_s, timeout_s=options.decode_timeout_s
         )
-    samples = decoded.samples
-    with watch.stage("trim"):
-        start, end = trim_silence(samples, options.trim_threshold_db) if options.trim_silence \
-            else (0, len(samples))
-        kept = samples[start:end]
+    with _stage(timings, "trim"):
+        start, end = (trim_silence(decoded.samples, options.trim_threshold_db)
+                      if options.trim_silence else (0, len(decoded.samples)))
+        kept = decoded.samples[start:end]
         if options.normalize:
-            kept = peak_normalize(kept)
-    with watch.stage("vad"):
+            peak_normalize(kept, in_place=True)
+    with _stage(timings, "vad"):
         speech = speech_ranges(kept, options)
-    with watch.stage("chunk"):
-        chunks = make_chunks(kept, speech, options.chunk_length_s, origin=start)
-    with watch.stage("features"):
-        prepared = [
-            PreparedChunk(c.index, log_mel(c.samples, n_mels), c.offset_s, c.duration_s,
-                          c.segments)
-            for c in chunks
-        ]
-    return PreparedSession(
-        duration_s=decoded.duration_s,
-        speech_duration_s=sum(c.duration_s for c in chunks),
-        chunks=prepared,
-        timings=watch.timings,
-        warnings=decoded.warnings,
+    with _stage(timings, "chunk"):
+        plans = plan_chunks(speech, options.chunk_length_s, origin=start)
+    return AnalysedSession(
+        samples=kept, origin=start, plans=plans, duration_s=decoded.duration_s,
+        timings=timings, warnings=decoded.warnings,
         source={
             "sample_rate": decoded.source_sample_rate,
             "channels": decoded.source_channels,
@@ -94,4 +97,28 @@ def preprocess(
             "trimmed_start_s": start / SAMPLE_RATE,
             "trimmed_end_s": end / SAMPLE_RATE,
         },
+    )
+
+
+def iter_chunks(session: AnalysedSession, n_mels: int) -> Iterator[PreparedChunk]:
+    """Each planned chunk with its log-mel features, computed when it is asked for."""
+    session.timings.setdefault("features", 0.0)
+    for plan in session.plans:
+        with _stage(session.timings, "features"):
+            features = log_mel(chunk_samples(session.samples, plan, origin=session.origin),
+                               n_mels)
+        yield PreparedChunk(plan.index, features, plan.offset_s, plan.duration_s,
+                            plan.segments)
+
+
+def preprocess(
+    source: str | BinaryIO | Any, options: TranscribeOptions, n_mels: int
+) -> PreparedSession:
+    """Turn one recording into model-ready chunks, all at once."""
+    session = analyse(source, options)
+    chunks = list(iter_chunks(session, n_mels))
+    return PreparedSession(
+        duration_s=session.duration_s, speech_duration_s=session.speech_duration_s,
+        chunks=chunks, timings=session.timings, warnings=session.warnings,
+        source=session.source,
     )

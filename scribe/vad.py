@@ -9,6 +9,11 @@ from scribe.config import SAMPLE_RATE, TranscribeOptions
 
 SampleRange = dict[str, int]
 
+# Silero runs on windows of this length. faster-whisper's VAD copies the whole signal twice
+# (padding, then framing with context), which for a 3-hour session is ~1.5 GB; per window
+# it is ~80 MB. Ranges are contiguous across a window edge; the model's state restarts there.
+VAD_WINDOW_S = 600
+
 
 def vad_options(options: TranscribeOptions) -> VadOptions:
     """The Silero options for ``options``; chunks never exceed the model's 30 s window."""
@@ -24,9 +29,12 @@ def speech_ranges(samples: Audio, options: TranscribeOptions) -> list[SampleRang
     """Speech as ``{"start", "end"}`` sample ranges; fixed windows when VAD is off."""
     if not options.vad_filter:
         return fixed_windows(len(samples), options.chunk_length_s)
-    if len(samples) == 0:
-        return []
-    ranges: list[SampleRange] = get_speech_timestamps(samples, vad_options(options))
+    vad = vad_options(options)
+    step = VAD_WINDOW_S * SAMPLE_RATE
+    ranges: list[SampleRange] = []
+    for start in range(0, len(samples), step):
+        found = get_speech_timestamps(samples[start:start + step], vad)
+        ranges.extend({"start": r["start"] + start, "end": r["end"] + start} for r in found)
     return ranges
 
 
