@@ -46,8 +46,9 @@ class Plan:
 class _Pending:
     expected: int
     base: dict[str, Any]
-    chunks: list[AssembledChunk] = field(default_factory=list)
-    features_s: float = 0.0
+    # by chunk index: a retried task may deliver a chunk twice; it must count once
+    chunks: dict[int, AssembledChunk] = field(default_factory=dict)
+    features_s: dict[int, float] = field(default_factory=dict)
 
 
 class SessionCollector:
@@ -78,13 +79,14 @@ class SessionCollector:
         output = ChunkOutput(result["segments"], result["language"],
                              result["language_probability"], {"model": result["model_s"]})
         chunk = json.loads(row["chunk"])
-        pending.features_s += chunk["features_s"]
-        pending.chunks.append(AssembledChunk(int(row["chunk_index"]), chunk["ranges"], output))
+        index = int(row["chunk_index"])
+        pending.features_s[index] = chunk["features_s"]
+        pending.chunks[index] = AssembledChunk(index, chunk["ranges"], output)
         if len(pending.chunks) < pending.expected:
             return None
         del self._pending[sid]
-        pending.base["timings"]["features"] = pending.features_s
-        return ok_record(pending.base, pending.chunks)
+        pending.base["timings"]["features"] = sum(pending.features_s.values())
+        return ok_record(pending.base, list(pending.chunks.values()))
 
     def incomplete(self) -> list[dict[str, Any]]:
         """Error records for sessions whose chunks did not all come back (none should)."""

@@ -1,0 +1,58 @@
+"""The driver-side assembler: sessions complete once, whatever order or repeats chunks have."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ray_jobs.transcribe import SessionCollector
+
+pytestmark = pytest.mark.unit
+
+
+def _row(sid: str, index: int, n: int, *, status: str = "ok", text: str = "hi") -> dict[str, Any]:
+    start = index * 16_000 * 10
+    seg = {"start": index * 10.0, "end": index * 10.0 + 5.0, "text": text, "tokens": [1],
+           "avg_logprob": -0.5, "no_speech_prob": 0.1, "compression_ratio": 1.0}
+    base = {"session_id": sid, "uri": f"/x/{sid}.wav", "duration_s": 10.0 * n,
+            "speech_duration_s": 5.0 * n, "timings": {"decode": 0.1}, "warnings": [],
+            "source": {}, "model": "m", "language": None}
+    return {"session_id": sid, "chunk_index": index, "n_chunks": n, "status": status,
+            "error": "audio_decode_error: boom" if status == "error" else "",
+            "session": json.dumps(base),
+            "chunk": json.dumps({"offset_s": index * 10.0, "duration_s": 10.0,
+                                 "ranges": [{"start": start, "end": start + 160_000}],
+                                 "features_s": 0.01}),
+            "result": json.dumps({"segments": [seg], "language": "en",
+                                  "language_probability": 1.0, "model_s": 0.2,
+                                  "batch_size": 4, "batch_sessions": 2})}
+
+
+def test_out_of_order_and_repeated_chunks_complete_once() -> None:
+    collector = SessionCollector()
+    rows = [_row("a", 2, 3), _row("a", 0, 3), _row("a", 0, 3), _row("b", 0, 1), _row("a", 1, 3)]
+    done = [r for r in map(collector.add, rows) if r is not None]
+    assert [r["session_id"] for r in done] == ["b", "a"]
+    a = done[1]
+    assert [s["start"] for s in a["segments"]] == [0.0, 10.0, 20.0], "no duplicate segments"
+    assert a["timings"]["features"] == pytest.approx(0.03)
+    assert a["timings"]["model"] == pytest.approx(0.6)
+    assert collector.incomplete() == []
+
+
+def test_a_failure_after_some_chunks_is_reported_once_and_later_chunks_ignored() -> None:
+    collector = SessionCollector()
+    assert collector.add(_row("a", 0, 3)) is None
+    failed = collector.add(_row("a", -1, 0, status="error"))
+    assert failed is not None and failed["status"] == "error" and "boom" in failed["error"]
+    assert collector.add(_row("a", 1, 3)) is None and collector.add(_row("a", 2, 3)) is None
+    assert collector.incomplete() == []
+
+
+def test_missing_chunks_are_reported_not_dropped() -> None:
+    collector = SessionCollector()
+    collector.add(_row("a", 0, 2))
+    (lost,) = collector.incomplete()
+    assert lost["status"] == "error" and "1 of 2 chunks" in lost["error"]
