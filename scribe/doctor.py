@@ -1,0 +1,385 @@
+"""Preflight: find in a second what would otherwise fail twenty seconds into inference.
+
+Each check is a function returning a :class:`CheckResult` (ok, warn or fail, what is wrong,
+and the command that fixes it), so each can be tested alone and the job, ``scribe
+doctor`` and a remote node run the same ones. Nothing here loads a model or touches a GPU
+beyond asking NVML and the dynamic loader.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+import mmap
+import os
+import re
+import shutil
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from scribe import packing
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["ok", "warn", "fail"]
+Device = Literal["auto", "cuda", "cpu"]
+CONNECT_TIMEOUT_S = 1.0
+# CTranslate2 4.x wheels are built against CUDA 12 (the driver must support at least it).
+MIN_CUDA_DRIVER = 12000
+HF_HOST = "huggingface.co"
+
+# The pip wheel that ships each library CTranslate2 may open, for the fix line.
+_WHEELS = {"libcublas": ("nvidia-cublas-cu12", "nvidia.cublas"),
+           "libcudnn": ("nvidia-cudnn-cu12==9.*", "nvidia.cudnn")}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome: ``fix`` is a command (or step) that makes it pass."""
+
+    name: str
+    status: Status
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        tag = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}[self.status]
+        return f"{tag} {self.name}: {self.message}" + (f"  -> fix: {self.fix}" if self.fix else "")
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _ok(name: str, message: str) -> CheckResult:
+    return CheckResult(name, "ok", message)
+
+
+# ------------------------------------------------------------------------------ GPU
+
+
+def _gpu_needed(device: Device, gpus: Sequence[packing.GpuInfo]) -> bool:
+    return device == "cuda" or (device == "auto" and bool(gpus))
+
+
+def check_gpu(device: Device, gpus: Sequence[packing.GpuInfo] | None = None) -> CheckResult:
+    """A GPU is visible to NVML: required for ``cuda``, expected for ``auto``."""
+    gpus = packing.read_gpus() if gpus is None else gpus
+    if device == "cpu":
+        return _ok("gpu", "device=cpu: no GPU needed")
+    if gpus:
+        names = ", ".join(f"{g.index}: {g.name} {g.total / packing.GiB:.0f} GiB" for g in gpus)
+        return _ok("gpu", f"{len(gpus)} visible ({names})")
+    fix = ("run `nvidia-smi`; in Docker start the container with --gpus all; "
+           "`pip install nvidia-ml-py` (the gpu extra) for NVML")
+    if device == "auto":
+        return CheckResult("gpu", "warn", "no GPU visible: device=auto will run on CPU", fix)
+    return CheckResult("gpu", "fail", "no GPU visible but device=cuda", fix)
+
+
+def nvml_driver() -> tuple[str, int] | None:
+    """The driver's version and the newest CUDA it supports (12040 = 12.4), or None."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no nvidia-ml-py, or no libnvidia-ml: both mean "no driver here"
+        return None
+    try:
+        version = pynvml.nvmlSystemGetDriverVersion()
+        cuda = int(pynvml.nvmlSystemGetCudaDriverVersion())
+    finally:
+        pynvml.nvmlShutdown()
+    return (version.decode() if isinstance(version, bytes) else str(version)), cuda
+
+
+def check_driver(device: Device, driver: tuple[str, int] | None | Literal["read"] = "read",
+                 gpus: Sequence[packing.GpuInfo] | None = None) -> CheckResult:
+    """The NVIDIA driver supports CUDA 12, which CTranslate2 4.x needs."""
+    gpus = packing.read_gpus() if gpus is None else gpus
+    if not _gpu_needed(device, gpus):
+        return _ok("driver", "not needed without a GPU")
+    found = nvml_driver() if driver == "read" else driver
+    if found is None:
+        return CheckResult("driver", "fail", "no NVIDIA driver answers (NVML)",
+                           "install the NVIDIA driver (>= 525 for CUDA 12); on Vast.ai pick an "
+                           "offer with CUDA >= 12.0")
+    version, cuda = found
+    cuda_text = f"{cuda // 1000}.{cuda % 1000 // 10}"
+    if cuda < MIN_CUDA_DRIVER:
+        return CheckResult("driver", "fail",
+                           f"driver {version} supports CUDA {cuda_text}; CTranslate2 4.x needs 12",
+                           "upgrade the driver (>= 525), or `pip install 'ctranslate2<4'` for "
+                           "CUDA 11")
+    return _ok("driver", f"NVIDIA {version}, CUDA {cuda_text}")
+
+
+def ctranslate2_cuda_libraries() -> list[str]:
+    """The CUDA libraries (sonames) the installed CTranslate2 opens at run time.
+
+    Read from its own shared library, so the check follows the wheel: 4.x opens
+    ``libcublas.so.12`` lazily, which is why a missing cuBLAS surfaces only at the first
+    matrix product, not at import."""
+    spec = importlib.util.find_spec("ctranslate2")
+    if spec is None or not spec.submodule_search_locations:
+        return ["libcublas.so.12"]
+    package = Path(next(iter(spec.submodule_search_locations)))
+    found: set[str] = set()
+    for lib in [*package.parent.glob("ctranslate2.libs/libctranslate2*"),
+                *package.glob("libctranslate2*")]:
+        with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            found.update(m.decode() for m in re.findall(rb"lib(?:cublas|cudnn)\.so\.\d+", data))
+    return sorted(found) or ["libcublas.so.12"]
+
+
+def _library_fix(soname: str) -> str:
+    stem = soname.split(".so")[0]
+    wheel, module = _WHEELS.get(stem, ("", ""))
+    try:
+        spec = importlib.util.find_spec(module) if module else None
+    except ModuleNotFoundError:  # find_spec imports the parent, ``nvidia``, which may be absent
+        spec = None
+    if spec and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations))) / "lib"
+        if (folder / soname).exists():
+            return f"export LD_LIBRARY_PATH={folder}:$LD_LIBRARY_PATH (scripts/ray-node.sh does)"
+    return f"pip install {wheel or 'the CUDA 12 runtime'}  (or: pip install 'ray-scribe[gpu]')"
+
+
+def check_cuda_libraries(device: Device, libraries: Sequence[str] | None = None,
+                         gpus: Sequence[packing.GpuInfo] | None = None) -> CheckResult:
+    """The dynamic loader finds the CUDA libraries CTranslate2 needs, and CTranslate2
+    then sees the GPUs."""
+    if device == "cpu":
+        return _ok("cuda-libraries", "device=cpu: not needed")
+    gpus = packing.read_gpus() if gpus is None else gpus
+    status: Status = "fail" if _gpu_needed(device, gpus) else "warn"
+    for soname in libraries or ctranslate2_cuda_libraries():
+        try:
+            ctypes.CDLL(soname)
+        except OSError:
+            return CheckResult("cuda-libraries", status,
+                               f"{soname} not loadable: CTranslate2 needs it on GPU",
+                               _library_fix(soname))
+    import ctranslate2
+
+    if status == "fail" and ctranslate2.get_cuda_device_count() == 0:
+        return CheckResult("cuda-libraries", "fail",
+                           "CTranslate2 sees no CUDA device although the libraries load",
+                           "check CUDA_VISIBLE_DEVICES, and `pip install -U ctranslate2`")
+    return _ok("cuda-libraries", ", ".join(libraries or ctranslate2_cuda_libraries()) + " load")
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def cached_model(model: str) -> str | None:
+    """The local directory of ``model`` (itself, or its Hugging Face cache), or None."""
+    if os.path.isdir(model):
+        return model
+    from faster_whisper.utils import download_model
+
+    try:
+        return str(download_model(model, local_files_only=True))
+    except Exception:  # not cached, or not a valid name: the caller says which
+        return None
+
+
+def _can_connect(host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_host() -> str:
+    return urlsplit(os.environ.get("HF_ENDPOINT", f"https://{HF_HOST}")).hostname or HF_HOST
+
+
+def check_model(model: str) -> CheckResult:
+    """The model is a local CTranslate2 directory, in the Hugging Face cache, or
+    downloadable right now."""
+    fix = (f"on a machine with network: `huggingface-cli download {_repo(model)} --local-dir "
+           "DIR`, copy DIR here and pass --model DIR")
+    if os.path.isdir(model):
+        if os.path.isfile(os.path.join(model, "model.bin")):
+            return _ok("model", f"local CTranslate2 model {model}")
+        return CheckResult("model", "fail", f"{model} has no model.bin", fix)
+    if "/" not in model and model not in _known_names():
+        return CheckResult("model", "fail", f"unknown model {model!r}",
+                           f"use one of {', '.join(_known_names())}, a repo id, or a directory")
+    path = cached_model(model)
+    if path:
+        return _ok("model", f"{model} cached at {path}")
+    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+        return CheckResult("model", "fail", f"{model} is not cached and HF_HUB_OFFLINE is set", fix)
+    if not _can_connect(_hub_host(), 443):
+        return CheckResult("model", "fail", f"{model} is not cached and {_hub_host()} is "
+                           "unreachable", fix)
+    return CheckResult("model", "warn", f"{model} is not cached: the first actor downloads it",
+                       f"pre-fetch once per node: `huggingface-cli download {_repo(model)}`")
+
+
+def _known_names() -> list[str]:
+    from faster_whisper.utils import _MODELS
+
+    return list(_MODELS)
+
+
+def _repo(model: str) -> str:
+    if "/" in model:
+        return model
+    from faster_whisper.utils import _MODELS
+
+    return str(_MODELS.get(model, model))
+
+
+def hf_cache_dir() -> Path:
+    """Where Hugging Face downloads go (``HF_HUB_CACHE``, ``HF_HOME``, or the default)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def download_bytes(model: str) -> int | None:
+    """Disk a download takes: the published CTranslate2 conversions are float16."""
+    name = packing.canonical_model(model)
+    return packing.ARCHS[name].params * 2 if name else None
+
+
+def check_disk(model: str, cache_dir: Path | None = None) -> CheckResult:
+    """The disk that will hold the model has room for it (when it still has to come)."""
+    if os.path.isdir(model) or cached_model(model):
+        return _ok("disk", "model already on disk")
+    folder = cache_dir or hf_cache_dir()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    need = download_bytes(model) or 0
+    text = (f"{free / packing.GiB:.1f} GiB free in {existing}, the model needs "
+            f"{need / packing.GiB:.1f} GiB")
+    if free < need * 1.1:
+        return CheckResult("disk", "fail", text,
+                           "free space there, or export HF_HOME=/a/disk/with/room")
+    return _ok("disk", text)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def check_output(output: str) -> CheckResult:
+    """A probe file can be written to, and removed from, the output location."""
+    from scribe import storage
+
+    probe = storage.join(output, f".scribe-doctor-{uuid.uuid4().hex[:8]}")
+    try:
+        fs, path = storage.resolve(probe)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as stream:
+            stream.write(b"ok")
+        fs.delete_file(path)
+    except Exception as exc:  # any failure to write is the finding; say which
+        return CheckResult("output", "fail", f"cannot write to {output}: {exc}",
+                           "check the path (mkdir -p), its permissions, or the AWS_* / "
+                           "GOOGLE_* credentials for object stores")
+    return _ok("output", f"{output} is writable")
+
+
+# ------------------------------------------------------------------------------ Ray
+
+
+def _ray_endpoint(address: str) -> tuple[str, int] | None:
+    if address == "auto":
+        current = Path("/tmp/ray/ray_current_cluster")
+        address = current.read_text().strip() if current.is_file() else ""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    default = {"http": 8265, "https": 443, "ray": 10001}.get(parts.scheme, 6379)
+    try:
+        return (parts.hostname, parts.port or default) if parts.hostname else None
+    except ValueError:
+        return None
+
+
+def _has_token() -> bool:
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
+
+
+def check_ray(address: str | None = None) -> CheckResult:
+    """The Ray cluster in ``address`` (or ``RAY_ADDRESS``) answers, and this side holds
+    the token when the cluster runs with token authentication."""
+    address = address if address is not None else os.environ.get("RAY_ADDRESS", "")
+    if not address:
+        return _ok("ray", "no RAY_ADDRESS: the job starts a local Ray")
+    endpoint = _ray_endpoint(address)
+    if endpoint is None:
+        return CheckResult("ray", "fail", f"cannot read an address from {address!r}",
+                           "export RAY_ADDRESS=HEAD_IP:6379 (or http://HEAD_IP:8265 to submit)")
+    host, port = endpoint
+    if not _can_connect(host, port):
+        return CheckResult("ray", "fail", f"nothing answers at {host}:{port}",
+                           "start the head (scripts/ray-node.sh head) and open/map that port")
+    token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    if token_mode and not _has_token():
+        return CheckResult("ray", "fail", "RAY_AUTH_MODE=token but no token here",
+                           "on the head `ray get-auth-token`, then here export RAY_AUTH_TOKEN=...")
+    if not token_mode and host not in ("127.0.0.1", "localhost", "::1"):
+        return CheckResult("ray", "warn", f"{host}:{port} answers; token auth is not on here",
+                           "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=... (docs/cluster.md)")
+    return _ok("ray", f"{host}:{port} answers" + (" (token auth)" if token_mode else ""))
+
+
+# ---------------------------------------------------------------------------- suites
+
+
+def run_checks(*, device: Device = "auto", model: str | None = None, output: str | None = None,
+               ray_address: str | None = None, check_ray_address: bool = True,
+               gpus: Sequence[packing.GpuInfo] | None = None) -> list[CheckResult]:
+    """Every check that applies: GPU ones for ``device``, model and disk for ``model``
+    (default: the model ``device`` would use), output when given, Ray unless told not to."""
+    gpus = packing.read_gpus() if gpus is None else gpus
+    results = [check_gpu(device, gpus), check_driver(device, gpus=gpus),
+               check_cuda_libraries(device, gpus=gpus)]
+    model = model or _default_model(device, gpus)
+    results += [check_model(model), check_disk(model)]
+    if output:
+        results.append(check_output(output))
+    if check_ray_address:
+        results.append(check_ray(ray_address))
+    return results
+
+
+def gpu_checks(device: Device = "cuda") -> list[CheckResult]:
+    """The checks that belong to one GPU node (run there, e.g. by the job on each node)."""
+    gpus = packing.read_gpus()
+    return [check_gpu(device, gpus), check_driver(device, gpus=gpus),
+            check_cuda_libraries(device, gpus=gpus)]
+
+
+def _default_model(device: Device, gpus: Sequence[packing.GpuInfo]) -> str:
+    from scribe.config import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
+
+    return DEFAULT_GPU_MODEL if _gpu_needed(device, gpus) else DEFAULT_CPU_MODEL
+
+
+def failures(results: Sequence[CheckResult]) -> list[CheckResult]:
+    return [r for r in results if r.status == "fail"]
+
+
+def render(results: Sequence[CheckResult]) -> str:
+    """One line per check, then a count."""
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "warn", "fail")}
+    summary = f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failure(s)"
+    return "\n".join([*(r.line() for r in results), summary])
+
+
+def from_dicts(rows: Sequence[dict[str, Any]]) -> list[CheckResult]:
+    """Results back from their dicts (as a remote node sends them)."""
+    return [CheckResult(**row) for row in rows]

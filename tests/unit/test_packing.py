@@ -1,0 +1,214 @@
+"""The packing planner: 1/k fractions that fill a card, figures with their sources, plan
+files, the job's shape, and the ``scribe plan`` / ``scribe calibrate`` commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scribe import packing
+from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.packing import GiB, MiB
+
+pytestmark = pytest.mark.unit
+
+CARDS = [8 * GiB, 12 * GiB, 16 * GiB, 24 * GiB, 40 * GiB, 48 * GiB, 80 * GiB]
+
+
+def _plan(model: str, compute_type: str, total: int, **kwargs: object) -> packing.GpuPlan:
+    memory = packing.estimate(model, compute_type)
+    return packing.plan_gpu(memory, model=model, compute_type=compute_type, total=total,
+                            **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("total", CARDS)
+@pytest.mark.parametrize("model", packing.COMMON_MODELS)
+@pytest.mark.parametrize("compute_type", ["float16", "int8_float16"])
+def test_plans_fit_within_the_budget_with_one_over_k(model: str, compute_type: str,
+                                                     total: int) -> None:
+    try:
+        plan = _plan(model, compute_type, total)
+    except packing.PlanError:
+        assert packing.estimate(model, compute_type).peak(1) > total - packing.headroom(total)
+        return
+    assert plan.expected_use <= plan.budget <= total
+    assert plan.fraction == 1.0 / plan.actors_per_gpu
+    assert plan.actors_per_gpu * plan.fraction == pytest.approx(1.0)
+    assert 1 <= plan.batch_size <= 32
+
+
+@pytest.mark.parametrize("total", [16 * GiB, 24 * GiB, 48 * GiB, 80 * GiB])
+def test_large_v3_float16_fills_at_least_80_percent(total: int) -> None:
+    plan = _plan("large-v3", "float16", total)
+    assert plan.fill >= 0.80, packing.render_gpu_plan(plan)
+
+
+def test_small_models_get_several_actors_per_card() -> None:
+    plan = _plan("small", "float16", 24 * GiB)
+    assert plan.actors_per_gpu >= 4
+    assert plan.fill >= 0.80
+
+
+def test_free_memory_caps_the_plan() -> None:
+    full = _plan("large-v3-turbo", "float16", 24 * GiB)
+    shared = _plan("large-v3-turbo", "float16", 24 * GiB, free=12 * GiB)
+    assert shared.expected_use <= 12 * GiB - packing.headroom(24 * GiB)
+    assert shared.expected_use < full.expected_use
+
+
+def test_a_fixed_batch_is_kept_and_a_model_too_big_is_refused() -> None:
+    plan = _plan("small", "float16", 24 * GiB, batch_size=4, fixed_batch=True)
+    assert plan.batch_size == 4
+    with pytest.raises(packing.PlanError, match="int8_float16"):
+        _plan("large-v3", "float32", 8 * GiB, batch_size=8, fixed_batch=True)
+
+
+def test_the_estimate_errs_high_against_every_published_figure() -> None:
+    for figure in packing.PUBLISHED:
+        estimate = packing.estimate(figure.model, figure.compute_type).peak(figure.batch_size)
+        assert estimate >= 0.98 * figure.peak, figure
+        assert figure.source.startswith("published")
+
+
+def test_every_figure_names_its_source() -> None:
+    rows = packing.memory_table()
+    assert {r.model for r in rows} >= {"tiny", "large-v3", "large-v3-turbo", "distil-large-v3"}
+    assert {r.batch_size for r in rows} == set(packing.BATCH_SIZES)
+    assert all(r.source.startswith(("published", "estimated from architecture")) for r in rows)
+    assert any(r.source.startswith("published") for r in rows)
+
+
+def test_smaller_compute_types_and_capped_tokens_need_less() -> None:
+    fp16 = packing.estimate("large-v3", "float16")
+    int8 = packing.estimate("large-v3", "int8_float16")
+    capped = packing.estimate("large-v3", "float16", text_positions=132)
+    assert int8.fixed < fp16.fixed
+    assert capped.per_item < fp16.per_item
+    options = TranscribeOptions(model="large-v3", compute_type="float16", device="cuda",
+                                max_new_tokens=128)
+    assert packing.decoder_positions(options) == 132
+    assert packing.estimate_for(options) == capped
+
+
+@pytest.mark.parametrize(("name", "canonical"), [
+    ("large-v3", "large-v3"), ("Systran/faster-whisper-large-v3", "large-v3"),
+    ("/models/faster-whisper-small.en/", "small"), ("turbo", "large-v3-turbo"),
+    ("Systran/faster-distil-whisper-large-v3", "distil-large-v3"), ("large", "large-v3"),
+    ("my-finetune", None),
+])
+def test_model_names_map_to_architectures(name: str, canonical: str | None) -> None:
+    assert packing.canonical_model(name) == canonical
+
+
+def test_sizes_parse_as_binary_units() -> None:
+    assert packing.parse_size("24GiB") == packing.parse_size("24GB") == 24 * GiB
+    assert packing.parse_size("8192MiB") == 8 * GiB
+    with pytest.raises(packing.PlanError):
+        packing.parse_size("lots")
+
+
+def test_cpu_plans_leave_cores_for_preprocessing() -> None:
+    assert packing.plan_cpu(2) == packing.CpuPlan(2, 1, 1, 8)
+    big = packing.plan_cpu(32)
+    assert big.threads_per_actor == 4
+    assert big.actors * big.threads_per_actor <= 32 - 8
+    assert 1 <= packing.cpu_cores()
+
+
+def test_plan_files_round_trip(tmp_path: Path) -> None:
+    memory = packing.estimate("large-v3", "float16")
+    gpu = packing.plan_gpu(memory, model="large-v3", compute_type="float16", total=24 * GiB)
+    path = packing.write_plan(packing.Plan("cuda", gpu=gpu, memory=memory), tmp_path / "p.json")
+    back = packing.read_plan(path)
+    assert back is not None and back.gpu == gpu and back.memory == memory and back.created
+    assert packing.read_plan(tmp_path / "missing.json") is None
+    (tmp_path / "bad.yaml").write_text("device: cuda\ngpu: {nope: 1}\n")
+    with pytest.raises(packing.PlanError):
+        packing.read_plan(tmp_path / "bad.yaml")
+
+
+def test_the_env_names_the_plan_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(packing.PLAN_ENV, str(tmp_path / "x.json"))
+    assert packing.plan_path() == tmp_path / "x.json"
+
+
+def _options(model: str = "large-v3") -> TranscribeOptions:
+    return TranscribeOptions(model=model, device="cuda", compute_type="float16").resolved()
+
+
+def test_the_job_takes_its_shape_from_the_plan_file() -> None:
+    memory = packing.MemoryModel(4 * GiB, 200 * MiB, "measured here")
+    gpu = packing.plan_gpu(memory, model="large-v3", compute_type="float16", total=24 * GiB)
+    saved = packing.Plan("cuda", gpu=gpu, memory=memory, created="now")
+    shape = packing.job_shape(_options(), ResourceConfig(), saved)
+    assert (shape.actors_per_gpu, shape.batch_size) == (gpu.actors_per_gpu, gpu.batch_size)
+    assert "plan file" in shape.source
+
+
+def test_flags_and_config_override_the_plan() -> None:
+    gpu = _plan("large-v3", "float16", 24 * GiB)
+    saved = packing.Plan("cuda", gpu=gpu)
+    shape = packing.job_shape(_options(), ResourceConfig(actors_per_gpu=3), saved)
+    assert shape.actors_per_gpu == 3 and shape.batch_size == gpu.batch_size
+    shape = packing.job_shape(_options(), ResourceConfig(model_batch_size=4), saved)
+    assert shape.batch_size == 4
+
+
+def test_without_a_plan_the_job_plans_for_the_gpus_it_sees() -> None:
+    gpus = [packing.GpuInfo(0, "RTX 3090", 24 * GiB, 24 * GiB)]
+    shape = packing.job_shape(_options("small"), ResourceConfig(), None, gpus)
+    assert shape.actors_per_gpu >= 4 and "RTX 3090" in shape.source
+    blind = packing.job_shape(_options(), ResourceConfig(), None, [])
+    assert (blind.actors_per_gpu, blind.batch_size) == (2, 16)
+    other = packing.Plan("cuda", gpu=_plan("small", "float16", 24 * GiB))
+    assert packing.job_shape(_options(), ResourceConfig(), other, gpus).actors_per_gpu == 1
+
+
+def test_cpu_jobs_take_threads_from_a_cpu_plan() -> None:
+    options = TranscribeOptions(model="small", device="cpu").resolved()
+    saved = packing.Plan("cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
+    shape = packing.job_shape(options, ResourceConfig(), saved)
+    assert (shape.cpu_threads, shape.model_cpus, shape.batch_size) == (4, 4.0, 8)
+    assert packing.job_shape(options, ResourceConfig(), None).model_cpus == 1.0
+
+
+def _scribe(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scribe.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_scribe_plan_prints_a_table_that_fills_the_card() -> None:
+    out = _scribe("plan", "--gpu-memory", "24GiB", "--model", "large-v3",
+                  "--compute-type", "float16")
+    assert out.returncode == 0, out.stderr
+    header, rule, row = out.stdout.splitlines()[:3]
+    for column in ("model", "compute type", "per-actor peak", "actors/GPU", "num_gpus",
+                   "batch", "expected use"):
+        assert column in header
+    assert row.startswith("large-v3") and "float16" in row and "of 24.00 GiB" in row
+    percent = int(row.rsplit("(", 1)[1].rstrip("%)"))
+    assert percent >= 80
+    assert "1/" in row
+    assert "source: estimated from architecture" in out.stdout
+
+
+def test_scribe_plan_table_lists_the_built_in_figures() -> None:
+    out = _scribe("plan", "--table")
+    assert out.returncode == 0
+    assert "published: faster-whisper README" in out.stdout
+    assert "distil-large-v3" in out.stdout and "int8_float16" in out.stdout
+
+
+def test_scribe_calibrate_without_a_gpu_plans_cpu_actors(tmp_path: Path) -> None:
+    if packing.read_gpus():
+        pytest.skip("this machine has a GPU: calibrate measures it (gpu tier)")
+    out = _scribe("calibrate", "--plan-file", str(tmp_path / "plan.json"), "--batch-size", "4")
+    assert out.returncode == 0, out.stderr
+    assert "no GPU here" in out.stdout
+    saved = json.loads((tmp_path / "plan.json").read_text())
+    assert saved["device"] == "cpu" and saved["cpu"]["actors"] >= 1
+    assert saved["cpu"]["batch_size"] == 4
