@@ -1,0 +1,101 @@
+"""The Serve application: ingress -> preprocessor (CPU) -> transcriber (GPU fraction or CPU).
+
+``serve run serve_app/config.yaml`` (or ``serve deploy``) calls :func:`app_builder` with the
+file's ``args:``; the file's ``deployments:`` then set replicas, autoscaling and queue
+bounds on top of the defaults below, which are what ``scribe serve`` gets without a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.whisper import model_n_mels
+from serve_app import settings
+from serve_app.deployments import PreprocessorDeployment, TranscriberDeployment
+from serve_app.ingress import Frontend
+from serve_app.settings import ServeConfig
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "scribe"
+
+# The ingress parses uploads and waits on the model side: I/O, like Serve's own proxy,
+# so it takes no CPU from the scheduler. Past max_queued_requests the proxy answers
+# 503 with Retry-After instead of queueing without bound.
+Ingress = serve.deployment(
+    name="Ingress", max_ongoing_requests=32, max_queued_requests=64,
+    ray_actor_options={"num_cpus": 0},
+)(serve.ingress()(Frontend))
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """Serve's entry point (``import_path: serve_app.app:app_builder``)."""
+    return build_app(settings.load(args))
+
+
+def build_app(config: ServeConfig, deployments: Mapping[str, Mapping[str, Any]] | None = None
+              ) -> Application:
+    """The bound application; ``deployments`` overrides options per deployment name, as a
+    Serve config file's ``deployments:`` list does."""
+    options = resolve_options(config.transcribe)
+    config = config.model_copy(update={"transcribe": options})
+    over = deployments or {}
+    retry = {"status_code": 503, "retry_after_s": config.server.retry_after_s}
+    preprocessor = PreprocessorDeployment.options(**_merge({
+        "ray_actor_options": {"num_cpus": config.resources.preprocess_cpus},
+        "backpressure_config": retry}, over.get("Preprocessor")))
+    transcriber = TranscriberDeployment.options(**_merge({
+        "ray_actor_options": model_actor_options(options, config.resources),
+        # One batch runs while the next fills.
+        "max_ongoing_requests": 2 * config.resources.model_batch_size,
+        "backpressure_config": retry}, over.get("Transcriber")))
+    ingress = Ingress.options(**_merge({"backpressure_config": retry}, over.get("Ingress")))
+    logger.info("serving %s on %s (%s)", options.model, options.device, options.compute_type)
+    return ingress.bind(
+        config,
+        preprocessor.bind(model_n_mels(str(options.model))),
+        transcriber.bind(options, config.resources, config.server.batch_wait_timeout_s),
+    )
+
+
+def resolve_options(options: TranscribeOptions) -> TranscribeOptions:
+    """Device, model and compute type filled in; ``auto`` means cuda when the Ray cluster
+    (not this process, which may be a CPU-only head) has GPUs."""
+    if options.device == "auto":
+        options = options.model_copy(update={"device": _cluster_device()})
+    if options.model and os.path.isdir(options.model):
+        # Replicas may start in another directory than the one the config was read in.
+        options = options.model_copy(update={"model": os.path.abspath(options.model)})
+    return options.resolved()
+
+
+def _cluster_device() -> str:
+    import ray
+
+    if ray.is_initialized():
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        return "cuda" if resources.get("GPU", 0) > 0 else "cpu"
+    return TranscribeOptions(device="auto").resolved_device()
+
+
+def model_actor_options(options: TranscribeOptions, resources: ResourceConfig
+                        ) -> dict[str, Any]:
+    """A fraction of a GPU (several replicas share one), or one CPU on CPU-only clusters."""
+    if options.device == "cuda":
+        return {"num_gpus": resources.gpu_fraction(), "num_cpus": 0}
+    return {"num_cpus": 1}
+
+
+def _merge(defaults: dict[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in (override or {}).items():
+        if key != "name":
+            merged[key] = value
+    return merged

@@ -1,0 +1,82 @@
+"""``scribe serve``: the online service in the foreground, from config.yaml plus flags.
+
+Reads the same file ``serve run`` reads (its first application's ``args`` and
+``deployments``, and ``http_options``), lets the engine's typed flags override the args,
+and runs until Ctrl-C. ``scribe serve --model large-v3`` is the whole story on a GPU box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from scribe import config as cfg
+from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.errors import ScribeError, describe
+
+logger = logging.getLogger("serve_app.cli")
+
+DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Flags: the config file, where to listen, and every engine option."""
+    parser = argparse.ArgumentParser(
+        prog="scribe serve",
+        description="Run the OpenAI-compatible transcription service on Ray Serve.")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help="Serve config file (default: %(default)s)")
+    parser.add_argument("--host", help="address to listen on (default: the file's, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: the file's, 8000)")
+    parser.add_argument("--max-body-bytes", type=int, dest="max_body_bytes",
+                        help="larger uploads get 413 (default: 1 GiB)")
+    cfg.add_arguments(parser.add_argument_group("transcription"), TranscribeOptions)
+    cfg.add_arguments(parser.add_argument_group("resources"), ResourceConfig)
+    return parser.parse_args(argv)
+
+
+def _overrides(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {"transcribe": {}, "resources": {}, "server": {}}
+    for key, value in flags.items():
+        if key in TranscribeOptions.model_fields:
+            groups["transcribe"][key] = value
+        elif key in ResourceConfig.model_fields:
+            groups["resources"][key] = value
+        elif key == "max_body_bytes" and value is not None:
+            groups["server"][key] = value
+    return groups
+
+
+def serve_forever(file: dict[str, Any], args: argparse.Namespace) -> None:
+    """Start Serve with the file's HTTP options and run the app until interrupted."""
+    from ray import serve
+
+    from serve_app import settings
+    from serve_app.app import APP_NAME, build_app
+
+    application = (file.get("applications") or [{}])[0]
+    config = settings.load(application.get("args") or {}, _overrides(vars(args)))
+    deployments = {d["name"]: d for d in application.get("deployments") or []}
+    http = {"host": "127.0.0.1", "port": 8000, **(file.get("http_options") or {})}
+    http.update({k: v for k, v in (("host", args.host), ("port", args.port)) if v})
+    serve.start(http_options=http)
+    logger.info("listening on http://%s:%s/v1", http["host"], http["port"])
+    serve.run(build_app(config, deployments), name=application.get("name", APP_NAME),
+              route_prefix=application.get("route_prefix", "/"), blocking=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: 0 after Ctrl-C, 2 on a bad config or flag."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    try:
+        file = cfg.load_yaml(args.config) if args.config else {}
+        serve_forever(file, args)
+    except ScribeError as exc:
+        logger.error("%s", describe(exc))
+        return 2
+    except KeyboardInterrupt:
+        logger.info("stopped")
+    return 0

@@ -1,0 +1,166 @@
+"""The two model-side deployments, wrapping the engine classes the batch job uses.
+
+:class:`Preprocessor` (CPU) turns an upload into chunk features; :class:`Transcriber`
+(a fraction of a GPU, or one CPU) runs chunks through the model in dynamic batches that
+mix chunks of every request in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import serve
+
+from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.errors import EmptyAudioError, ScribeError, describe
+from scribe.features import Features
+from scribe.preprocess import PreparedChunk, preprocess
+from scribe.whisper import ChunkInput, ChunkOutput, WhisperEngine
+
+logger = logging.getLogger(__name__)
+
+# Uploads past this size go from memory to a temporary file before decoding.
+_SPOOL_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Prepared:
+    """A session ready for the model, or why it is not (``error`` set, ``status`` 4xx)."""
+
+    duration_s: float = 0.0
+    speech_duration_s: float = 0.0
+    chunks: list[PreparedChunk] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    code: str | None = None
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """One chunk for the model, with its request's options."""
+
+    features: Features
+    offset_s: float
+    duration_s: float
+    group: str
+    options: TranscribeOptions
+
+
+@dataclass
+class ChunkResult:
+    """The model's output for one job, and the size of the batch it ran in."""
+
+    output: ChunkOutput | None
+    batch_size: int
+    error: str | None = None
+
+
+class Preprocessor:
+    """CPU: decode, resample, trim, VAD, chunk and log-mel, as in the batch job."""
+
+    def __init__(self, n_mels: int) -> None:
+        self.n_mels = n_mels
+
+    async def prepare(self, pieces: Sequence[Any], options: TranscribeOptions) -> Prepared:
+        """Decode the upload held in ``pieces`` (object refs to its bytes, in order)."""
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as upload:
+            for piece in pieces:
+                upload.write(await piece)
+            if upload.tell() == 0:
+                return _failure(EmptyAudioError("the file is empty (0 bytes)"))
+            upload.seek(0)
+            try:
+                session = await asyncio.to_thread(preprocess, upload, options, self.n_mels)
+            except ScribeError as exc:
+                return _failure(exc)
+        return Prepared(session.duration_s, session.speech_duration_s, session.chunks,
+                        session.timings, session.warnings)
+
+
+def _failure(error: ScribeError) -> Prepared:
+    return Prepared(error=str(error), code=error.code, status=error.http_status)
+
+
+def options_key(options: TranscribeOptions) -> TranscribeOptions:
+    """What must be equal for chunks to share one ``generate`` call.
+
+    Language differs per item (each chunk carries its own). The prompt stays in the key:
+    CTranslate2 needs ``<|startoftranscript|>`` at one position across a batch, so prompts
+    of different token counts cannot share a call.
+    """
+    return options.model_copy(update={"language": None})
+
+
+class Transcriber:
+    """The model: one faster-whisper instance, fed by ``@serve.batch`` across requests."""
+
+    def __init__(self, options: TranscribeOptions, resources: ResourceConfig,
+                 batch_wait_timeout_s: float) -> None:
+        self.engine = WhisperEngine(options, cpu_threads=resources.cpu_threads)
+        batch: Any = self._batch  # serve.batch's wrapper carries its setters
+        batch.set_max_batch_size(resources.model_batch_size)
+        batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self._batch_sizes = _batch_size_metric()
+
+    async def transcribe(self, job: ChunkJob) -> ChunkResult:
+        """One chunk; concurrent calls are gathered into one model batch."""
+        result: ChunkResult = await self._batch(job)
+        return result
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def _batch(self, jobs: list[ChunkJob]) -> list[ChunkResult]:
+        # The model call blocks for seconds: off the event loop, so the replica keeps
+        # accepting the chunks that will form the next batch.
+        results = await asyncio.to_thread(self._run, jobs)
+        self._batch_sizes.observe(len(jobs))
+        return results
+
+    def _run(self, jobs: list[ChunkJob]) -> list[ChunkResult]:
+        groups: defaultdict[TranscribeOptions, list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            groups[options_key(job.options)].append(i)
+        results: list[ChunkResult] = [ChunkResult(None, len(jobs))] * len(jobs)
+        for indices in groups.values():
+            for i, result in zip(indices, self._run_group(jobs, indices), strict=True):
+                results[i] = result
+        return results
+
+    def _run_group(self, jobs: list[ChunkJob], indices: list[int]) -> list[ChunkResult]:
+        items = [ChunkInput(jobs[i].features, jobs[i].offset_s, jobs[i].duration_s, jobs[i].group,
+                            jobs[i].options.language) for i in indices]
+        start = time.perf_counter()
+        try:
+            outputs = self.engine.transcribe(items, jobs[indices[0]].options)
+        except Exception as exc:  # one group's failure must not fail the others
+            logger.exception("model call failed for %d chunks", len(items))
+            return [ChunkResult(None, len(jobs), describe(exc)) for _ in items]
+        share = (time.perf_counter() - start) / len(items)
+        for out in outputs:
+            out.timings["model"] = share
+        return [ChunkResult(out, len(jobs)) for out in outputs]
+
+
+def _batch_size_metric() -> Any:
+    from ray.serve import metrics
+
+    return metrics.Histogram(
+        "scribe_model_batch_size", description="chunks per model batch",
+        boundaries=[1, 2, 4, 8, 16, 32, 64, 128])
+
+
+# Deployment objects apart from the classes, so type checkers still see the classes.
+PreprocessorDeployment = serve.deployment(
+    name="Preprocessor", max_ongoing_requests=4, ray_actor_options={"num_cpus": 1},
+)(Preprocessor)
+TranscriberDeployment = serve.deployment(
+    name="Transcriber", max_ongoing_requests=32, ray_actor_options={"num_cpus": 1},
+)(Transcriber)

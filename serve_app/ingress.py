@@ -1,0 +1,174 @@
+"""The HTTP front's logic: request options, the upload's trip through the two model-side
+deployments, assembly, and counters. Routes live in :mod:`serve_app.api`.
+
+Logs carry request ids, sizes and timings only: sessions are private conversations, so
+neither transcript text nor audio is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import resource
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from starlette.datastructures import UploadFile
+from starlette.responses import Response
+
+from scribe import config as cfg
+from scribe.config import TranscribeOptions
+from scribe.transcript import AssembledChunk, ok_record
+from serve_app.deployments import ChunkJob, ChunkResult, Prepared
+from serve_app.protocol import AudioRequest, ModelCard, ModelList, Stats
+from serve_app.render import render
+from serve_app.settings import ServeConfig
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Uploads move to the preprocessor through the object store in pieces of this size, so
+# neither side ever holds a whole large upload in its own memory at once.
+PIECE_BYTES = 8 * 1024 * 1024
+
+
+class ApiError(Exception):
+    """An answer other than 200: its status and OpenAI-style error fields."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers or {}
+
+
+class Frontend:
+    """One ingress replica's state: the config, handles to the model side, counters."""
+
+    def __init__(self, config: ServeConfig, preprocessor: Any, transcriber: Any) -> None:
+        self.config = config
+        self.preprocessor = preprocessor
+        self.transcriber = transcriber
+        # Chunks of one request in flight at once: enough to fill a batch while the
+        # previous one runs, few enough that one long session cannot crowd out the rest.
+        self.window = 2 * config.resources.model_batch_size
+        self.retry_after_s = config.server.retry_after_s
+        self.statuses: Counter[int] = Counter()
+        self.batch_sizes: Counter[int] = Counter()
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from serve_app.api import make_api
+
+        return make_api(self)
+
+    def options(self, request: AudioRequest) -> TranscribeOptions:
+        """The served model's options with this request's changes; 400 on a bad value."""
+        base = self.config.transcribe
+        update: dict[str, Any] = {
+            "task": request.task, "temperature": request.temperature,
+            "language": request.language or base.language,
+            "initial_prompt": request.prompt or base.initial_prompt,
+            "word_timestamps": "word" in request.timestamp_granularities,
+        }
+        options: TranscribeOptions = cfg.build(TranscribeOptions, base.model_dump(), update)
+        return options
+
+    async def transcribe(self, upload: UploadFile, request: AudioRequest, request_id: str
+                         ) -> Response:
+        """Run one upload through preprocessing and the model; the formatted answer."""
+        start = time.perf_counter()
+        options = self.options(request)
+        pieces = await _pieces(upload)
+        prepared: Prepared = await _call(
+            self.preprocessor.prepare.remote(pieces, options), self.retry_after_s)
+        if prepared.error:
+            raise ApiError(prepared.status, prepared.error, param="file", code=prepared.code)
+        results = await self._model(prepared, options, request_id)
+        record = self._record(prepared, results, request_id)
+        logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
+                    request.task, prepared.duration_s, len(results),
+                    time.perf_counter() - start)
+        return render(record, request)
+
+    async def _model(self, prepared: Prepared, options: TranscribeOptions, request_id: str
+                     ) -> list[ChunkResult]:
+        window = asyncio.Semaphore(self.window)
+
+        async def one(job: ChunkJob) -> ChunkResult:
+            async with window:
+                result: ChunkResult = await _call(
+                    self.transcriber.transcribe.remote(job), self.retry_after_s)
+                return result
+
+        jobs = [ChunkJob(c.features, c.offset_s, c.duration_s, request_id, options)
+                for c in prepared.chunks]
+        results = await asyncio.gather(*(one(job) for job in jobs))
+        for result in results:
+            if result.error:
+                raise ApiError(500, f"the model failed: {result.error}", code="model_error")
+            self.batch_sizes[result.batch_size] += 1
+        return results
+
+    def _record(self, prepared: Prepared, results: list[ChunkResult], request_id: str
+                ) -> dict[str, Any]:
+        chunks = [AssembledChunk(c.index, c.segments, r.output)
+                  for c, r in zip(prepared.chunks, results, strict=True) if r.output]
+        base = {"session_id": request_id, "duration_s": prepared.duration_s,
+                "speech_duration_s": prepared.speech_duration_s,
+                "timings": prepared.timings, "warnings": prepared.warnings,
+                "model": self.config.transcribe.model}
+        return ok_record(base, chunks)
+
+    def models(self) -> ModelList:
+        """The names clients may send; every one of them is the served model."""
+        names = dict.fromkeys([*self.config.server.model_names,
+                               os.path.basename(str(self.config.transcribe.model))])
+        return ModelList(data=[ModelCard(id=name) for name in names])
+
+    def stats(self) -> Stats:
+        """This replica's counters and memory, for operators and the tests."""
+        rss, peak = _memory()
+        return Stats(pid=os.getpid(), rss_bytes=rss, peak_rss_bytes=peak,
+                     requests={str(k): v for k, v in sorted(self.statuses.items())},
+                     chunks=sum(self.batch_sizes.values()),
+                     batch_sizes=dict(sorted(self.batch_sizes.items())),
+                     max_batch_size=max(self.batch_sizes, default=0))
+
+
+async def _pieces(upload: UploadFile) -> list[Any]:
+    """The spooled upload as object refs, one per piece, read from disk a piece at a time."""
+    import ray
+
+    await upload.seek(0)
+    refs = []
+    while data := await upload.read(PIECE_BYTES):
+        refs.append(ray.put(data))
+    return refs
+
+
+async def _call(response: Awaitable[T], retry_after_s: int) -> T:
+    """Await a deployment call; a full downstream queue is a 503 the client may retry."""
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+    try:
+        return await response
+    except (BackPressureError, DeploymentUnavailableError) as exc:
+        retry = getattr(exc, "retry_after_s", None) or retry_after_s
+        raise ApiError(503, "the server is at capacity; retry later", code="overloaded",
+                       headers={"Retry-After": str(math.ceil(retry))}) from exc
+
+
+def _memory() -> tuple[int, int]:
+    """(resident, peak resident) bytes of this process, from /proc where there is one."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return peak, peak

@@ -1,0 +1,56 @@
+"""A finished transcript record as the body OpenAI's API would send for each format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from scribe.formats import full_text, to_json, to_srt, to_vtt
+from serve_app.protocol import (
+    MEDIA_TYPES,
+    AudioRequest,
+    Segment,
+    TranscriptionJSON,
+    TranscriptionVerbose,
+    Usage,
+    Word,
+)
+
+
+def render(record: dict[str, Any], request: AudioRequest) -> Response:
+    """The response for ``request.response_format``; NaN scores become null, not 500s."""
+    segments: list[dict[str, Any]] = record["segments"]
+    fmt = request.response_format
+    if fmt == "srt":
+        body = to_srt(segments)
+    elif fmt == "vtt":
+        body = to_vtt(segments)
+    elif fmt == "text":
+        body = full_text(segments) + "\n"
+    elif fmt == "verbose_json":
+        body = to_json(verbose(record, request).model_dump(exclude_none=True))
+    else:
+        usage = Usage(seconds=record["duration_s"])
+        body = to_json(TranscriptionJSON(text=record["text"], usage=usage).model_dump())
+    return Response(body, media_type=MEDIA_TYPES[fmt])
+
+
+def verbose(record: dict[str, Any], request: AudioRequest) -> TranscriptionVerbose:
+    """``verbose_json``: segments unless only words were asked for, words when asked."""
+    wanted = set(request.timestamp_granularities) or {"segment"}
+    segments = [_segment(s, request.temperature) for s in record["segments"]]
+    words = [Word(word=w["word"], start=w["start"], end=w["end"])
+             for s in record["segments"] for w in s.get("words", [])]
+    return TranscriptionVerbose(
+        task=request.task, language=record["language"] or "", duration=record["duration_s"],
+        text=record["text"], segments=segments if "segment" in wanted else None,
+        words=words if "word" in wanted else None, usage=Usage(seconds=record["duration_s"]))
+
+
+def _segment(segment: dict[str, Any], temperature: float) -> Segment:
+    return Segment(
+        id=segment["id"], start=segment["start"], end=segment["end"], text=segment["text"],
+        temperature=temperature, avg_logprob=segment["avg_logprob"],
+        compression_ratio=segment["compression_ratio"],
+        no_speech_prob=segment["no_speech_prob"])

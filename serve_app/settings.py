@@ -1,0 +1,71 @@
+"""The online service's config: the engine's own two groups plus the HTTP front's options.
+
+``transcribe`` and ``resources`` are the very :class:`~scribe.config.TranscribeOptions` and
+:class:`~scribe.config.ResourceConfig` the batch job reads, so one YAML block means the same
+thing in both. ``server`` holds what only an HTTP service has. Replica counts, autoscaling
+and queue bounds are Serve's own deployment options (``deployments:`` in config.yaml).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.errors import InvalidParameterError
+
+API_KEYS_ENV = "SCRIBE_API_KEYS"
+GIB = 1024**3
+
+
+class ServerOptions(BaseModel):
+    """The HTTP front: limits, keys, names, and how long a batch waits to fill."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_names: tuple[str, ...] = Field(
+        ("whisper-1",), description="names GET /v1/models lists; any name is accepted")
+    max_body_bytes: int = Field(
+        GIB, ge=1, description="larger request bodies get 413, counted while they stream in")
+    api_keys: tuple[str, ...] = Field(
+        (), description=f"bearer keys; empty (and ${API_KEYS_ENV} unset) means no auth")
+    batch_wait_timeout_s: float = Field(
+        0.01, ge=0, le=5, description="how long an idle model waits for a batch to fill")
+    retry_after_s: int = Field(
+        5, ge=1, description="Retry-After seconds sent with 503 when a queue is full")
+
+    def keys(self) -> tuple[str, ...]:
+        """Configured keys plus those in ``$SCRIBE_API_KEYS`` (comma-separated)."""
+        extra = [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",")]
+        return self.api_keys + tuple(k for k in extra if k)
+
+
+class ServeConfig(BaseModel):
+    """Everything ``app_builder`` takes: the ``args:`` of config.yaml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transcribe: TranscribeOptions = Field(default_factory=TranscribeOptions)
+    resources: ResourceConfig = Field(default_factory=ResourceConfig)
+    server: ServerOptions = Field(default_factory=ServerOptions)
+
+
+def load(args: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None
+         ) -> ServeConfig:
+    """Validate ``args`` (config.yaml's ``args:``), each group updated by ``overrides``
+    (the CLI's flags, as ``{"transcribe": {...}, "server": {...}}``).
+
+    Raises :class:`~scribe.errors.InvalidParameterError` naming the bad field.
+    """
+    data = {key: dict(value) if isinstance(value, dict) else value
+            for key, value in args.items()}
+    for group, values in (overrides or {}).items():
+        data.setdefault(group, {}).update(values)
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or "args"
+        raise InvalidParameterError(param, first["msg"]) from exc
