@@ -23,6 +23,12 @@ def _transcribe(rest: list[str]) -> int:
     return main(rest)
 
 
+def _serve(rest: list[str]) -> int:
+    from serve_app.cli import main
+
+    return main(rest)
+
+
 def _plan(args: argparse.Namespace) -> int:
     from scribe import packing
     from scribe.config import TranscribeOptions
@@ -130,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("transcribe", add_help=False,
                    help="transcribe every session under a prefix (python -m ray_jobs.transcribe)")
+    sub.add_parser("serve", add_help=False,
+                   help="run the OpenAI-compatible transcription service on Ray Serve")
     make = sub.add_parser(
         "make-test-model",
         help="write a random-weights Whisper model in CTranslate2 format (offline tests/demos)")
@@ -141,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "transcribe":
         return _transcribe(rest)
+    if args.command == "serve":
+        return _serve(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command in _CLUSTER_COMMANDS:
