@@ -94,9 +94,11 @@ def _kernel_env(figures: Path, work: Path, ray_tmp: Path, marker: str) -> dict[s
 
 def _processes_with(marker: str) -> list[int]:
     """Processes (Ray's workers included: they inherit the kernel's environment) whose
-    environment carries ``marker``."""
+    environment carries ``marker``. Linux only: elsewhere (no /proc) nothing is checked."""
     needle = f"SCRIBE_NOTEBOOK_TEST_RUN={marker}".encode()
-    found = []
+    found: list[int] = []
+    if not Path("/proc").is_dir():
+        return found
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
