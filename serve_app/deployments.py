@@ -12,7 +12,7 @@ import logging
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from ray import serve
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import EmptyAudioError, ScribeError, describe
 from scribe.features import Features
-from scribe.preprocess import PreparedChunk, preprocess
+from scribe.preprocess import PreparedChunk, analyse, iter_chunks
 from scribe.whisper import ChunkInput, ChunkOutput, WhisperEngine
 
 logger = logging.getLogger(__name__)
@@ -31,12 +31,13 @@ _SPOOL_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
-class Prepared:
-    """A session ready for the model, or why it is not (``error`` set, ``status`` 4xx)."""
+class Analysed:
+    """What the preprocessor knows once the audio is decoded and its chunks planned, or
+    why it cannot go on (``error`` set, ``status`` 4xx). Its chunks follow it."""
 
     duration_s: float = 0.0
     speech_duration_s: float = 0.0
-    chunks: list[PreparedChunk] = field(default_factory=list)
+    n_chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
@@ -70,24 +71,35 @@ class Preprocessor:
     def __init__(self, n_mels: int) -> None:
         self.n_mels = n_mels
 
-    async def prepare(self, pieces: Sequence[Any], options: TranscribeOptions) -> Prepared:
-        """Decode the upload held in ``pieces`` (object refs to its bytes, in order)."""
+    async def prepare(self, pieces: Sequence[Any], options: TranscribeOptions
+                      ) -> AsyncIterator[Analysed | PreparedChunk]:
+        """Decode the upload held in ``pieces`` (object refs to its bytes, in order);
+        yield an :class:`Analysed`, then each chunk as its features are computed.
+
+        A stream, so the first chunks reach the model while later ones are still being
+        featurised, and no side holds a long session's features all at once.
+        """
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as upload:
             for piece in pieces:
                 upload.write(await piece)
             if upload.tell() == 0:
-                return _failure(EmptyAudioError("the file is empty (0 bytes)"))
+                yield _failure(EmptyAudioError("the file is empty (0 bytes)"))
+                return
             upload.seek(0)
             try:
-                session = await asyncio.to_thread(preprocess, upload, options, self.n_mels)
+                session = await asyncio.to_thread(analyse, upload, options)
             except ScribeError as exc:
-                return _failure(exc)
-        return Prepared(session.duration_s, session.speech_duration_s, session.chunks,
-                        session.timings, session.warnings)
+                yield _failure(exc)
+                return
+        yield Analysed(session.duration_s, session.speech_duration_s, len(session.plans),
+                       session.timings, session.warnings)
+        chunks = iter_chunks(session, self.n_mels)
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield chunk
 
 
-def _failure(error: ScribeError) -> Prepared:
-    return Prepared(error=str(error), code=error.code, status=error.http_status)
+def _failure(error: ScribeError) -> Analysed:
+    return Analysed(error=str(error), code=error.code, status=error.http_status)
 
 
 def options_key(options: TranscribeOptions) -> TranscribeOptions:

@@ -14,7 +14,7 @@ import os
 import resource
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from starlette.datastructures import UploadFile
@@ -22,8 +22,9 @@ from starlette.responses import Response
 
 from scribe import config as cfg
 from scribe.config import TranscribeOptions
+from scribe.preprocess import PreparedChunk
 from scribe.transcript import AssembledChunk, ok_record
-from serve_app.deployments import ChunkJob, ChunkResult, Prepared
+from serve_app.deployments import Analysed, ChunkJob, ChunkResult
 from serve_app.protocol import AudioRequest, ModelCard, ModelList, Stats
 from serve_app.render import render
 from serve_app.settings import ServeConfig
@@ -83,44 +84,51 @@ class Frontend:
         """Run one upload through preprocessing and the model; the formatted answer."""
         start = time.perf_counter()
         options = self.options(request)
-        pieces = await _pieces(upload)
-        prepared: Prepared = await _call(
-            self.preprocessor.prepare.remote(pieces, options), self.retry_after_s)
-        if prepared.error:
-            raise ApiError(prepared.status, prepared.error, param="file", code=prepared.code)
-        results = await self._model(prepared, options, request_id)
-        record = self._record(prepared, results, request_id)
+        stream = self.preprocessor.options(stream=True).prepare.remote(
+            await _pieces(upload), options)
+        analysed: Analysed = await _call(anext(stream), self.retry_after_s)
+        if analysed.error:
+            raise ApiError(analysed.status, analysed.error, param="file", code=analysed.code)
+        chunks = await self._model(stream, options, request_id)
         logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
-                    request.task, prepared.duration_s, len(results),
+                    request.task, analysed.duration_s, len(chunks),
                     time.perf_counter() - start)
-        return render(record, request)
+        return render(self._record(analysed, chunks, request_id), request)
 
-    async def _model(self, prepared: Prepared, options: TranscribeOptions, request_id: str
-                     ) -> list[ChunkResult]:
+    async def _model(self, stream: AsyncIterator[PreparedChunk], options: TranscribeOptions,
+                     request_id: str) -> list[AssembledChunk]:
+        """Each chunk through the transcriber as it arrives, ``window`` at a time at most."""
         window = asyncio.Semaphore(self.window)
 
-        async def one(job: ChunkJob) -> ChunkResult:
-            async with window:
+        async def one(chunk: PreparedChunk) -> AssembledChunk:
+            try:
+                job = ChunkJob(chunk.features, chunk.offset_s, chunk.duration_s, request_id,
+                               options)
                 result: ChunkResult = await _call(
                     self.transcriber.transcribe.remote(job), self.retry_after_s)
-                return result
-
-        jobs = [ChunkJob(c.features, c.offset_s, c.duration_s, request_id, options)
-                for c in prepared.chunks]
-        results = await asyncio.gather(*(one(job) for job in jobs))
-        for result in results:
-            if result.error:
+            finally:
+                window.release()
+            if result.output is None:
                 raise ApiError(500, f"the model failed: {result.error}", code="model_error")
             self.batch_sizes[result.batch_size] += 1
-        return results
+            return AssembledChunk(chunk.index, chunk.segments, result.output)
 
-    def _record(self, prepared: Prepared, results: list[ChunkResult], request_id: str
+        tasks = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                async for chunk in stream:
+                    await window.acquire()
+                    tasks.append(group.create_task(one(chunk)))
+        except BaseExceptionGroup as errors:
+            # The first failure is the answer; the group cancelled the other chunks.
+            raise errors.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    def _record(self, analysed: Analysed, chunks: list[AssembledChunk], request_id: str
                 ) -> dict[str, Any]:
-        chunks = [AssembledChunk(c.index, c.segments, r.output)
-                  for c, r in zip(prepared.chunks, results, strict=True) if r.output]
-        base = {"session_id": request_id, "duration_s": prepared.duration_s,
-                "speech_duration_s": prepared.speech_duration_s,
-                "timings": prepared.timings, "warnings": prepared.warnings,
+        base = {"session_id": request_id, "duration_s": analysed.duration_s,
+                "speech_duration_s": analysed.speech_duration_s,
+                "timings": analysed.timings, "warnings": analysed.warnings,
                 "model": self.config.transcribe.model}
         return ok_record(base, chunks)
 
