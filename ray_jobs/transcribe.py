@@ -13,14 +13,16 @@ import argparse
 import concurrent.futures
 import json
 import logging
+import os
 import sys
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from scribe import config as cfg
-from scribe import outputs, storage
+from scribe import doctor, outputs, packing, storage
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
 from scribe.summary import render, summarize
@@ -40,6 +42,10 @@ class Plan:
     model_cpus: float
     preprocess_actors: int
     gpus: float
+    model_batch_size: int = 16
+    cpu_threads: int = 0
+    reserved_gpus: float = 0.0
+    source: str = "config"
 
 
 @dataclass
@@ -96,23 +102,102 @@ class SessionCollector:
 
 
 def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
-                   cluster: dict[str, float]) -> Plan:
-    """Actor counts from the cluster's resources and the config's overrides."""
+                   cluster: dict[str, float], *, reserved_gpus: float = 0.0,
+                   saved: packing.Plan | None = None,
+                   gpus_here: Sequence[packing.GpuInfo] = ()) -> Plan:
+    """Actor counts from the cluster's resources and the packing plan (the plan file, else
+    a plan for the GPUs seen here, else the config), fields set in the config winning.
+    ``reserved_gpus`` are held by others (Serve) and left to them."""
     gpus = float(cluster.get("GPU", 0.0))
     cpus = float(cluster.get("CPU", 1.0))
     device = options.device if options.device != "auto" else ("cuda" if gpus else "cpu")
+    shape = packing.job_shape(options.model_copy(update={"device": device}).resolved(),
+                              resources, saved, gpus_here)
     if device == "cuda":
-        if not gpus:
-            raise ScribeError("device is cuda but the Ray cluster has no GPUs")
-        actors = resources.model_actors or int(gpus) * resources.actors_per_gpu
-        gpu_fraction, model_cpus, free_cpus = resources.gpu_fraction(), 0.0, cpus
+        if gpus - reserved_gpus <= 0:
+            raise ScribeError(f"device is cuda but the Ray cluster has no GPUs free "
+                              f"({gpus:g} in all, {reserved_gpus:g} held by others)")
+        gpu_fraction = 1.0 / shape.actors_per_gpu
+        # 1e-6: 3 x (1/3) must count as one whole GPU, not 0.999...
+        actors = resources.model_actors or int((gpus - reserved_gpus) * shape.actors_per_gpu
+                                               + 1e-6)
+        model_cpus, free_cpus = 0.0, cpus
     else:
         actors = resources.model_actors or 1
-        gpu_fraction, model_cpus = 0.0, 1.0
+        gpu_fraction, model_cpus = 0.0, shape.model_cpus
         free_cpus = cpus - actors * model_cpus
     preprocess = resources.preprocess_actors or max(1, int(free_cpus // resources.preprocess_cpus))
     return Plan(device, actors, gpu_fraction, model_cpus, preprocess,
-                actors * gpu_fraction if device == "cuda" else 0.0)
+                actors * gpu_fraction if device == "cuda" else 0.0, shape.batch_size,
+                shape.cpu_threads, reserved_gpus, shape.source)
+
+
+def _preflight(config: JobConfig) -> None:
+    """Fail in a second, before any audio is read: the output, Ray, and a model given as a
+    path. What depends on the nodes (GPUs, CUDA libraries, the model on each disk) is
+    checked on them by :func:`_preflight_nodes` once Ray is up."""
+    model = config.transcribe.model or ""
+    results = [doctor.check_output(config.output), doctor.check_ray()]
+    if model.startswith(("/", ".", "~")):
+        results.append(doctor.check_model(os.path.expanduser(model)))
+    _raise_failures(results)
+
+
+def _raise_failures(results: list[doctor.CheckResult], where: str = "") -> None:
+    for result in results:
+        if result.status != "ok":
+            logger.log(logging.ERROR if result.status == "fail" else logging.WARNING,
+                       "preflight%s: %s", where, result.line())
+    failed = doctor.failures(results)
+    if failed:
+        raise ScribeError(f"preflight{where}: " + "; ".join(r.line() for r in failed))
+
+
+def _preflight_nodes(options: TranscribeOptions, device: str) -> None:
+    """The node checks (GPU, CUDA libraries, model on disk) on every node that will run
+    model actors, in a task that holds no GPU, so a busy card does not delay it."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    kind = "GPU" if device == "cuda" else "CPU"
+    nodes = [n for n in ray.nodes()  # type: ignore[no-untyped-call]
+             if n["Alive"] and n["Resources"].get(kind, 0) > 0]
+    check = ray.remote(num_cpus=0)(_node_checks)
+    pending = {n["NodeManagerAddress"]: check.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+            device, str(options.model)) for n in nodes}
+    for address, ref in pending.items():
+        rows: list[dict[str, str]] = ray.get(ref, timeout=60)
+        _raise_failures(doctor.from_dicts(rows), f" on {address}")
+
+
+def _node_checks(device: str, model: str) -> list[dict[str, str]]:
+    # CUDA_VISIBLE_DEVICES is empty in a task without GPUs: NVML still sees the cards.
+    return [r.to_dict() for r in doctor.node_checks(device, model, count_devices=False)]  # type: ignore[arg-type]
+
+
+def _held_gpus() -> float:
+    """GPUs other work (Serve replicas, other jobs) holds as the job starts."""
+    import ray
+
+    total = float(ray.cluster_resources().get("GPU", 0.0))  # type: ignore[no-untyped-call]
+    free = float(ray.available_resources().get("GPU", 0.0))  # type: ignore[no-untyped-call]
+    return max(0.0, total - free)
+
+
+def _leave_to_others(reserved_gpus: float) -> None:
+    """Keep Ray Data's resource budget off the GPUs others hold, so it does not plan for
+    (and wait on) them."""
+    if not reserved_gpus:
+        return
+    from ray.data import DataContext, ExecutionResources
+
+    with warnings.catch_warnings():
+        # Deprecated in Ray 2.60 in favour of label selectors, which need labelled nodes;
+        # this works on any cluster until its removal (2027).
+        warnings.simplefilter("ignore")
+        DataContext.get_current().execution_options.exclude_resources = ExecutionResources(
+            gpu=reserved_gpus)
 
 
 def _pipeline(sessions: list[storage.SessionRef], options: TranscribeOptions,
@@ -134,8 +219,8 @@ def _pipeline(sessions: list[storage.SessionRef], options: TranscribeOptions,
     model_resources: dict[str, Any] = (
         {"num_gpus": plan.model_gpus} if plan.device == "cuda" else {"num_cpus": plan.model_cpus})
     ds = ds.map_batches(
-        Transcriber, batch_size=resources.model_batch_size, batch_format="numpy",
-        fn_constructor_kwargs={"options": options, "cpu_threads": resources.cpu_threads},
+        Transcriber, batch_size=plan.model_batch_size, batch_format="numpy",
+        fn_constructor_kwargs={"options": options, "cpu_threads": plan.cpu_threads},
         compute=ActorPoolStrategy(size=plan.model_actors), **model_resources,
     )
     yield from ds.iter_rows()
@@ -146,6 +231,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     import ray
 
     start = time.perf_counter()
+    _preflight(config)
     sessions = storage.list_sessions(config.input)
     if config.limit:
         sessions = sessions[: config.limit]
@@ -157,10 +243,15 @@ def run_job(config: JobConfig) -> dict[str, Any]:
                 len(sessions), len(done), len(todo))
     if not ray.is_initialized():
         ray.init(logging_level=logging.WARNING)
+    reserved = _held_gpus()
     plan = plan_resources(config.transcribe, config.resources,
-                          ray.cluster_resources())  # type: ignore[no-untyped-call]
+                          ray.cluster_resources(),  # type: ignore[no-untyped-call]
+                          reserved_gpus=reserved, saved=packing.read_plan(),
+                          gpus_here=packing.read_gpus())
+    _leave_to_others(reserved)
     options = config.transcribe.model_copy(update={"device": plan.device}).resolved()
     assert options.model is not None
+    _preflight_nodes(options, plan.device)
     n_mels = model_n_mels(resolve_model_path(options.model))
     logger.info("plan: %s", plan)
     records, collector = _run(todo, options, config, plan, n_mels)

@@ -152,9 +152,11 @@ def _library_fix(soname: str) -> str:
 
 
 def check_cuda_libraries(device: Device, libraries: Sequence[str] | None = None,
-                         gpus: Sequence[packing.GpuInfo] | None = None) -> CheckResult:
+                         gpus: Sequence[packing.GpuInfo] | None = None,
+                         count_devices: bool = True) -> CheckResult:
     """The dynamic loader finds the CUDA libraries CTranslate2 needs, and CTranslate2
-    then sees the GPUs."""
+    then sees the GPUs (``count_devices=False`` where CUDA_VISIBLE_DEVICES is emptied on
+    purpose, as in a Ray task that holds no GPU)."""
     if device == "cpu":
         return _ok("cuda-libraries", "device=cpu: not needed")
     gpus = packing.read_gpus() if gpus is None else gpus
@@ -168,7 +170,7 @@ def check_cuda_libraries(device: Device, libraries: Sequence[str] | None = None,
                                _library_fix(soname))
     import ctranslate2
 
-    if status == "fail" and ctranslate2.get_cuda_device_count() == 0:
+    if status == "fail" and count_devices and ctranslate2.get_cuda_device_count() == 0:
         return CheckResult("cuda-libraries", "fail",
                            "CTranslate2 sees no CUDA device although the libraries load",
                            "check CUDA_VISIBLE_DEVICES, and `pip install -U ctranslate2`")
@@ -275,20 +277,29 @@ def check_disk(model: str, cache_dir: Path | None = None) -> CheckResult:
 
 
 def check_output(output: str) -> CheckResult:
-    """A probe file can be written to, and removed from, the output location."""
+    """The output location takes a write: a probe file where it exists (removed again);
+    for a local folder not made yet, the nearest folder above it must be writable (the
+    check creates nothing)."""
+    import pyarrow.fs
+
     from scribe import storage
 
-    probe = storage.join(output, f".scribe-doctor-{uuid.uuid4().hex[:8]}")
+    fix = ("check the path (mkdir -p), its permissions, or the AWS_* / GOOGLE_* "
+           "credentials for object stores")
+    fs, path = storage.resolve(output)
+    if isinstance(fs, pyarrow.fs.LocalFileSystem) and not os.path.isdir(path):
+        above = next(p for p in Path(path).parents if p.exists())
+        if above.is_dir() and os.access(above, os.W_OK | os.X_OK):
+            return _ok("output", f"{output} can be created in {above}")
+        return CheckResult("output", "fail", f"cannot create {output}: {above} is not a "
+                           "writable folder", fix)
+    probe = f"{path.rstrip('/')}/.scribe-doctor-{uuid.uuid4().hex[:8]}"
     try:
-        fs, path = storage.resolve(probe)
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(path) as stream:
+        with fs.open_output_stream(probe) as stream:
             stream.write(b"ok")
-        fs.delete_file(path)
+        fs.delete_file(probe)
     except Exception as exc:  # any failure to write is the finding; say which
-        return CheckResult("output", "fail", f"cannot write to {output}: {exc}",
-                           "check the path (mkdir -p), its permissions, or the AWS_* / "
-                           "GOOGLE_* credentials for object stores")
+        return CheckResult("output", "fail", f"cannot write to {output}: {exc}", fix)
     return _ok("output", f"{output} is writable")
 
 
@@ -356,11 +367,15 @@ def run_checks(*, device: Device = "auto", model: str | None = None, output: str
     return results
 
 
-def gpu_checks(device: Device = "cuda") -> list[CheckResult]:
-    """The checks that belong to one GPU node (run there, e.g. by the job on each node)."""
+def node_checks(device: Device, model: str, *, count_devices: bool = True) -> list[CheckResult]:
+    """The checks that belong to one node that will run model actors: its GPUs (for a GPU
+    device), and the model on its own disk. The batch job runs them on every such node."""
     gpus = packing.read_gpus()
-    return [check_gpu(device, gpus), check_driver(device, gpus=gpus),
-            check_cuda_libraries(device, gpus=gpus)]
+    results = [check_model(model), check_disk(model)]
+    if device != "cpu":
+        results[:0] = [check_gpu(device, gpus), check_driver(device, gpus=gpus),
+                       check_cuda_libraries(device, gpus=gpus, count_devices=count_devices)]
+    return results
 
 
 def _default_model(device: Device, gpus: Sequence[packing.GpuInfo]) -> str:

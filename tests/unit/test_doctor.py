@@ -91,11 +91,26 @@ def test_disk_for_a_download_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_output_must_be_writable(tmp_path: Path) -> None:
-    assert doctor.check_output(str(tmp_path / "out")).status == "ok"
+    assert doctor.check_output(str(tmp_path)).status == "ok"
+    assert list(tmp_path.iterdir()) == [], "the probe is removed"
+    later = doctor.check_output(str(tmp_path / "not" / "yet"))
+    assert later.status == "ok" and not (tmp_path / "not").exists(), "nothing is created"
     (tmp_path / "file").write_text("x")
     blocked = doctor.check_output(str(tmp_path / "file" / "out"))
     assert blocked.status == "fail" and "mkdir" in blocked.fix
-    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.s3
+def test_output_on_an_object_store(s3_bucket: str) -> None:
+    assert doctor.check_output(f"s3://{s3_bucket}/out").status == "ok"
+    missing = doctor.check_output("s3://no-such-bucket-scribe/out")
+    assert missing.status == "fail"
+
+
+def test_node_checks_cover_the_gpu_only_for_a_gpu_device(tiny_model: str) -> None:
+    assert [r.name for r in doctor.node_checks("cpu", tiny_model)] == ["model", "disk"]
+    names = [r.name for r in doctor.node_checks("cuda", tiny_model, count_devices=False)]
+    assert names == ["gpu", "driver", "cuda-libraries", "model", "disk"]
 
 
 @pytest.fixture

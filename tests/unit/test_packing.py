@@ -3,6 +3,7 @@ files, the job's shape, and the ``scribe plan`` / ``scribe calibrate`` commands.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from scribe import packing
 from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.errors import ScribeError
 from scribe.packing import GiB, MiB
 
 pytestmark = pytest.mark.unit
@@ -212,3 +214,33 @@ def test_scribe_calibrate_without_a_gpu_plans_cpu_actors(tmp_path: Path) -> None
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert saved["device"] == "cpu" and saved["cpu"]["actors"] >= 1
     assert saved["cpu"]["batch_size"] == 4
+
+
+def test_the_batch_job_plans_from_the_packing_plan() -> None:
+    from ray_jobs.transcribe import plan_resources
+
+    gpu = dataclasses.replace(_plan("large-v3", "float16", 24 * GiB), actors_per_gpu=3,
+                              batch_size=24)
+    saved = packing.Plan("cuda", gpu=gpu, created="now")
+    options = TranscribeOptions(model="large-v3", compute_type="float16")
+    plan = plan_resources(options, ResourceConfig(), {"GPU": 2, "CPU": 16}, saved=saved)
+    assert (plan.device, plan.model_actors, plan.model_batch_size) == ("cuda", 6, 24)
+    assert plan.model_gpus == pytest.approx(1 / 3) and plan.gpus == pytest.approx(2.0)
+    shared = plan_resources(options, ResourceConfig(), {"GPU": 2, "CPU": 16}, saved=saved,
+                            reserved_gpus=1 / 3)
+    assert shared.model_actors == 5 and shared.reserved_gpus == pytest.approx(1 / 3)
+    pinned = plan_resources(options, ResourceConfig(model_actors=2), {"GPU": 2}, saved=saved)
+    assert pinned.model_actors == 2
+    with pytest.raises(ScribeError, match="held by others"):
+        plan_resources(options, ResourceConfig(), {"GPU": 1}, saved=saved, reserved_gpus=1.0)
+
+
+def test_the_batch_job_on_cpu_keeps_its_defaults_without_a_plan() -> None:
+    from ray_jobs.transcribe import plan_resources
+
+    options = TranscribeOptions(model="small", device="cpu")
+    plain = plan_resources(options, ResourceConfig(), {"CPU": 2})
+    assert (plain.model_actors, plain.model_cpus, plain.preprocess_actors) == (1, 1.0, 1)
+    saved = packing.Plan("cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
+    planned = plan_resources(options, ResourceConfig(), {"CPU": 16}, saved=saved)
+    assert (planned.model_cpus, planned.cpu_threads, planned.model_batch_size) == (4.0, 4, 8)
