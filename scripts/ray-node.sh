@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One node of a ray-scribe Ray cluster, with every port pinned and token auth on.
 #
-#   scripts/ray-node.sh head                  start the head (GCS, dashboard, client server)
-#   scripts/ray-node.sh worker HEAD_IP:PORT   join the head at HEAD_IP:PORT (its GCS port)
+#   scripts/ray-node.sh head [RAY_START_ARGS]                start the head (GCS, dashboard,
+#                                                            client server)
+#   scripts/ray-node.sh worker HEAD_IP:PORT [RAY_START_ARGS] join the head at its GCS port
 #   scripts/ray-node.sh ports [head|worker]   the TCP ports this node listens on, one per line
 #   scripts/ray-node.sh resources             the CPUs and memory this node would advertise
 #
@@ -26,6 +27,15 @@
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
+
+# Vast.ai gives its identity ports and public address to the container's first process;
+# an SSH session (the cluster launcher's) does not always inherit them.
+if [[ -z "${VAST_TCP_PORT_70000:-}${PUBLIC_IPADDR:-}" ]]; then
+  first_env=$({ tr '\0' '\n' </proc/1/environ; } 2>/dev/null) || first_env=""
+  while IFS= read -r kv; do
+    case "$kv" in VAST_TCP_PORT_*=* | PUBLIC_IPADDR=*) export "${kv?}" ;; esac
+  done <<<"$first_env"
+fi
 
 # A port: its RAY_* variable, else the Vast.ai identity port in that slot, else the default.
 port() {
@@ -149,11 +159,16 @@ setup_token() {
 
 start() {
   local role=$1 head=${2:-}
+  shift 2
   [[ -n "${SCRIBE_INSTALL:-}" ]] && "$PYTHON" -m pip install -q "$SCRIBE_INSTALL"
   setup_token "$role"
   local libs; libs=$(cuda_library_path)
   [[ -n "$libs" ]] && export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export SCRIBE_SERVE_PORT=$SERVE_PORT
+  if [[ -z "${SCRIBE_API_KEYS:-}" ]]; then
+    echo "ray-node: SCRIBE_API_KEYS is unset: Serve on port $SERVE_PORT answers anyone;" \
+      "set it on every node before exposing that port" >&2
+  fi
   eval "$(resources)"
   local args=(
     --node-manager-port="$NODE_MANAGER_PORT" --object-manager-port="$OBJECT_MANAGER_PORT"
@@ -171,6 +186,7 @@ start() {
   [[ -n "${RAY_RESOURCES:-}" ]] && args+=(--resources="$RAY_RESOURCES")
   [[ -n "${RAY_TEMP_DIR:-}" ]] && args+=(--temp-dir="$RAY_TEMP_DIR")
   [[ "${RAY_BLOCK:-0}" == 1 ]] && args+=(--block)
+  args+=("$@")
   if [[ "$role" == head ]]; then
     # The dashboard also takes job submissions: it listens on every interface, and token
     # auth turns away any request without the token.
@@ -184,8 +200,8 @@ start() {
 
 role=${1:-${SCRIBE_ROLE:-}}
 case "$role" in
-  head) start head ;;
-  worker) start worker "${2:-${SCRIBE_HEAD:-}}" ;;
+  head) start head "" "${@:2}" ;;
+  worker) start worker "${2:-${SCRIBE_HEAD:-}}" "${@:3}" ;;
   ports) print_ports "${2:-head}" ;;
   resources) resources ;;
   *) sed -n '2,7p' "$0" >&2; exit 2 ;;
