@@ -77,7 +77,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     gpus = packing.read_gpus()
     if not gpus:
-        cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size)
+        # 32 is a GPU's batch; on CPU a bigger batch only delays the first result.
+        cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=min(args.batch_size, 8))
         path = packing.write_plan(packing.Plan("cpu", cpu=cpu), args.plan_file)
         sys.stdout.write(f"no GPU here (NVML sees none): nothing to measure. "
                          f"{packing.render_cpu_plan(cpu)}\nwrote {path}\n")
