@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +64,21 @@ def serve_forever(file: dict[str, Any], args: argparse.Namespace) -> None:
     http = {"host": "127.0.0.1", "port": 8000, **(file.get("http_options") or {})}
     http.update({k: v for k, v in (("host", args.host), ("port", args.port)) if v})
     serve.start(http_options=http)
-    logger.info("listening on http://%s:%s/v1", http["host"], http["port"])
-    serve.run(build_app(config, deployments), name=application.get("name", APP_NAME),
-              route_prefix=application.get("route_prefix", "/"), blocking=True)
+    # After Ray's own handlers: SIGTERM (docker stop, systemd, kubectl) then drains like
+    # Ctrl-C instead of killing requests in flight.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        serve.run(build_app(config, deployments), name=application.get("name", APP_NAME),
+                  route_prefix=application.get("route_prefix", "/"))
+        logger.info("ready: http://%s:%s/v1 (Ctrl-C to stop)", http["host"], http["port"])
+        while True:
+            time.sleep(3600)
+    finally:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
