@@ -118,21 +118,38 @@ class Transcriber:
     def __init__(self, options: TranscribeOptions, resources: ResourceConfig,
                  batch_wait_timeout_s: float) -> None:
         self.engine = WhisperEngine(options, cpu_threads=resources.cpu_threads)
-        batch: Any = self._batch  # serve.batch's wrapper carries its setters
-        batch.set_max_batch_size(resources.model_batch_size)
-        batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        control: Any = self._batch  # serve.batch's wrapper carries its setters
+        control.set_max_batch_size(resources.model_batch_size)
+        self._batch_control = control
+        self._idle_wait_s = batch_wait_timeout_s
+        self._busy_until = 0.0  # when the running model call should end (monotonic)
+        self._call_s = 0.0  # recent model call duration, smoothed
         self._batch_sizes = _batch_size_metric()
 
     async def transcribe(self, job: ChunkJob) -> ChunkResult:
         """One chunk; concurrent calls are gathered into one model batch."""
+        # serve.batch closes a batch batch_wait_timeout_s after its first chunk arrives and
+        # queues it behind the running one. Under load that cuts the chunks arriving during
+        # a model call into many tiny batches. A chunk arriving while the model is busy
+        # therefore sets the wait to the rest of that call: the next batch takes
+        # everything that came meanwhile (up to max_batch_size) and starts as it ends.
+        remaining = self._busy_until - time.monotonic()
+        self._batch_control.set_batch_wait_timeout_s(max(self._idle_wait_s, remaining))
         result: ChunkResult = await self._batch(job)
         return result
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _batch(self, jobs: list[ChunkJob]) -> list[ChunkResult]:
-        # The model call blocks for seconds: off the event loop, so the replica keeps
-        # accepting the chunks that will form the next batch.
-        results = await asyncio.to_thread(self._run, jobs)
+        start = time.monotonic()
+        self._busy_until = start + self._call_s
+        try:
+            # The model call blocks for seconds: off the event loop, so the replica keeps
+            # accepting the chunks that will form the next batch.
+            results = await asyncio.to_thread(self._run, jobs)
+        finally:
+            elapsed = time.monotonic() - start
+            self._call_s = elapsed if not self._call_s else 0.7 * self._call_s + 0.3 * elapsed
+            self._busy_until = 0.0
         self._batch_sizes.observe(len(jobs))
         return results
 
