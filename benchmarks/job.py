@@ -33,6 +33,8 @@ from tests.media import speech, write_audio  # noqa: E402
 
 MAX_NEW_TOKENS = 16
 THREADS = os.cpu_count() or 2
+BASELINE_BATCH = 8  # BatchedInferencePipeline's default
+PLANS: list[dict[str, object]] = []
 
 
 def make_corpus(root: Path, count: int, low_s: float, high_s: float, seed: int) -> list[Path]:
@@ -81,26 +83,28 @@ def batched(model_path: str, files: list[Path], batch_size: int) -> None:
         list(segments)
 
 
-def job(model_path: str, src: Path, batch_size: int) -> None:
+def job(model_path: str, src: Path, batch_size: int | None) -> None:
     from ray_jobs.transcribe import run_job
 
     out = Path(tempfile.mkdtemp(prefix="bench-job-"))
     try:
         options = TranscribeOptions(model=model_path, device="cpu", compute_type="int8",
                                     beam_size=1, max_new_tokens=MAX_NEW_TOKENS, language="en")
-        summary = run_job(JobConfig(
-            input=str(src), output=str(out), transcribe=options,
-            resources=ResourceConfig(model_batch_size=batch_size, cpu_threads=THREADS)))
+        resources = ResourceConfig(model_batch_size=batch_size) if batch_size else ResourceConfig()
+        summary = run_job(JobConfig(input=str(src), output=str(out), transcribe=options,
+                                    resources=resources))
         assert summary["sessions"]["failed"] == 0, summary["failures"]
+        PLANS.append(summary["plan"])
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def compare(name: str, model_path: str, files: list[Path], batch_size: int) -> list[str]:
+def compare(name: str, model_path: str, files: list[Path], batch_size: int | None
+            ) -> list[str]:
     audio = audio_seconds(files)
     results = {
         "sequential": timed(lambda: sequential(model_path, files)),
-        "batched": timed(lambda: batched(model_path, files, batch_size)),
+        "batched": timed(lambda: batched(model_path, files, BASELINE_BATCH)),
         "job": timed(lambda: job(model_path, files[0].parent, batch_size)),
     }
     speed = {k: audio / v for k, v in results.items()}
@@ -115,7 +119,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--model-size", default="base")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="the job's model batch (default: the job's own plan)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import ray
@@ -126,7 +131,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-corpus-"))
     try:
         rows = ["", f"model: random-weights {args.model_size}, int8 CPU, greedy, "
-                f"max_new_tokens={MAX_NEW_TOKENS}, batch {args.batch_size}, {THREADS} threads",
+                f"max_new_tokens={MAX_NEW_TOKENS}; loops: {THREADS} threads, batched loop at "
+                f"batch {BASELINE_BATCH}",
                 f"{'corpus':<28} {'audio s':>8} {'sequential':>10} {'batched':>10} "
                 f"{'job':>10} {'job/batched':>12} {'job/seq':>12}",
                 "(audio-seconds per wall-second; higher is better)"]
@@ -135,6 +141,10 @@ def main() -> None:
                         args.batch_size)
         short_files = make_corpus(work / "clips", clips, 5, 20, seed=5000)
         rows += compare(f"{clips} clips (5-20 s)", model_path, short_files, args.batch_size)
+        plan = PLANS[-1]
+        rows.append(f"job plan: {plan['model_actors']} model actors x {plan['cpu_threads']} "
+                    f"thread(s), batch {plan['model_batch_size']}, "
+                    f"{plan['preprocess_actors']} preprocessing actor(s) ({plan['source']})")
         print("\n".join(rows))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -46,6 +46,7 @@ class Plan:
     cpu_threads: int = 0
     reserved_gpus: float = 0.0
     source: str = "config"
+    preprocess_cpus: float = 1.0
 
 
 @dataclass
@@ -122,14 +123,25 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
         actors = resources.model_actors or int((gpus - reserved_gpus) * shape.actors_per_gpu
                                                + 1e-6)
         model_cpus, free_cpus = 0.0, cpus
-    else:
+    elif shape.model_cpus:
         actors = resources.model_actors or 1
         gpu_fraction, model_cpus = 0.0, shape.model_cpus
         free_cpus = cpus - actors * model_cpus
+    else:
+        # model actors share the logical CPUs the preprocessing actors leave: preprocessing
+        # needs a few percent of the model's CPU time, so it runs beside them
+        threads = shape.cpu_threads or min(4, max(1, int(cpus)))
+        feeders = resources.preprocess_actors or max(1, int(cpus) // 8)
+        actors = resources.model_actors or max(1, int(cpus) // threads)
+        # feeders hold at most half the CPUs, so the model actors always fit beside them
+        feeder_cpus = min(resources.preprocess_cpus, cpus / 2 / feeders)
+        model_cpus = (cpus - feeders * feeder_cpus) / actors
+        return Plan(device, actors, 0.0, model_cpus, feeders, 0.0, shape.batch_size, threads,
+                    reserved_gpus, shape.source, feeder_cpus)
     preprocess = resources.preprocess_actors or max(1, int(free_cpus // resources.preprocess_cpus))
     return Plan(device, actors, gpu_fraction, model_cpus, preprocess,
                 actors * gpu_fraction if device == "cuda" else 0.0, shape.batch_size,
-                shape.cpu_threads, reserved_gpus, shape.source)
+                shape.cpu_threads, reserved_gpus, shape.source, resources.preprocess_cpus)
 
 
 def _preflight(config: JobConfig) -> None:
@@ -214,7 +226,7 @@ def _pipeline(sessions: list[storage.SessionRef], options: TranscribeOptions,
         Preprocessor, batch_size=1, batch_format="numpy",
         fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model},
         compute=ActorPoolStrategy(min_size=1, max_size=plan.preprocess_actors),
-        num_cpus=resources.preprocess_cpus,
+        num_cpus=plan.preprocess_cpus,
     )
     model_resources: dict[str, Any] = (
         {"num_gpus": plan.model_gpus} if plan.device == "cuda" else {"num_cpus": plan.model_cpus})

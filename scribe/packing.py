@@ -529,7 +529,11 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Plan
         shape = JobShape(1, saved.cpu.batch_size, threads, float(threads),
                          f"plan file ({saved.created})")
     else:
-        shape = JobShape(1, resources.model_batch_size, resources.cpu_threads, 1.0, "config")
+        # Measured with CTranslate2 int8 on CPU (base, 2 cores, one job): batch 16 is
+        # slower per chunk than batch 1 (1.19 s vs 0.72 s, 2 threads), and two 1-thread
+        # actors side by side spent 33 s of model time where one 2-thread actor spent 18 s.
+        # So: batch 1, actors of up to 4 threads; model_cpus 0 = decided with the cluster.
+        shape = JobShape(1, 1, 0, 0.0, "CPU default: actors of up to 4 threads, batch 1")
     explicit = resources.model_fields_set
     return dataclasses.replace(
         shape,

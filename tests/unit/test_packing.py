@@ -175,7 +175,8 @@ def test_cpu_jobs_take_threads_from_a_cpu_plan() -> None:
     saved = packing.Plan("cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
     shape = packing.job_shape(options, ResourceConfig(), saved)
     assert (shape.cpu_threads, shape.model_cpus, shape.batch_size) == (4, 4.0, 8)
-    assert packing.job_shape(options, ResourceConfig(), None).model_cpus == 1.0
+    default = packing.job_shape(options, ResourceConfig(), None)
+    assert (default.batch_size, default.model_cpus) == (1, 0.0), "batching does not pay on CPU"
 
 
 def _scribe(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,37 @@
+"""How the batch job lays actors on a cluster without a plan file."""
+
+from __future__ import annotations
+
+import pytest
+
+from ray_jobs.transcribe import plan_resources
+from scribe.config import ResourceConfig, TranscribeOptions
+
+pytestmark = pytest.mark.unit
+
+CPU = TranscribeOptions(model="/models/x", device="cpu")
+
+
+@pytest.mark.parametrize(("cores", "actors", "threads", "feeders"),
+                         [(1, 1, 1, 1), (2, 1, 2, 1), (16, 4, 4, 2)])
+def test_cpu_actors_of_up_to_four_threads_beside_the_preprocessing(
+        cores: int, actors: int, threads: int, feeders: int) -> None:
+    plan = plan_resources(CPU, ResourceConfig(), {"CPU": cores})
+    assert (plan.model_actors, plan.cpu_threads, plan.preprocess_actors) == (
+        actors, threads, feeders)
+    assert plan.model_batch_size == 1
+    assert (plan.model_actors * plan.model_cpus
+            + plan.preprocess_actors * plan.preprocess_cpus) <= cores + 1e-9
+
+
+def test_explicit_resources_win() -> None:
+    plan = plan_resources(CPU, ResourceConfig(model_actors=3, cpu_threads=1,
+                                              model_batch_size=8), {"CPU": 8})
+    assert (plan.model_actors, plan.cpu_threads, plan.model_batch_size) == (3, 1, 8)
+
+
+def test_gpu_actors_take_one_over_k_of_each_gpu() -> None:
+    gpu = TranscribeOptions(model="/models/x", device="cuda")
+    plan = plan_resources(gpu, ResourceConfig(actors_per_gpu=3), {"CPU": 32, "GPU": 2})
+    assert plan.model_actors == 6 and plan.model_gpus == pytest.approx(1 / 3)
+    assert plan.gpus == pytest.approx(2.0)
