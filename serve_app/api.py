@@ -26,6 +26,7 @@ from serve_app.protocol import (
     ErrorBody,
     Granularity,
     Health,
+    ModelCard,
     ModelList,
     ResponseFormat,
     Stats,
@@ -50,7 +51,7 @@ GranularityField = Annotated[
 StreamField = Annotated[bool, Form(description="streaming is not supported: false only")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 413, 500, 503)}
+    status: {"model": ErrorBody} for status in (400, 401, 404, 413, 500, 503)}
 _AUDIO: dict[int | str, dict[str, Any]] = {
     200: {"description": "json/verbose_json as JSON; text, srt and vtt as text",
           "content": {"text/plain": {}}},
@@ -101,6 +102,15 @@ def _add_info_routes(api: FastAPI, front: Frontend) -> None:
     async def models() -> ModelList:
         """The model names this server answers to."""
         return front.models()
+
+    @api.get("/v1/models/{model_id}", responses=_ERRORS)
+    async def model(model_id: str) -> ModelCard:
+        """One model, if this server answers to that name."""
+        for card in front.models().data:
+            if card.id == model_id:
+                return card
+        raise ApiError(404, f"model {model_id!r} does not exist", param="model",
+                       code="model_not_found")
 
     @api.get("/v1/stats", responses=_ERRORS)
     async def stats() -> Stats:

@@ -105,3 +105,11 @@ def test_a_long_session_streams_through_several_chunks_in_order(
 def test_silence_is_an_empty_transcript(openai_client: Any, tmp_path: Path) -> None:
     path = media.write_audio(tmp_path / "quiet.wav", media.silence(5))
     assert _create(openai_client, path).text == ""
+
+
+def test_models_retrieve(openai_client: Any) -> None:
+    import openai
+
+    assert openai_client.models.retrieve("whisper-1").id == "whisper-1"
+    with pytest.raises(openai.NotFoundError):
+        openai_client.models.retrieve("gpt-5")

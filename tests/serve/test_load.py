@@ -120,3 +120,35 @@ def test_two_gigabyte_upload_is_413_without_buffering(server: Server, http: Any,
         grown = _peak_rss(pid) - peak
         assert grown < 256 * MIB, f"pid {pid} grew {grown / MIB:.0f} MiB"
     assert http.get("/health").status_code == 200
+
+
+def test_requests_with_different_options_share_the_server(openai_client: Any) -> None:
+    """Chunks that cannot share a generate call (temperature, prompt, word timestamps)
+    are grouped apart inside one batch; each request still gets its own options."""
+    jfk = EXAMPLES / "jfk.flac"
+    variants: list[dict[str, Any]] = [
+        {}, {"temperature": 0.5}, {"prompt": "Ask not"}, {"language": "de"},
+        {"timestamp_granularities": ["word"]}, {"language": "fr", "prompt": "Ask not"},
+    ]
+
+    def one(extra: dict[str, Any]) -> Any:
+        with jfk.open("rb") as f:
+            return openai_client.audio.transcriptions.create(
+                model="whisper-1", file=f, response_format="verbose_json", **extra)
+
+    with ThreadPoolExecutor(len(variants)) as pool:
+        results = list(pool.map(one, variants))
+    assert results[3].language == "de" and results[5].language == "fr"
+    assert results[4].words is not None and results[0].words is None
+    assert all(r.duration == pytest.approx(11.0, abs=0.1) for r in results)
+
+
+def test_options_key_keeps_what_one_generate_call_needs_equal() -> None:
+    from scribe.config import TranscribeOptions
+    from serve_app.deployments import options_key
+
+    base = TranscribeOptions(model="m")
+    assert options_key(base) == options_key(base.model_copy(update={"language": "de"}))
+    for change in ({"temperature": 0.5}, {"initial_prompt": "x"}, {"word_timestamps": True},
+                   {"task": "translate"}, {"beam_size": 1}):
+        assert options_key(base) != options_key(base.model_copy(update=change)), change
