@@ -62,6 +62,19 @@ def _segment_dict(index: int, segment: Any) -> dict[str, Any]:
     return out
 
 
+def clamp_to(segments: list[dict[str, Any]], duration_s: float) -> list[dict[str, Any]]:
+    """Segments (and words) inside ``[0, duration_s]``: a model can emit a timestamp token
+    past the end of its chunk, and a cue after the recording ends helps nobody."""
+    def fit(t: float) -> float:
+        return min(max(t, 0.0), duration_s) if duration_s > 0 else max(t, 0.0)
+
+    for seg in segments:
+        seg["start"], seg["end"] = fit(seg["start"]), fit(seg["end"])
+        for word in seg.get("words", []):
+            word["start"], word["end"] = fit(word["start"]), fit(word["end"])
+    return segments
+
+
 def session_language(chunks: Iterable[AssembledChunk]) -> tuple[str | None, float]:
     """The language spoken most (by chunk duration), and the share of chunks' weight it has."""
     weight: defaultdict[str, float] = defaultdict(float)
@@ -75,7 +88,7 @@ def session_language(chunks: Iterable[AssembledChunk]) -> tuple[str | None, floa
 
 def ok_record(base: dict[str, Any], chunks: list[AssembledChunk]) -> dict[str, Any]:
     """A finished session's record: ``base`` (id, uri, durations, ...) plus its transcript."""
-    segments = restore_segments(chunks)
+    segments = clamp_to(restore_segments(chunks), base.get("duration_s", 0.0))
     language, share = session_language(chunks)
     model_time = sum(c.output.timings.get("model", 0.0) for c in chunks)
     timings = dict(base.get("timings", {}))

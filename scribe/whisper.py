@@ -177,13 +177,18 @@ class WhisperEngine:
         max_length = self.model.max_length
         if opts.max_new_tokens is not None:
             max_length = min(max_length, longest + opts.max_new_tokens)
+        # CTranslate2 samples only with sampling_topk=0 (its default, 1, is greedy whatever
+        # the temperature), and sampling is single-beam, as in faster-whisper's fallback.
+        sampling: dict[str, Any] = (
+            {"beam_size": 1, "sampling_topk": 0} if opts.temperature > 0
+            else {"beam_size": opts.beam_size})
         results = self.model.model.generate(
-            encoder_output, prompts, beam_size=opts.beam_size, patience=1.0,
+            encoder_output, prompts, patience=1.0,
             length_penalty=1.0, max_length=max_length, suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizers[0], [-1]),
             return_scores=True, return_no_speech_prob=True,
             sampling_temperature=opts.temperature, repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
+            no_repeat_ngram_size=0, **sampling,
         )
         outputs = []
         for result in results:

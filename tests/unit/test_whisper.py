@@ -136,3 +136,22 @@ def test_chunk_output_is_plain_data(engine: WhisperEngine, sessions: dict[str, A
     (out,) = engine.transcribe([ChunkInput(c.features, c.offset_s, c.duration_s)])
     assert isinstance(out, ChunkOutput) and out.language == "en"
     assert all(isinstance(s["text"], str) and s["end"] >= s["start"] for s in out.segments)
+
+
+def test_temperature_samples(engine: WhisperEngine, sessions: dict[str, Any]) -> None:
+    _, prepared = sessions["multilingual.mp3"]
+    items = [ChunkInput(c.features, c.offset_s, c.duration_s) for c in prepared.chunks] * 3
+    hot = engine.options.model_copy(update={"temperature": 1.0, "max_new_tokens": 24})
+    texts = {" ".join(s["text"] for s in o.segments) for o in engine.transcribe(items, hot)}
+    greedy = {" ".join(s["text"] for s in o.segments) for o in engine.transcribe(items)}
+    assert len(texts) > len(greedy), "sampling at temperature 1 varies; greedy does not"
+
+
+def test_segments_never_pass_the_recording() -> None:
+    from scribe.transcript import clamp_to
+
+    segs = [{"start": -0.5, "end": 3.0, "words": [{"start": 2.0, "end": 12.0}]},
+            {"start": 9.0, "end": 26.0}]
+    assert clamp_to(segs, 11.0) == [
+        {"start": 0.0, "end": 3.0, "words": [{"start": 2.0, "end": 11.0}]},
+        {"start": 9.0, "end": 11.0}]
