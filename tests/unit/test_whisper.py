@@ -87,16 +87,22 @@ def test_cross_session_batches_equal_faster_whispers_batched_pipeline(
         assert ours[name] == reference, name
 
 
+def _one_session(engine: WhisperEngine, prepared: PreparedSession,
+                 options: TranscribeOptions) -> list[AssembledChunk]:
+    """All of one session's chunks through one model call, ready to assemble."""
+    outputs = engine.transcribe([
+        ChunkInput(c.features, c.offset_s, c.duration_s, group="s") for c in prepared.chunks
+    ], options)
+    return [AssembledChunk(c.index, c.segments, o)
+            for c, o in zip(prepared.chunks, outputs, strict=True)]
+
+
 def test_detected_language_is_voted_per_session(engine: WhisperEngine,
                                                 sessions: dict[str, Any]) -> None:
     _, prepared = sessions["long"]
-    auto = engine.options.model_copy(update={"language": None})
-    outputs = engine.transcribe([
-        ChunkInput(c.features, c.offset_s, c.duration_s, group="long") for c in prepared.chunks
-    ], auto)
+    chunks = _one_session(engine, prepared, engine.options.model_copy(update={"language": None}))
+    outputs = [c.output for c in chunks]
     assert len({o.language for o in outputs}) == 1, "one session, one language in a batch"
-    chunks = [AssembledChunk(c.index, c.segments, o) for c, o in zip(
-        prepared.chunks, outputs, strict=True)]
     language, share = session_language(chunks)
     assert language == outputs[0].language and share == 1.0
 
@@ -105,11 +111,7 @@ def test_word_timestamps_land_inside_their_segments(engine: WhisperEngine,
                                                     sessions: dict[str, Any]) -> None:
     _, prepared = sessions["jfk.flac"]
     words_opts = engine.options.model_copy(update={"word_timestamps": True})
-    outputs = engine.transcribe([
-        ChunkInput(c.features, c.offset_s, c.duration_s, group="jfk") for c in prepared.chunks
-    ], words_opts)
-    segments = restore_segments([AssembledChunk(c.index, c.segments, o) for c, o in zip(
-        prepared.chunks, outputs, strict=True)])
+    segments = restore_segments(_one_session(engine, prepared, words_opts))
     words = [w for s in segments for w in s.get("words", [])]
     assert words
     for s in segments:
