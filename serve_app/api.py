@@ -122,6 +122,15 @@ def _add_info_routes(api: FastAPI, front: Frontend) -> None:
         """Liveness for load balancers (no auth)."""
         return Health()
 
+    @api.get("/health/ready", responses=_ERRORS)
+    async def ready() -> Health:
+        """Readiness (no auth): a preprocessor and a model replica answer; 503 while one
+        is down or restarting."""
+        if not await front.ready():
+            raise ApiError(503, "a preprocessing or model replica is not answering",
+                           code="not_ready", headers={"Retry-After": str(front.retry_after_s)})
+        return Health()
+
 
 def _audio_request(model: str, task: Task, language: str | None, prompt: str | None,
                    response_format: ResponseFormat, temperature: float,

@@ -71,6 +71,10 @@ class Preprocessor:
     def __init__(self, n_mels: int) -> None:
         self.n_mels = n_mels
 
+    async def ready(self) -> bool:
+        """Answers only when this replica is up: the readiness probe's ping."""
+        return True
+
     async def prepare(self, pieces: Sequence[Any], options: TranscribeOptions
                       ) -> AsyncIterator[Analysed | PreparedChunk]:
         """Decode the upload held in ``pieces`` (object refs to its bytes, in order);
@@ -125,6 +129,10 @@ class Transcriber:
         self._busy_until = 0.0  # when the running model call should end (monotonic)
         self._call_s = 0.0  # recent model call duration, smoothed
         self._batch_sizes = _batch_size_metric()
+
+    async def ready(self) -> bool:
+        """Answers only when this replica is up: the readiness probe's ping."""
+        return True
 
     async def transcribe(self, job: ChunkJob) -> ChunkResult:
         """One chunk; concurrent calls are gathered into one model batch."""

@@ -38,6 +38,9 @@ T = TypeVar("T")
 PIECE_BYTES = 8 * 1024 * 1024
 
 
+READY_TIMEOUT_S = 5.0
+
+
 class ApiError(Exception):
     """An answer other than 200: its status and OpenAI-style error fields."""
 
@@ -138,6 +141,19 @@ class Frontend:
                                os.path.basename(str(self.config.transcribe.model))])
         return ModelList(data=[ModelCard(id=name) for name in names])
 
+    async def ready(self) -> bool:
+        """Whether a preprocessor and a model replica answer within a few seconds."""
+        async def ping(handle: Any) -> bool:
+            return bool(await handle.ready.remote())
+
+        try:
+            await asyncio.wait_for(asyncio.gather(ping(self.preprocessor),
+                                                  ping(self.transcriber)), READY_TIMEOUT_S)
+        except Exception as exc:  # any failure to answer is "not ready", said once in the log
+            logger.warning("not ready: %s", exc.__class__.__name__)
+            return False
+        return True
+
     def stats(self) -> Stats:
         """This replica's counters and memory, for operators and the tests."""
         rss, peak = _memory()
@@ -161,6 +177,7 @@ async def _pieces(upload: UploadFile) -> list[Any]:
 
 async def _call(response: Awaitable[T], retry_after_s: int) -> T:
     """Await a deployment call; a full downstream queue is a 503 the client may retry."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
     from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
     try:
@@ -169,6 +186,10 @@ async def _call(response: Awaitable[T], retry_after_s: int) -> T:
         retry = getattr(exc, "retry_after_s", None) or retry_after_s
         raise ApiError(503, "the server is at capacity; retry later", code="overloaded",
                        headers={"Retry-After": str(math.ceil(retry))}) from exc
+    except (RayActorError, ActorUnavailableError) as exc:
+        # a replica died under this request; Serve replaces it, so the client may retry
+        raise ApiError(503, "a model replica restarted; retry later", code="replica_restarted",
+                       headers={"Retry-After": str(retry_after_s)}) from exc
 
 
 def _memory() -> tuple[int, int]:
