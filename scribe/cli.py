@@ -42,7 +42,7 @@ def _plan(args: argparse.Namespace) -> int:
     if not gpus:
         sys.stdout.write("no GPU found (NVML); pass --gpu-memory 24GiB to plan for a card. "
                          "Planning CPU actors:\n")
-        cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size or 8)
+        cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size or 1)
         sys.stdout.write(packing.render_cpu_plan(cpu) + "\n")
         return 0
     options = TranscribeOptions(model=args.model, compute_type=args.compute_type, device="cuda",
@@ -77,8 +77,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     gpus = packing.read_gpus()
     if not gpus:
-        # 32 is a GPU's batch; on CPU a bigger batch only delays the first result.
-        cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=min(args.batch_size, 8))
+        # on CPU a bigger batch is slower per chunk (see packing.job_shape): batch 1
+        cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size or 1)
         path = packing.write_plan(packing.Plan("cpu", cpu=cpu), args.plan_file)
         sys.stdout.write(f"no GPU here (NVML sees none): nothing to measure. "
                          f"{packing.render_cpu_plan(cpu)}\nwrote {path}\n")
@@ -86,7 +86,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     options = TranscribeOptions(model=args.model, compute_type=args.compute_type, device="cuda",
                                 beam_size=args.beam_size).resolved()
     assert options.model is not None and options.compute_type is not None
-    memory = packing.calibrate(options, batch_size=args.batch_size, gpu=gpus[0])
+    memory = packing.calibrate(options, batch_size=args.batch_size or 32, gpu=gpus[0])
     plan = packing.plan_for_gpus(memory, gpus, model=options.model,
                                  compute_type=options.compute_type, batch_size=args.batch_size)
     path = packing.write_plan(packing.Plan("cuda", gpu=plan, memory=memory), args.plan_file)
@@ -121,7 +121,8 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
                          "file the job and Serve read (CPU plan where there is no GPU)")
     cal.add_argument("--model", default=None)
     cal.add_argument("--compute-type", default=None)
-    cal.add_argument("--batch-size", type=int, default=32, help="largest batch to measure")
+    cal.add_argument("--batch-size", type=int, default=None,
+                     help="largest batch to measure (default 32 on a GPU; 1 planned on CPU)")
     cal.add_argument("--beam-size", type=int, default=5)
     cal.add_argument("--plan-file", default=None,
                      help="where to write (default $SCRIBE_PLAN or ~/.cache/ray-scribe/plan.json)")

@@ -303,13 +303,12 @@ class CpuPlan:
 
 
 def plan_cpu(cores: int, *, threads_per_actor: int | None = None,
-             batch_size: int = 8) -> CpuPlan:
-    """Model actors of ``threads_per_actor`` cores each (default up to 4: CTranslate2's own
-    default, where its speed-up flattens), leaving a quarter of the cores, at least one,
-    to the preprocessing actors that feed them."""
-    threads = threads_per_actor or min(4, max(1, cores // 2))
-    spare = max(1, cores // 4)
-    return CpuPlan(cores, max(1, (cores - spare) // threads), threads, batch_size)
+             batch_size: int = 1) -> CpuPlan:
+    """Model actors of ``threads_per_actor`` cores each (default up to 4, where CTranslate2's
+    speed-up flattens) at batch 1: on CPU a bigger batch is slower per chunk (see
+    :func:`job_shape`). Preprocessing actors share the cores: they need a few percent."""
+    threads = threads_per_actor or min(4, max(1, cores))
+    return CpuPlan(cores, max(1, cores // threads), threads, batch_size)
 
 
 def cpu_cores() -> int:
@@ -525,8 +524,8 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Plan
     if options.device == "cuda":
         shape = _gpu_shape(options, resources, saved, gpus)
     elif saved and saved.cpu:
-        threads = saved.cpu.threads_per_actor
-        shape = JobShape(1, saved.cpu.batch_size, threads, float(threads),
+        # threads and batch from the plan; how many actors follows from the cluster's CPUs
+        shape = JobShape(1, saved.cpu.batch_size, saved.cpu.threads_per_actor, 0.0,
                          f"plan file ({saved.created})")
     else:
         # Measured with CTranslate2 int8 on CPU (base, 2 cores, one job): batch 16 is

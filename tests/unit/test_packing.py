@@ -113,11 +113,10 @@ def test_sizes_parse_as_binary_units() -> None:
         packing.parse_size("lots")
 
 
-def test_cpu_plans_leave_cores_for_preprocessing() -> None:
-    assert packing.plan_cpu(2) == packing.CpuPlan(2, 1, 1, 8)
+def test_cpu_plans_are_actors_of_up_to_four_threads_at_batch_one() -> None:
+    assert packing.plan_cpu(2) == packing.CpuPlan(2, 1, 2, 1)
     big = packing.plan_cpu(32)
-    assert big.threads_per_actor == 4
-    assert big.actors * big.threads_per_actor <= 32 - 8
+    assert (big.actors, big.threads_per_actor, big.batch_size) == (8, 4, 1)
     assert 1 <= packing.cpu_cores()
 
 
@@ -174,7 +173,7 @@ def test_cpu_jobs_take_threads_from_a_cpu_plan() -> None:
     options = TranscribeOptions(model="small", device="cpu").resolved()
     saved = packing.Plan("cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
     shape = packing.job_shape(options, ResourceConfig(), saved)
-    assert (shape.cpu_threads, shape.model_cpus, shape.batch_size) == (4, 4.0, 8)
+    assert (shape.cpu_threads, shape.model_cpus, shape.batch_size) == (4, 0.0, 8)
     default = packing.job_shape(options, ResourceConfig(), None)
     assert (default.batch_size, default.model_cpus) == (1, 0.0), "batching does not pay on CPU"
 
@@ -244,4 +243,6 @@ def test_the_batch_job_on_cpu_keeps_its_defaults_without_a_plan() -> None:
     assert (plain.model_actors, plain.model_cpus, plain.preprocess_actors) == (1, 1.0, 1)
     saved = packing.Plan("cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
     planned = plan_resources(options, ResourceConfig(), {"CPU": 16}, saved=saved)
-    assert (planned.model_cpus, planned.cpu_threads, planned.model_batch_size) == (4.0, 4, 8)
+    assert (planned.model_actors, planned.cpu_threads, planned.model_batch_size) == (4, 4, 8)
+    assert planned.model_actors * planned.model_cpus + planned.preprocess_actors * (
+        planned.preprocess_cpus) <= 16, "preprocessing always fits beside the model actors"
