@@ -86,9 +86,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     options = TranscribeOptions(model=args.model, compute_type=args.compute_type, device="cuda",
                                 beam_size=args.beam_size).resolved()
     assert options.model is not None and options.compute_type is not None
-    memory = packing.calibrate(options, batch_size=args.batch_size or 32, gpu=gpus[0])
+    batch = args.batch_size or 32
+    memory = packing.calibrate(options, batch_size=batch, gpu=gpus[0])
     plan = packing.plan_for_gpus(memory, gpus, model=options.model,
-                                 compute_type=options.compute_type, batch_size=args.batch_size)
+                                 compute_type=options.compute_type, batch_size=batch)
     path = packing.write_plan(packing.Plan("cuda", gpu=plan, memory=memory), args.plan_file)
     sys.stdout.write(f"{packing.render_gpu_plan(plan)}\nwrote {path}\n")
     return 0
