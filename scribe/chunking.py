@@ -32,17 +32,6 @@ class ChunkPlan:
     segments: list[SampleRange]
 
 
-@dataclass(frozen=True)
-class AudioChunk:
-    """One chunk's samples and where they came from."""
-
-    index: int
-    samples: Audio
-    offset_s: float
-    duration_s: float
-    segments: list[SampleRange]
-
-
 def plan_chunks(
     speech: list[SampleRange], chunk_length_s: int, *, origin: int = 0
 ) -> list[ChunkPlan]:
@@ -72,17 +61,6 @@ def chunk_samples(samples: Audio, plan: ChunkPlan, *, origin: int = 0) -> Audio:
     pieces = [samples[r["start"] - origin: r["end"] - origin] for r in plan.segments]
     joined: Audio = np.concatenate(pieces) if len(pieces) > 1 else pieces[0].copy()
     return joined
-
-
-def make_chunks(
-    samples: Audio, speech: list[SampleRange], chunk_length_s: int, *, origin: int = 0
-) -> list[AudioChunk]:
-    """Every chunk of ``samples`` with its audio; none when there is no speech."""
-    return [
-        AudioChunk(p.index, chunk_samples(samples, p, origin=origin), p.offset_s,
-                   p.duration_s, p.segments)
-        for p in plan_chunks(speech, chunk_length_s, origin=origin)
-    ]
 
 
 def _ranges_by_chunk(speech: list[SampleRange], offsets: list[int]) -> list[list[SampleRange]]:

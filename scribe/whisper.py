@@ -50,14 +50,14 @@ class ChunkOutput:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_model_path(model: str, *, local_files_only: bool = False) -> str:
+def resolve_model_path(model: str) -> str:
     """A local directory for ``model``: itself when it is one, else the (cached) download."""
     if os.path.isdir(model):
         return model
     from faster_whisper.utils import download_model
 
     try:
-        path: str = download_model(model, local_files_only=local_files_only)
+        path: str = download_model(model)
     except Exception as exc:
         raise ModelLoadError(
             f"model {model!r} is neither a local CTranslate2 directory nor downloadable "

@@ -3,13 +3,33 @@ track of where every speech range came from."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
-from scribe.chunking import AudioChunk, make_chunks
+from scribe.chunking import chunk_samples, plan_chunks
 from scribe.config import TranscribeOptions
 from scribe.vad import SampleRange, fixed_windows, speech_ranges
 from tests import media
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A planned chunk with its audio, the way the pipeline builds it."""
+
+    index: int
+    samples: np.ndarray
+    offset_s: float
+    duration_s: float
+    segments: list[SampleRange]
+
+
+def make_chunks(samples: np.ndarray, speech: list[SampleRange], chunk_length_s: int, *,
+                origin: int = 0) -> list[AudioChunk]:
+    return [AudioChunk(p.index, chunk_samples(samples, p, origin=origin), p.offset_s,
+                       p.duration_s, p.segments)
+            for p in plan_chunks(speech, chunk_length_s, origin=origin)]
 
 pytestmark = pytest.mark.unit
 
