@@ -159,31 +159,16 @@ def test_manifest_as_file_uri(tree: Path) -> None:
     ]
 
 
-def test_manifest_without_uri_column(tree: Path) -> None:
+@pytest.mark.parametrize(("body", "message"), [
+    ("path,session_id\na.wav,x\n", "no 'uri' column"),
+    ("uri,language\na.wav,en\n,de\n", "row 2"),
+    ("uri,session_id\na.wav,same\nb.MP3,same\n", "'same'"),
+    ("uri,session_id\na.wav,../../etc/passwd\n", "session_id"),
+], ids=["no-uri-column", "empty-uri", "duplicate-ids", "id-escapes-output"])
+def test_bad_manifests_are_refused_with_the_reason(tree: Path, body: str, message: str) -> None:
     manifest = tree / "bad.csv"
-    manifest.write_text("path,session_id\na.wav,x\n")
-    with pytest.raises(InvalidParameterError, match="no 'uri' column"):
-        storage.list_sessions(str(manifest))
-
-
-def test_manifest_with_empty_uri(tree: Path) -> None:
-    manifest = tree / "bad.csv"
-    manifest.write_text("uri,language\na.wav,en\n,de\n")
-    with pytest.raises(InvalidParameterError, match="row 2"):
-        storage.list_sessions(str(manifest))
-
-
-def test_manifest_with_duplicate_ids(tree: Path) -> None:
-    manifest = tree / "dups.csv"
-    manifest.write_text("uri,session_id\na.wav,same\nb.MP3,same\n")
-    with pytest.raises(InvalidParameterError, match="'same'"):
-        storage.list_sessions(str(manifest))
-
-
-def test_manifest_ids_cannot_escape_the_output(tree: Path) -> None:
-    manifest = tree / "evil.csv"
-    manifest.write_text("uri,session_id\na.wav,../../etc/passwd\n")
-    with pytest.raises(InvalidParameterError, match="session_id"):
+    manifest.write_text(body)
+    with pytest.raises(InvalidParameterError, match=message):
         storage.list_sessions(str(manifest))
 
 
