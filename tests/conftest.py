@@ -74,15 +74,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def ray_local(s3_server: Any) -> Iterator[Any]:
     """Ray on this machine only: 2 CPUs, no dashboard. Its workers inherit the environment
-    at start, so the loopback S3 server's variables are set first."""
+    at start, so the loopback S3 server's variables are set first.
+
+    Serve's controller kills an HTTP proxy that is not ready within 5 s, and ``serve.start``
+    then fails at once; on a busy 2-core machine a proxy's start takes longer, so the
+    tests give it a minute.
+    """
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
 
 
 @pytest.fixture

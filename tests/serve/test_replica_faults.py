@@ -36,16 +36,20 @@ def test_killed_model_replica_gives_clean_5xx_then_serves_again(server: Server) 
                                files={"file": ("m.mp3", clip, "audio/mpeg")},
                                data={"model": "whisper-1"})
 
-    readiness: list[int] = []
-    recovered = threading.Event()
+    # Readiness while the replica is down and replaced: 503 (with Retry-After) whenever a
+    # model replica does not answer within the probe's timeout, 200 once one does. Serve
+    # can replace a small model's replica inside that timeout, so a 503 is allowed, not
+    # required; the probe must end at 200.
+    readiness: list[tuple[int, str | None]] = []
+    faulted = threading.Event()
 
     def watch_readiness() -> None:
         deadline = time.monotonic() + 150
         with httpx.Client(base_url=server.url, timeout=30) as client:
             while time.monotonic() < deadline:
-                readiness.append(client.get("/health/ready").status_code)
-                if readiness[-1] == 200 and 503 in readiness:
-                    recovered.set()
+                r = client.get("/health/ready")
+                readiness.append((r.status_code, r.headers.get("retry-after")))
+                if faulted.is_set() and r.status_code == 200:
                     return
                 time.sleep(0.2)
 
@@ -57,12 +61,15 @@ def test_killed_model_replica_gives_clean_5xx_then_serves_again(server: Server) 
         watcher = threading.Thread(target=watch_readiness)
         watcher.start()
         responses = [f.result() for f in futures]
+        faulted.set()
     for r in responses:
         assert r.status_code == 200 or r.status_code in (500, 502, 503), r.status_code
         if r.status_code != 200:
             assert "error" in r.json() and "Traceback" not in r.text
     watcher.join()
-    assert recovered.is_set(), f"readiness went down and came back: {readiness[:5]}..."
+    assert readiness and readiness[-1][0] == 200, f"readiness did not come back: {readiness}"
+    assert all(status == 200 or (status == 503 and retry) for status, retry in readiness), \
+        readiness
     assert _replica_pid("Transcriber") != victim, "Serve replaced the replica"
     again = post(0)
     assert again.status_code == 200 and again.json()["text"] is not None
