@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
 
+from scribe import packing
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.whisper import model_n_mels
 from serve_app import settings
@@ -45,17 +46,20 @@ def build_app(config: ServeConfig, deployments: Mapping[str, Mapping[str, Any]] 
     """The bound application; ``deployments`` overrides options per deployment name, as a
     Serve config file's ``deployments:`` list does."""
     options = resolve_options(config.transcribe)
-    config = config.model_copy(update={"transcribe": options})
+    resources = transcriber_resources(options, config.resources, packing.read_plan(),
+                                      packing.read_gpus())
+    config = config.model_copy(update={"transcribe": options, "resources": resources})
     over = deployments or {}
     retry = {"status_code": 503, "retry_after_s": config.server.retry_after_s}
     preprocessor = PreprocessorDeployment.options(**_merge({
         "ray_actor_options": {"num_cpus": config.resources.preprocess_cpus},
         "backpressure_config": retry}, over.get("Preprocessor")))
     transcriber = TranscriberDeployment.options(**_merge({
-        "ray_actor_options": model_actor_options(options, config.resources),
+        "ray_actor_options": model_actor_options(options, resources),
         # One batch runs while the next fills.
-        "max_ongoing_requests": 2 * config.resources.model_batch_size,
-        "backpressure_config": retry}, over.get("Transcriber")))
+        "max_ongoing_requests": 2 * resources.model_batch_size,
+        "backpressure_config": retry,
+        **_replicas(options, resources, over.get("Transcriber"))}, over.get("Transcriber")))
     ingress = Ingress.options(**_merge({"backpressure_config": retry}, over.get("Ingress")))
     logger.info("serving %s on %s (%s)", options.model, options.device, options.compute_type)
     return ingress.bind(
@@ -80,17 +84,53 @@ def _cluster_device() -> str:
     import ray
 
     if ray.is_initialized():
-        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        return "cuda" if resources.get("GPU", 0) > 0 else "cpu"
+        return "cuda" if _cluster_gpus() > 0 else "cpu"
     return TranscribeOptions(device="auto").resolved_device()
+
+
+def _cluster_gpus() -> float:
+    import ray
+
+    if not ray.is_initialized():
+        return 0.0
+    return float(ray.cluster_resources().get("GPU", 0.0))  # type: ignore[no-untyped-call]
+
+
+def transcriber_resources(options: TranscribeOptions, resources: ResourceConfig,
+                          saved: packing.Plan | None, gpus_here: Sequence[packing.GpuInfo]
+                          ) -> ResourceConfig:
+    """``resources`` with the packing plan's shape for the model replicas, as the batch job
+    takes it (:func:`scribe.packing.job_shape`): actors per GPU and batch size on GPUs,
+    threads per replica and batch size from a CPU plan; fields set in the config win.
+    Without a plan file a CPU service keeps the config's batch size, so concurrent
+    requests still share model calls."""
+    if options.device != "cuda" and not (saved and saved.cpu):
+        return resources
+    shape = packing.job_shape(options, resources, saved, gpus_here)
+    logger.info("transcriber replicas: %d per GPU, batch %d, %d threads (%s)",
+                shape.actors_per_gpu, shape.batch_size, shape.cpu_threads, shape.source)
+    return resources.model_copy(update={"actors_per_gpu": shape.actors_per_gpu,
+                                        "model_batch_size": shape.batch_size,
+                                        "cpu_threads": shape.cpu_threads})
 
 
 def model_actor_options(options: TranscribeOptions, resources: ResourceConfig
                         ) -> dict[str, Any]:
-    """A fraction of a GPU (several replicas share one), or one CPU on CPU-only clusters."""
+    """A fraction of a GPU (several replicas share one), or on CPU-only clusters as many
+    CPUs as the replica runs threads (one when CTranslate2 decides)."""
     if options.device == "cuda":
         return {"num_gpus": resources.gpu_fraction(), "num_cpus": 0}
-    return {"num_cpus": 1}
+    return {"num_cpus": max(1, resources.cpu_threads)}
+
+
+def _replicas(options: TranscribeOptions, resources: ResourceConfig,
+              override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """On GPUs, as many model replicas as the plan packs on the cluster's cards, unless
+    the config sets ``num_replicas`` or autoscaling."""
+    if options.device != "cuda" or {"num_replicas", "autoscaling_config"} & set(override or {}):
+        return {}
+    gpus = _cluster_gpus()
+    return {"num_replicas": max(1, int(gpus * resources.actors_per_gpu + 1e-6))} if gpus else {}
 
 
 def _merge(defaults: dict[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:

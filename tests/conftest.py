@@ -71,6 +71,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_plan_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A plan file left by ``scribe calibrate`` on this machine does not shape the tests'
+    actors: ``$SCRIBE_PLAN`` names a file that does not exist (tests that want a plan
+    write one and point at it)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SCRIBE_PLAN", str(tmp_path_factory.mktemp("plan") / "none.json"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def ray_local(s3_server: Any) -> Iterator[Any]:
     """Ray on this machine only: 2 CPUs, no dashboard. Its workers inherit the environment

@@ -1,10 +1,12 @@
-"""The light entry points stay light, and config.yaml is what Serve and the CLI accept."""
+"""The light entry points stay light, config.yaml is what Serve and the CLI accept, and the
+model replicas take their shape from the packing plan as the batch job does."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -52,3 +54,45 @@ def test_scribe_serve_help_is_instant() -> None:
     result = subprocess.run([sys.executable, "-m", "scribe.cli", "serve", "--help"], cwd=ROOT,
                             capture_output=True, text=True, check=True)
     assert "--model" in result.stdout and "--config" in result.stdout
+
+
+def _gpu_plan(model: str = "large-v3", compute_type: str = "float16") -> Any:
+    from scribe import packing
+
+    memory = packing.MemoryModel(4 * 1024**3, 200 * 1024**2, "measured here")
+    gpu = packing.plan_gpu(memory, model=model, compute_type=compute_type, total=24 * 1024**3)
+    return packing.Plan("cuda", gpu=gpu, memory=memory, created="now")
+
+
+def test_transcriber_replicas_take_the_plan_files_shape_on_gpu() -> None:
+    from scribe.config import ResourceConfig, TranscribeOptions
+    from serve_app.app import model_actor_options, transcriber_resources
+
+    options = TranscribeOptions(model="large-v3", device="cuda",
+                                compute_type="float16").resolved()
+    saved = _gpu_plan()
+    resources = transcriber_resources(options, ResourceConfig(), saved, ())
+    assert (resources.actors_per_gpu, resources.model_batch_size) == (
+        saved.gpu.actors_per_gpu, saved.gpu.batch_size)
+    assert model_actor_options(options, resources)["num_gpus"] == 1 / saved.gpu.actors_per_gpu
+    # What the config sets wins over the plan, as in the batch job.
+    pinned = transcriber_resources(options, ResourceConfig(model_batch_size=4), saved, ())
+    assert pinned.model_batch_size == 4 and pinned.actors_per_gpu == saved.gpu.actors_per_gpu
+    # A plan for another model is not used.
+    other = transcriber_resources(options, ResourceConfig(), _gpu_plan("small"), ())
+    assert (other.actors_per_gpu, other.model_batch_size) == (2, 16)
+
+
+def test_transcriber_replicas_on_cpu_follow_a_cpu_plan_only() -> None:
+    from scribe import packing
+    from scribe.config import ResourceConfig, TranscribeOptions
+    from serve_app.app import model_actor_options, transcriber_resources
+
+    options = TranscribeOptions(model="base", device="cpu").resolved()
+    unplanned = transcriber_resources(options, ResourceConfig(), None, ())
+    assert unplanned == ResourceConfig(), "no plan: the config's batch, so requests share calls"
+    assert model_actor_options(options, unplanned) == {"num_cpus": 1}
+    saved = packing.Plan("cpu", cpu=packing.plan_cpu(8, threads_per_actor=2))
+    planned = transcriber_resources(options, ResourceConfig(), saved, ())
+    assert (planned.cpu_threads, planned.model_batch_size) == (2, 1)
+    assert model_actor_options(options, planned) == {"num_cpus": 2}
