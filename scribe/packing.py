@@ -389,8 +389,8 @@ def render_gpu_plan(plan: GpuPlan) -> str:
 def render_cpu_plan(plan: CpuPlan) -> str:
     """The CPU plan in one paragraph."""
     return (f"no GPU: {plan.actors} CPU model actor(s) x {plan.threads_per_actor} thread(s) "
-            f"on {plan.cores} core(s), batch {plan.batch_size}; the other "
-            f"{plan.cores - plan.actors * plan.threads_per_actor} core(s) preprocess")
+            f"on {plan.cores} core(s), batch {plan.batch_size}; preprocessing shares "
+            "those cores (it needs a few percent of the model's CPU time)")
 
 
 def render_table(rows: Sequence[Figure]) -> str:

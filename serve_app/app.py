@@ -107,8 +107,9 @@ def transcriber_resources(options: TranscribeOptions, resources: ResourceConfig,
     if options.device != "cuda" and not (saved and saved.cpu):
         return resources
     shape = packing.job_shape(options, resources, saved, gpus_here)
-    logger.info("transcriber replicas: %d per GPU, batch %d, %d threads (%s)",
-                shape.actors_per_gpu, shape.batch_size, shape.cpu_threads, shape.source)
+    per = (f"{shape.actors_per_gpu} per GPU" if options.device == "cuda"
+           else f"{shape.cpu_threads or 'default'} threads each")
+    logger.info("transcriber replicas: %s, batch %d (%s)", per, shape.batch_size, shape.source)
     return resources.model_copy(update={"actors_per_gpu": shape.actors_per_gpu,
                                         "model_batch_size": shape.batch_size,
                                         "cpu_threads": shape.cpu_threads})
@@ -116,11 +117,12 @@ def transcriber_resources(options: TranscribeOptions, resources: ResourceConfig,
 
 def model_actor_options(options: TranscribeOptions, resources: ResourceConfig
                         ) -> dict[str, Any]:
-    """A fraction of a GPU (several replicas share one), or on CPU-only clusters as many
-    CPUs as the replica runs threads (one when CTranslate2 decides)."""
+    """A fraction of a GPU (several replicas share one), or one CPU on CPU-only clusters:
+    a replica's threads (``cpu_threads``) share the cores with the preprocessor, which
+    needs a few percent of them, as in the batch job."""
     if options.device == "cuda":
         return {"num_gpus": resources.gpu_fraction(), "num_cpus": 0}
-    return {"num_cpus": max(1, resources.cpu_threads)}
+    return {"num_cpus": 1}
 
 
 def _replicas(options: TranscribeOptions, resources: ResourceConfig,
