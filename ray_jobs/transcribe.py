@@ -25,6 +25,7 @@ from scribe import config as cfg
 from scribe import doctor, outputs, packing, storage
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
+from scribe.sessions import SessionRef, list_sessions
 from scribe.summary import render, summarize
 from scribe.transcript import AssembledChunk, error_record, ok_record
 from scribe.whisper import ChunkOutput, model_n_mels, resolve_model_path
@@ -212,7 +213,7 @@ def _leave_to_others(reserved_gpus: float) -> None:
             gpu=reserved_gpus)
 
 
-def _pipeline(sessions: list[storage.SessionRef], options: TranscribeOptions,
+def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
               resources: ResourceConfig, plan: Plan, n_mels: int) -> Iterator[dict[str, Any]]:
     import ray.data
     from ray.data import ActorPoolStrategy
@@ -244,7 +245,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
 
     start = time.perf_counter()
     _preflight(config)
-    sessions = storage.list_sessions(config.input)
+    sessions = list_sessions(config.input)
     if config.limit:
         sessions = sessions[: config.limit]
     storage.clean_stale_temps(config.output)
@@ -280,7 +281,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     return summary
 
 
-def _run(todo: list[storage.SessionRef], options: TranscribeOptions, config: JobConfig,
+def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
          plan: Plan, n_mels: int) -> tuple[list[dict[str, Any]], SessionCollector]:
     """Stream rows, write each finished session in the background, return all records."""
     collector = SessionCollector()

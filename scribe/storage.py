@@ -2,22 +2,19 @@
 ``s3://`` and ``gs://`` share one code path, so a job that works on a laptop folder works
 on a bucket.
 
-Inputs are either a prefix (every audio file below it is a session) or a manifest
-(CSV, JSONL, JSON or Parquet with a ``uri`` column). Outputs are written atomically: a
-reader never sees half a transcript under its final name.
+Outputs are written atomically: a reader never sees half a transcript under its final
+name. What an input holds (a prefix's audio files, a manifest's rows) is
+:mod:`scribe.sessions`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import posixpath
 import secrets
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,17 +24,6 @@ import pyarrow.fs as pafs
 from scribe.errors import InvalidParameterError, StorageError
 
 logger = logging.getLogger(__name__)
-
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        "wav", "flac", "mp3", "m4a", "aac", "ogg", "oga", "opus", "webm",
-        "mp4", "mkv", "mov", "wma", "aiff", "aif", "amr", "3gp",
-    }
-)
-"""Extensions (lowercase, no dot) a prefix listing treats as audio; matched case-insensitively."""
-
-MANIFEST_EXTENSIONS: frozenset[str] = frozenset({"csv", "jsonl", "json", "parquet"})
-"""An input file with one of these extensions is a manifest, not a recording."""
 
 TEMP_MARKER = ".tmp-"
 """Local temp files are named ``.<final name>.tmp-<random>``; see :func:`clean_stale_temps`."""
@@ -58,7 +44,7 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     ``AWS_DEFAULT_REGION``. Filesystems are cached per process and (scheme, bucket).
     """
     if "://" not in uri:
-        return _cached(("local",), pafs.LocalFileSystem), _local_path(uri)
+        return _cached(("local",), pafs.LocalFileSystem), local_path(uri)
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     # A query string carries per-URI options (region=..., endpoint_override=...): honour
@@ -66,18 +52,19 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     if scheme == "s3" and not parts.query:
         bucket = parts.netloc
         fs = _cached(("s3", bucket, *_s3_env()), lambda: _make_s3(bucket))
-        return fs, _path_of(uri)
+        return fs, path_of(uri)
     if scheme in ("gs", "gcs") and not parts.query:
         fs = _cached((scheme, parts.netloc), lambda: _from_uri(uri)[0])
-        return fs, _path_of(uri)
+        return fs, path_of(uri)
     return _from_uri(uri)
 
 
-def _local_path(uri: str) -> str:
+def local_path(uri: str) -> str:
+    """A local path made absolute, ``~`` expanded."""
     return os.path.abspath(os.path.expanduser(uri))
 
 
-def _path_of(uri: str) -> str:
+def path_of(uri: str) -> str:
     """The filesystem path of a ``scheme://bucket/key`` URI: ``bucket/key``."""
     return uri.split("://", 1)[1]
 
@@ -144,7 +131,7 @@ def _bucket_region(bucket: str) -> str | None:
         return None
 
 
-def _scheme_prefix(uri: str) -> str:
+def scheme_prefix(uri: str) -> str:
     """``s3://`` for ``s3://b/k``; empty for a local path."""
     return uri.split("://", 1)[0] + "://" if "://" in uri else ""
 
@@ -167,266 +154,15 @@ def join(base_uri: str, *parts: str) -> str:
     return head + "/" + "/".join(pieces)
 
 
-def _extension(name: str) -> str:
-    base = posixpath.basename(name)
-    return base.rsplit(".", 1)[1].lower() if "." in base.lstrip(".") else ""
+# --------------------------------------------------------------------------- reading
 
 
-def _strip_extension(path: str) -> str:
-    return path[: -len(_extension(path)) - 1] if _extension(path) else path
-
-
-def _is_hidden(relative: str) -> bool:
-    return any(part.startswith((".", "_")) for part in relative.split("/"))
-
-
-def safe_session_id(raw: str) -> str:
-    """``raw`` as a relative output path: slashes normalised, no ``..``, not empty.
-
-    Raises :class:`InvalidParameterError` for an id that would escape the output folder.
-    """
-    parts = [p for p in raw.replace("\\", "/").split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
-        raise InvalidParameterError("session_id", f"{raw!r} is not usable as an output path")
-    return "/".join(parts)
-
-
-def _unique_ids(paths: list[str]) -> list[str]:
-    """Ids for relative paths: the path without its extension, unless that collides.
-
-    ``a.mp3`` and ``a.wav`` would both be ``a``; both keep their extension instead.
-    """
-    ids = [_strip_extension(p) for p in paths]
-    while True:
-        counts = Counter(ids)
-        clashing = [i for i, sid in enumerate(ids) if counts[sid] > 1 and sid != paths[i]]
-        if not clashing:
-            return ids
-        for i in clashing:
-            ids[i] = paths[i]
-
-
-# --------------------------------------------------------------------------- sessions
-
-
-@dataclass(frozen=True)
-class SessionRef:
-    """One recording to transcribe: a stable id (used for output paths) and where it is."""
-
-    session_id: str
-    uri: str
-    size: int | None = None
-    language: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (one row of a Ray dataset)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SessionRef:
-        """The inverse of :meth:`to_dict`; extra keys are ignored."""
-        try:
-            session_id, uri = str(data["session_id"]), str(data["uri"])
-        except KeyError as exc:
-            raise InvalidParameterError("session", f"missing field {exc.args[0]!r}") from exc
-        size = data.get("size")
-        return cls(
-            session_id=session_id,
-            uri=uri,
-            size=None if size is None else int(size),
-            language=data.get("language") or None,
-        )
-
-
-def list_sessions(input_uri: str) -> list[SessionRef]:
-    """Every session under ``input_uri``: a folder/prefix, one audio file, or a manifest.
-
-    A prefix is listed recursively; audio files (see :data:`AUDIO_EXTENSIONS`) are kept,
-    names starting with ``.`` or ``_`` skipped, and ids are relative paths without the
-    extension (``2024/alice.mp3`` -> ``2024/alice``). A ``.csv``/``.jsonl``/``.json``/
-    ``.parquet`` file is a manifest: see :func:`read_manifest`.
-    """
-    fs, path = resolve(input_uri)
-    info = _file_info(fs, path, input_uri)
-    if info.type == pafs.FileType.NotFound:
-        raise InvalidParameterError("input", f"{input_uri} does not exist")
-    if info.type == pafs.FileType.File:
-        return _list_file(input_uri, info)
-    sessions = _list_prefix(fs, path.rstrip("/") or path, _scheme_prefix(input_uri))
-    if not sessions:
-        raise InvalidParameterError(
-            "input",
-            f"no audio files under {input_uri} "
-            f"(looked for {', '.join(sorted(AUDIO_EXTENSIONS))})",
-        )
-    logger.info("found %d sessions under %s", len(sessions), input_uri)
-    return sessions
-
-
-def _file_info(fs: pafs.FileSystem, path: str, uri: str) -> pafs.FileInfo:
+def file_info(fs: pafs.FileSystem, path: str, uri: str) -> pafs.FileInfo:
+    """``path``'s info on ``fs`` (``uri`` names it in errors)."""
     try:
         return fs.get_file_info(path)
     except OSError as exc:
         raise StorageError(f"cannot stat {uri}: {exc}") from exc
-
-
-def _list_file(uri: str, info: pafs.FileInfo) -> list[SessionRef]:
-    ext = _extension(uri)
-    if ext in MANIFEST_EXTENSIONS:
-        return read_manifest(uri)
-    if ext in AUDIO_EXTENSIONS:
-        path = str(info.path)
-        sid = safe_session_id(_strip_extension(posixpath.basename(path)))
-        return [SessionRef(sid, _scheme_prefix(uri) + path, info.size)]
-    raise InvalidParameterError(
-        "input", f"{uri} is neither a folder, an audio file nor a manifest (.csv, .jsonl, "
-        ".json, .parquet)"
-    )
-
-
-def _list_prefix(fs: pafs.FileSystem, base: str, prefix: str) -> list[SessionRef]:
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
-    except OSError as exc:
-        raise StorageError(f"cannot list {prefix}{base}: {exc}") from exc
-    files = sorted(
-        (info for info in infos if _is_audio_file(info, base)), key=lambda i: str(i.path)
-    )
-    relatives = [_relative(str(info.path), base) for info in files]
-    ids = _unique_ids(relatives)
-    return [
-        SessionRef(safe_session_id(sid), prefix + str(info.path), info.size)
-        for sid, info in zip(ids, files, strict=True)
-    ]
-
-
-def _relative(path: str, base: str) -> str:
-    return path[len(base) :].lstrip("/")
-
-
-def _is_audio_file(info: pafs.FileInfo, base: str) -> bool:
-    if info.type != pafs.FileType.File:
-        return False
-    relative = _relative(str(info.path), base)
-    return not _is_hidden(relative) and _extension(relative) in AUDIO_EXTENSIONS
-
-
-# --------------------------------------------------------------------------- manifests
-
-
-def read_manifest(manifest_uri: str) -> list[SessionRef]:
-    """Sessions listed in a CSV, JSONL, JSON (array or lines) or Parquet manifest.
-
-    ``uri`` is required; ``session_id`` and ``language`` are optional. A relative ``uri``
-    resolves against the manifest's folder. A missing ``session_id`` is the uri's path
-    relative to that folder without its extension (its file name for uris elsewhere).
-    """
-    rows = _manifest_rows(manifest_uri)
-    folder = manifest_uri.rsplit("/", 1)[0] if "/" in manifest_uri else "."
-    if "://" not in folder:
-        folder = _local_path(folder)
-    uris = [_manifest_uri(row, n, folder) for n, row in enumerate(rows, start=1)]
-    defaults = _unique_ids([_default_path(u, folder) for u in uris])
-    sessions = [
-        SessionRef(
-            session_id=safe_session_id(_text(row.get("session_id")) or default),
-            uri=uri,
-            language=_text(row.get("language")),
-        )
-        for row, uri, default in zip(rows, uris, defaults, strict=True)
-    ]
-    _check_unique(sessions, manifest_uri)
-    return sessions
-
-
-def _manifest_rows(uri: str) -> list[dict[str, Any]]:
-    table = _read_table(uri)
-    if "uri" not in table.column_names:
-        raise InvalidParameterError(
-            "input", f"manifest {uri} has no 'uri' column (columns: {table.column_names})"
-        )
-    if table.num_rows == 0:
-        raise InvalidParameterError("input", f"manifest {uri} lists no sessions")
-    return list(table.to_pylist())
-
-
-def _read_table(uri: str) -> pa.Table:
-    ext = _extension(uri)
-    try:
-        with open_input(uri) as f:
-            if ext == "parquet":
-                import pyarrow.parquet as pq
-
-                return pq.read_table(f)
-            data = f.read()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidParameterError("input", f"cannot read manifest {uri}: {exc}") from exc
-    return _parse_text_manifest(uri, ext, data)
-
-
-def _parse_text_manifest(uri: str, ext: str, data: bytes) -> pa.Table:
-    try:
-        if ext == "csv":
-            import pyarrow.csv as pcsv
-
-            # Ids like "007" must stay text, so nothing the manifest names is inferred.
-            strings = {c: pa.string() for c in ("uri", "session_id", "language")}
-            options = pcsv.ConvertOptions(column_types=strings)
-            return pcsv.read_csv(pa.BufferReader(data), convert_options=options)
-        if data.lstrip()[:1] == b"[":  # a JSON array rather than JSON lines
-            return pa.Table.from_pylist(json.loads(data))
-        import pyarrow.json as pjson
-
-        return pjson.read_json(pa.BufferReader(data))
-    except (pa.ArrowInvalid, ValueError, TypeError) as exc:
-        raise InvalidParameterError("input", f"cannot parse manifest {uri}: {exc}") from exc
-
-
-def _text(value: Any) -> str | None:
-    """A manifest cell as text; empty cells and nulls are None."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _manifest_uri(row: Mapping[str, Any], number: int, folder: str) -> str:
-    uri = _text(row.get("uri"))
-    if uri is None:
-        raise InvalidParameterError("input", f"manifest row {number} has an empty 'uri'")
-    if "://" in uri or os.path.isabs(uri):
-        return uri
-    return _resolve_relative(folder, uri)
-
-
-def _resolve_relative(folder: str, relative: str) -> str:
-    if "://" not in folder:
-        return os.path.normpath(os.path.join(folder, relative))
-    prefix, path = _scheme_prefix(folder), _path_of(folder)
-    bucket, _, key = path.partition("/")
-    joined = posixpath.normpath(posixpath.join("/", key, relative))
-    return f"{prefix}{bucket}{joined}"
-
-
-def _default_path(uri: str, folder: str) -> str:
-    base = folder.rstrip("/") + "/"
-    if uri.startswith(base):
-        return uri[len(base) :]
-    return posixpath.basename(uri.rstrip("/")) or uri
-
-
-def _check_unique(sessions: Iterable[SessionRef], uri: str) -> None:
-    counts = Counter(s.session_id for s in sessions)
-    duplicates = sorted(sid for sid, n in counts.items() if n > 1)
-    if duplicates:
-        raise InvalidParameterError(
-            "input",
-            f"manifest {uri} gives several sessions the id {duplicates[0]!r}; "
-            "add a unique 'session_id' column",
-        )
-
-
-# --------------------------------------------------------------------------- reading
 
 
 def open_input(uri: str) -> pa.NativeFile:
@@ -459,7 +195,7 @@ def read_text(uri: str) -> str | None:
 def exists(uri: str) -> bool:
     """Whether a file (or folder) is at ``uri``."""
     fs, path = resolve(uri)
-    return bool(_file_info(fs, path, uri).type != pafs.FileType.NotFound)
+    return bool(file_info(fs, path, uri).type != pafs.FileType.NotFound)
 
 
 # --------------------------------------------------------------------------- writing

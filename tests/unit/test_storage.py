@@ -14,7 +14,7 @@ import pytest
 
 from scribe import storage
 from scribe.errors import InvalidParameterError, StorageError
-from scribe.storage import SessionRef
+from scribe.sessions import SessionRef, list_sessions, safe_session_id
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +44,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_lists_audio_recursively_sorted_with_ids(tree: Path) -> None:
-    sessions = storage.list_sessions(str(tree))
+    sessions = list_sessions(str(tree))
     assert [s.session_id for s in sessions] == [
         "2024/alice", "2024/sub/bob", "a", "b", "dup.mp3", "dup.wav",
     ]  # fmt: skip
@@ -54,43 +54,43 @@ def test_lists_audio_recursively_sorted_with_ids(tree: Path) -> None:
 
 
 def test_listing_accepts_trailing_slash_and_file_uris(tree: Path) -> None:
-    plain = storage.list_sessions(str(tree) + "/")
-    as_uri = storage.list_sessions(tree.as_uri())
+    plain = list_sessions(str(tree) + "/")
+    as_uri = list_sessions(tree.as_uri())
     assert [s.session_id for s in plain] == [s.session_id for s in as_uri]
     assert as_uri[2].uri == (tree / "a.wav").as_uri()
 
 
 def test_relative_input_gives_absolute_uris(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tree.parent)
-    sessions = storage.list_sessions("in")
+    sessions = list_sessions("in")
     assert sessions[2].uri == str(tree / "a.wav")
 
 
 def test_single_audio_file_is_one_session(tree: Path) -> None:
-    (session,) = storage.list_sessions(str(tree / "2024/sub/bob.flac"))
+    (session,) = list_sessions(str(tree / "2024/sub/bob.flac"))
     assert session == SessionRef("bob", str(tree / "2024/sub/bob.flac"), len(b"audio"))
 
 
 def test_hidden_input_folder_itself_is_fine(tmp_path: Path) -> None:
     _touch(tmp_path / "_incoming", "x.ogg")
-    assert [s.session_id for s in storage.list_sessions(str(tmp_path / "_incoming"))] == ["x"]
+    assert [s.session_id for s in list_sessions(str(tmp_path / "_incoming"))] == ["x"]
 
 
 def test_missing_input_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidParameterError, match="does not exist"):
-        storage.list_sessions(str(tmp_path / "nope"))
+        list_sessions(str(tmp_path / "nope"))
 
 
 def test_prefix_without_audio_is_an_error(tmp_path: Path) -> None:
     _touch(tmp_path, "readme.txt")
     _touch(tmp_path, ".secret.wav")
     with pytest.raises(InvalidParameterError, match="no audio files"):
-        storage.list_sessions(str(tmp_path))
+        list_sessions(str(tmp_path))
 
 
 def test_other_file_is_an_error(tree: Path) -> None:
     with pytest.raises(InvalidParameterError, match="neither"):
-        storage.list_sessions(str(tree / "notes.txt"))
+        list_sessions(str(tree / "notes.txt"))
 
 
 # --------------------------------------------------------------------------- manifests
@@ -107,7 +107,7 @@ def test_csv_manifest_relative_and_absolute_uris(tree: Path, tmp_path: Path) -> 
         "./a.wav,,\n",
         encoding="utf-8",
     )
-    sessions = storage.list_sessions(str(manifest))
+    sessions = list_sessions(str(manifest))
     assert sessions == [
         SessionRef("2024/alice", str(tree / "2024/alice.mp3"), language="en"),
         SessionRef("talk", str(elsewhere)),
@@ -119,7 +119,7 @@ def test_csv_manifest_relative_and_absolute_uris(tree: Path, tmp_path: Path) -> 
 def test_csv_manifest_with_only_uri(tree: Path) -> None:
     manifest = tree / "list.CSV"
     manifest.write_text("uri\ndup.mp3\ndup.wav\n", encoding="utf-8")
-    assert [s.session_id for s in storage.list_sessions(str(manifest))] == ["dup.mp3", "dup.wav"]
+    assert [s.session_id for s in list_sessions(str(manifest))] == ["dup.mp3", "dup.wav"]
 
 
 def test_jsonl_manifest(tree: Path) -> None:
@@ -129,7 +129,7 @@ def test_jsonl_manifest(tree: Path) -> None:
         {"uri": "s3://bucket/calls/c1.opus"},
     ]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    assert storage.list_sessions(str(manifest)) == [
+    assert list_sessions(str(manifest)) == [
         SessionRef("12", str(tree / "a.wav"), language="fr"),
         SessionRef("c1", "s3://bucket/calls/c1.opus"),
     ]
@@ -138,14 +138,14 @@ def test_jsonl_manifest(tree: Path) -> None:
 def test_json_array_manifest(tree: Path) -> None:
     manifest = tree / "sessions.json"
     manifest.write_text(json.dumps([{"uri": "b.MP3"}, {"uri": "2024/alice.mp3"}]))
-    assert [s.session_id for s in storage.list_sessions(str(manifest))] == ["b", "2024/alice"]
+    assert [s.session_id for s in list_sessions(str(manifest))] == ["b", "2024/alice"]
 
 
 def test_parquet_manifest(tree: Path) -> None:
     manifest = tree / "sessions.parquet"
     table = pa.table({"uri": ["a.wav", str(tree / "b.MP3")], "language": [None, "es"]})
     pq.write_table(table, manifest)
-    assert storage.list_sessions(str(manifest)) == [
+    assert list_sessions(str(manifest)) == [
         SessionRef("a", str(tree / "a.wav")),
         SessionRef("b", str(tree / "b.MP3"), language="es"),
     ]
@@ -154,7 +154,7 @@ def test_parquet_manifest(tree: Path) -> None:
 def test_manifest_as_file_uri(tree: Path) -> None:
     manifest = tree / "m.csv"
     manifest.write_text("uri\n2024/alice.mp3\n")
-    assert storage.list_sessions(manifest.as_uri()) == [
+    assert list_sessions(manifest.as_uri()) == [
         SessionRef("2024/alice", (tree / "2024/alice.mp3").as_uri())
     ]
 
@@ -169,14 +169,14 @@ def test_bad_manifests_are_refused_with_the_reason(tree: Path, body: str, messag
     manifest = tree / "bad.csv"
     manifest.write_text(body)
     with pytest.raises(InvalidParameterError, match=message):
-        storage.list_sessions(str(manifest))
+        list_sessions(str(manifest))
 
 
 def test_manifest_relative_uri_above_its_folder(tree: Path, tmp_path: Path) -> None:
     _touch(tmp_path, "up.wav")
     manifest = tree / "m.jsonl"
     manifest.write_text('{"uri": "../up.wav"}\n')
-    assert storage.list_sessions(str(manifest)) == [SessionRef("up", str(tmp_path / "up.wav"))]
+    assert list_sessions(str(manifest)) == [SessionRef("up", str(tmp_path / "up.wav"))]
 
 
 @pytest.mark.parametrize(
@@ -184,13 +184,13 @@ def test_manifest_relative_uri_above_its_folder(tree: Path, tmp_path: Path) -> N
     [("a/b", "a/b"), ("/a//./b/", "a/b"), ("a\\b", "a/b"), ("x.y", "x.y")],
 )
 def test_safe_session_id(raw: str, expected: str) -> None:
-    assert storage.safe_session_id(raw) == expected
+    assert safe_session_id(raw) == expected
 
 
 @pytest.mark.parametrize("raw", ["", "/", ".", "..", "a/../b", "..\\x"])
 def test_unsafe_session_ids(raw: str) -> None:
     with pytest.raises(InvalidParameterError):
-        storage.safe_session_id(raw)
+        safe_session_id(raw)
 
 
 def test_session_ref_round_trip() -> None:
@@ -357,7 +357,7 @@ def test_clean_stale_temps_on_missing_output(tmp_path: Path) -> None:
 def test_temps_are_not_listed_as_sessions(tmp_path: Path) -> None:
     _touch(tmp_path, "a.wav")
     _touch(tmp_path, f".b.wav{storage.TEMP_MARKER}abc")
-    assert [s.session_id for s in storage.list_sessions(str(tmp_path))] == ["a"]
+    assert [s.session_id for s in list_sessions(str(tmp_path))] == ["a"]
 
 
 def test_write_parquet_atomic(tmp_path: Path) -> None:

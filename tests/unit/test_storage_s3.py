@@ -12,7 +12,7 @@ import pytest
 
 from scribe import storage
 from scribe.errors import InvalidParameterError, StorageError
-from scribe.storage import SessionRef
+from scribe.sessions import SessionRef, list_sessions
 from tests.s3 import S3Server
 
 pytestmark = [pytest.mark.unit, pytest.mark.s3]
@@ -38,24 +38,24 @@ def test_list_sessions_on_a_prefix(s3: Any, s3_bucket: str) -> None:
     ):  # fmt: skip
         _put(s3, s3_bucket, key)
     _put(s3, s3_bucket, "in/big.opus", b"x" * 1000)
-    sessions = storage.list_sessions(f"s3://{s3_bucket}/in/")
+    sessions = list_sessions(f"s3://{s3_bucket}/in/")
     assert sessions == [
         SessionRef("2024/alice.MP3", f"s3://{s3_bucket}/in/2024/alice.MP3", 5),
         SessionRef("2024/alice.flac", f"s3://{s3_bucket}/in/2024/alice.flac", 5),
         SessionRef("a", f"s3://{s3_bucket}/in/a.wav", 5),
         SessionRef("big", f"s3://{s3_bucket}/in/big.opus", 1000),
     ]
-    assert [s.session_id for s in storage.list_sessions(f"s3://{s3_bucket}/in")] == [
+    assert [s.session_id for s in list_sessions(f"s3://{s3_bucket}/in")] == [
         s.session_id for s in sessions
     ]
 
 
 def test_missing_and_empty_prefixes(s3: Any, s3_bucket: str) -> None:
     with pytest.raises(InvalidParameterError, match="does not exist"):
-        storage.list_sessions(f"s3://{s3_bucket}/nothing-here/")
+        list_sessions(f"s3://{s3_bucket}/nothing-here/")
     _put(s3, s3_bucket, "docs/readme.txt")
     with pytest.raises(InvalidParameterError, match="no audio files"):
-        storage.list_sessions(f"s3://{s3_bucket}/docs/")
+        list_sessions(f"s3://{s3_bucket}/docs/")
 
 
 def test_open_input_reads_ranges(s3: Any, s3_bucket: str) -> None:
@@ -110,7 +110,7 @@ def test_manifest_on_s3(s3: Any, s3_bucket: str) -> None:
         f"s3://{s3_bucket}/in/calls/c2.wav,second,\n/local/file.mp3,,\n"
     )
     _put(s3, s3_bucket, "in/manifest.csv", manifest.encode())
-    assert storage.list_sessions(f"s3://{s3_bucket}/in/manifest.csv") == [
+    assert list_sessions(f"s3://{s3_bucket}/in/manifest.csv") == [
         SessionRef("calls/c1", f"s3://{s3_bucket}/in/calls/c1.wav", language="en"),
         SessionRef("second", f"s3://{s3_bucket}/in/calls/c2.wav"),
         SessionRef("file", "/local/file.mp3"),
@@ -121,7 +121,7 @@ def test_parquet_manifest_on_s3(s3: Any, s3_bucket: str) -> None:
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table({"uri": ["a.flac", "../up.wav"]}), sink)
     _put(s3, s3_bucket, "m/list.parquet", sink.getvalue().to_pybytes())
-    assert storage.list_sessions(f"s3://{s3_bucket}/m/list.parquet") == [
+    assert list_sessions(f"s3://{s3_bucket}/m/list.parquet") == [
         SessionRef("a", f"s3://{s3_bucket}/m/a.flac"),
         SessionRef("up", f"s3://{s3_bucket}/up.wav"),
     ]
