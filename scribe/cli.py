@@ -30,11 +30,11 @@ def _serve(rest: list[str]) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from scribe import packing
+    from scribe import footprint, packing
     from scribe.config import TranscribeOptions
 
     if args.table:
-        sys.stdout.write(packing.render_table(packing.memory_table()) + "\n")
+        sys.stdout.write(packing.render_table(footprint.memory_table()) + "\n")
         return 0
     gpus = [packing.GpuInfo(0, "", packing.parse_size(args.gpu_memory),
                             packing.parse_size(args.free_memory or args.gpu_memory))

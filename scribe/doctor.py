@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from scribe import packing
+from scribe import footprint, packing
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def check_gpu(device: Device, gpus: Sequence[packing.GpuInfo] | None = None) -> 
     if device == "cpu":
         return _ok("gpu", "device=cpu: no GPU needed")
     if gpus:
-        names = ", ".join(f"{g.index}: {g.name} {g.total / packing.GiB:.0f} GiB" for g in gpus)
+        names = ", ".join(f"{g.index}: {g.name} {g.total / footprint.GiB:.0f} GiB" for g in gpus)
         return _ok("gpu", f"{len(gpus)} visible ({names})")
     fix = ("run `nvidia-smi`; in Docker start the container with --gpus all; "
            "`pip install nvidia-ml-py` (the gpu extra) for NVML")
@@ -253,8 +253,8 @@ def hf_cache_dir() -> Path:
 
 def download_bytes(model: str) -> int | None:
     """Disk a download takes: the published CTranslate2 conversions are float16."""
-    name = packing.canonical_model(model)
-    return packing.ARCHS[name].params * 2 if name else None
+    name = footprint.canonical_model(model)
+    return footprint.ARCHS[name].params * 2 if name else None
 
 
 def check_disk(model: str, cache_dir: Path | None = None) -> CheckResult:
@@ -265,8 +265,8 @@ def check_disk(model: str, cache_dir: Path | None = None) -> CheckResult:
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     need = download_bytes(model) or 0
-    text = (f"{free / packing.GiB:.1f} GiB free in {existing}, the model needs "
-            f"{need / packing.GiB:.1f} GiB")
+    text = (f"{free / footprint.GiB:.1f} GiB free in {existing}, the model needs "
+            f"{need / footprint.GiB:.1f} GiB")
     if free < need * 1.1:
         return CheckResult("disk", "fail", text,
                            "free space there, or export HF_HOME=/a/disk/with/room")

@@ -61,6 +61,12 @@ class StorageError(ScribeError):
     code = "storage_error"
 
 
+class PlanError(ScribeError):
+    """No plan fits: the model is too big for the card, or the plan file is unusable."""
+
+    code = "plan_error"
+
+
 class ModelLoadError(ScribeError):
     """The model could not be found, downloaded or loaded."""
 

@@ -57,9 +57,9 @@ def test_scribe_serve_help_is_instant() -> None:
 
 
 def _gpu_plan(model: str = "large-v3", compute_type: str = "float16") -> Any:
-    from scribe import packing
+    from scribe import footprint, packing
 
-    memory = packing.MemoryModel(4 * 1024**3, 200 * 1024**2, "measured here")
+    memory = footprint.MemoryModel(4 * 1024**3, 200 * 1024**2, "measured here")
     gpu = packing.plan_gpu(memory, model=model, compute_type=compute_type, total=24 * 1024**3)
     return packing.Plan("cuda", gpu=gpu, memory=memory, created="now")
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from scribe import doctor, packing
+from scribe import doctor, footprint, packing
 
 pytestmark = pytest.mark.unit
 
 NO_GPUS: list[packing.GpuInfo] = []
-ONE_GPU = [packing.GpuInfo(0, "NVIDIA GeForce RTX 3090", 24 * packing.GiB, 23 * packing.GiB)]
+ONE_GPU = [packing.GpuInfo(0, "NVIDIA GeForce RTX 3090", 24 * footprint.GiB, 23 * footprint.GiB)]
 
 
 def test_no_gpu_warns_for_auto_and_fails_for_cuda() -> None:

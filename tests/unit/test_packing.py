@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from scribe import packing
+from scribe import footprint, packing
 from scribe.config import ResourceConfig, TranscribeOptions
-from scribe.errors import ScribeError
-from scribe.packing import GiB, MiB
+from scribe.errors import PlanError, ScribeError
+from scribe.footprint import GiB, MiB
 
 pytestmark = pytest.mark.unit
 
@@ -22,20 +22,20 @@ CARDS = [8 * GiB, 12 * GiB, 16 * GiB, 24 * GiB, 40 * GiB, 48 * GiB, 80 * GiB]
 
 
 def _plan(model: str, compute_type: str, total: int, **kwargs: object) -> packing.GpuPlan:
-    memory = packing.estimate(model, compute_type)
+    memory = footprint.estimate(model, compute_type)
     return packing.plan_gpu(memory, model=model, compute_type=compute_type, total=total,
                             **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("total", CARDS)
-@pytest.mark.parametrize("model", packing.COMMON_MODELS)
+@pytest.mark.parametrize("model", footprint.COMMON_MODELS)
 @pytest.mark.parametrize("compute_type", ["float16", "int8_float16"])
 def test_plans_fit_within_the_budget_with_one_over_k(model: str, compute_type: str,
                                                      total: int) -> None:
     try:
         plan = _plan(model, compute_type, total)
-    except packing.PlanError:
-        assert packing.estimate(model, compute_type).peak(1) > total - packing.headroom(total)
+    except PlanError:
+        assert footprint.estimate(model, compute_type).peak(1) > total - packing.headroom(total)
         return
     assert plan.expected_use <= plan.budget <= total
     assert plan.fraction == 1.0 / plan.actors_per_gpu
@@ -65,35 +65,35 @@ def test_free_memory_caps_the_plan() -> None:
 def test_a_fixed_batch_is_kept_and_a_model_too_big_is_refused() -> None:
     plan = _plan("small", "float16", 24 * GiB, batch_size=4, fixed_batch=True)
     assert plan.batch_size == 4
-    with pytest.raises(packing.PlanError, match="int8_float16"):
+    with pytest.raises(PlanError, match="int8_float16"):
         _plan("large-v3", "float32", 8 * GiB, batch_size=8, fixed_batch=True)
 
 
 def test_the_estimate_errs_high_against_every_published_figure() -> None:
-    for figure in packing.PUBLISHED:
-        estimate = packing.estimate(figure.model, figure.compute_type).peak(figure.batch_size)
+    for figure in footprint.PUBLISHED:
+        estimate = footprint.estimate(figure.model, figure.compute_type).peak(figure.batch_size)
         assert estimate >= 0.98 * figure.peak, figure
         assert figure.source.startswith("published")
 
 
 def test_every_figure_names_its_source() -> None:
-    rows = packing.memory_table()
+    rows = footprint.memory_table()
     assert {r.model for r in rows} >= {"tiny", "large-v3", "large-v3-turbo", "distil-large-v3"}
-    assert {r.batch_size for r in rows} == set(packing.BATCH_SIZES)
+    assert {r.batch_size for r in rows} == set(footprint.BATCH_SIZES)
     assert all(r.source.startswith(("published", "estimated from architecture")) for r in rows)
     assert any(r.source.startswith("published") for r in rows)
 
 
 def test_smaller_compute_types_and_capped_tokens_need_less() -> None:
-    fp16 = packing.estimate("large-v3", "float16")
-    int8 = packing.estimate("large-v3", "int8_float16")
-    capped = packing.estimate("large-v3", "float16", text_positions=132)
+    fp16 = footprint.estimate("large-v3", "float16")
+    int8 = footprint.estimate("large-v3", "int8_float16")
+    capped = footprint.estimate("large-v3", "float16", text_positions=132)
     assert int8.fixed < fp16.fixed
     assert capped.per_item < fp16.per_item
     options = TranscribeOptions(model="large-v3", compute_type="float16", device="cuda",
                                 max_new_tokens=128)
-    assert packing.decoder_positions(options) == 132
-    assert packing.estimate_for(options) == capped
+    assert footprint.decoder_positions(options) == 132
+    assert footprint.estimate_for(options) == capped
 
 
 @pytest.mark.parametrize(("name", "canonical"), [
@@ -103,13 +103,13 @@ def test_smaller_compute_types_and_capped_tokens_need_less() -> None:
     ("my-finetune", None),
 ])
 def test_model_names_map_to_architectures(name: str, canonical: str | None) -> None:
-    assert packing.canonical_model(name) == canonical
+    assert footprint.canonical_model(name) == canonical
 
 
 def test_sizes_parse_as_binary_units() -> None:
     assert packing.parse_size("24GiB") == packing.parse_size("24GB") == 24 * GiB
     assert packing.parse_size("8192MiB") == 8 * GiB
-    with pytest.raises(packing.PlanError):
+    with pytest.raises(PlanError):
         packing.parse_size("lots")
 
 
@@ -121,14 +121,14 @@ def test_cpu_plans_are_actors_of_up_to_four_threads_at_batch_one() -> None:
 
 
 def test_plan_files_round_trip(tmp_path: Path) -> None:
-    memory = packing.estimate("large-v3", "float16")
+    memory = footprint.estimate("large-v3", "float16")
     gpu = packing.plan_gpu(memory, model="large-v3", compute_type="float16", total=24 * GiB)
     path = packing.write_plan(packing.Plan("cuda", gpu=gpu, memory=memory), tmp_path / "p.json")
     back = packing.read_plan(path)
     assert back is not None and back.gpu == gpu and back.memory == memory and back.created
     assert packing.read_plan(tmp_path / "missing.json") is None
     (tmp_path / "bad.yaml").write_text("device: cuda\ngpu: {nope: 1}\n")
-    with pytest.raises(packing.PlanError):
+    with pytest.raises(PlanError):
         packing.read_plan(tmp_path / "bad.yaml")
 
 
@@ -142,7 +142,7 @@ def _options(model: str = "large-v3") -> TranscribeOptions:
 
 
 def test_the_job_takes_its_shape_from_the_plan_file() -> None:
-    memory = packing.MemoryModel(4 * GiB, 200 * MiB, "measured here")
+    memory = footprint.MemoryModel(4 * GiB, 200 * MiB, "measured here")
     gpu = packing.plan_gpu(memory, model="large-v3", compute_type="float16", total=24 * GiB)
     saved = packing.Plan("cuda", gpu=gpu, memory=memory, created="now")
     shape = packing.job_shape(_options(), ResourceConfig(), saved)
