@@ -120,9 +120,8 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
             raise ScribeError(f"device is cuda but the Ray cluster has no GPUs free "
                               f"({gpus:g} in all, {reserved_gpus:g} held by others)")
         gpu_fraction = 1.0 / shape.actors_per_gpu
-        # 1e-6: 3 x (1/3) must count as one whole GPU, not 0.999...
-        actors = resources.model_actors or int((gpus - reserved_gpus) * shape.actors_per_gpu
-                                               + 1e-6)
+        actors = resources.model_actors or packing.actors_on(gpus - reserved_gpus,
+                                                             shape.actors_per_gpu)
         model_cpus, free_cpus = 0.0, cpus
     elif shape.model_cpus:
         actors = resources.model_actors or 1

@@ -107,6 +107,12 @@ def _grown_batch(memory: MemoryModel, per_actor: int, batch: int, max_batch: int
     return max(batch, fits)
 
 
+def actors_on(gpus: float, actors_per_gpu: int) -> int:
+    """How many ``1/actors_per_gpu`` actors ``gpus`` (whole or not) hold."""
+    # 1e-6: 3 x (1/3) must count as one whole GPU, not 0.999...
+    return int(gpus * actors_per_gpu + 1e-6)
+
+
 def plan_for_gpus(memory: MemoryModel, gpus: Sequence[GpuInfo], **kwargs: Any) -> GpuPlan:
     """One plan for every GPU, sized for the smallest (the same fraction everywhere)."""
     if not gpus:

@@ -46,8 +46,9 @@ def build_app(config: ServeConfig, deployments: Mapping[str, Mapping[str, Any]] 
     """The bound application; ``deployments`` overrides options per deployment name, as a
     Serve config file's ``deployments:`` list does."""
     options = resolve_options(config.transcribe)
-    resources = transcriber_resources(options, config.resources, packing.read_plan(),
-                                      packing.read_gpus())
+    resources = transcriber_resources(
+        options, config.resources, packing.read_plan(),
+        packing.read_gpus() if options.device == "cuda" else ())
     config = config.model_copy(update={"transcribe": options, "resources": resources})
     over = deployments or {}
     retry = {"status_code": 503, "retry_after_s": config.server.retry_after_s}
@@ -132,7 +133,9 @@ def _replicas(options: TranscribeOptions, resources: ResourceConfig,
     if options.device != "cuda" or {"num_replicas", "autoscaling_config"} & set(override or {}):
         return {}
     gpus = _cluster_gpus()
-    return {"num_replicas": max(1, int(gpus * resources.actors_per_gpu + 1e-6))} if gpus else {}
+    if not gpus:
+        return {}
+    return {"num_replicas": max(1, packing.actors_on(gpus, resources.actors_per_gpu))}
 
 
 def _merge(defaults: dict[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -246,3 +246,12 @@ def test_the_batch_job_on_cpu_keeps_its_defaults_without_a_plan() -> None:
     assert (planned.model_actors, planned.cpu_threads, planned.model_batch_size) == (4, 4, 8)
     assert planned.model_actors * planned.model_cpus + planned.preprocess_actors * (
         planned.preprocess_cpus) <= 16, "preprocessing always fits beside the model actors"
+
+
+def test_actors_on_counts_whole_fractions_despite_float_error() -> None:
+    assert packing.actors_on(1.0, 3) == 3
+    assert packing.actors_on(1.5, 2) == 3
+    # Four fifths of a card held by Serve leave 0.19999999999999996 GPU: one 1/5 actor,
+    # where plain int() of 0.9999999999999998 gives none.
+    assert packing.actors_on(1 - 4 / 5, 5) == 1
+    assert packing.actors_on(15 / 11, 11) == 15
