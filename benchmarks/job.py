@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scribe.audio import decode  # noqa: E402
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions  # noqa: E402
-from scribe.testmodel import cached_test_model  # noqa: E402
+from scribe.pipeline.audio import decode  # noqa: E402
+from scribe.testing.testmodel import cached_test_model  # noqa: E402
 from tests.media import speech, write_audio  # noqa: E402
 
 MAX_NEW_TOKENS = 16

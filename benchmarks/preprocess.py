@@ -4,7 +4,7 @@
 
 Builds (once, cached in ~/.cache/ray-scribe/bench/) a 44.1 kHz stereo MP3 of real speech
 with gaps, pins this process to one core with one thread per library, then times
-``scribe.preprocess.preprocess`` stage by stage next to what faster-whisper's batched
+``scribe.pipeline.preprocess.preprocess`` stage by stage next to what faster-whisper's batched
 pipeline does on the CPU for the same file: ``decode_audio``, Silero VAD
 (``get_speech_timestamps``), ``collect_chunks`` and its ``FeatureExtractor`` per chunk.
 Figures to beat: the old pipeline took 539 s on 45 minutes; the target is 15 s.
@@ -67,7 +67,7 @@ def timed(timings: dict[str, float], stage: str, run: Callable[[], Any]) -> Any:
 
 def run_ours(path: Path, n_mels: int) -> tuple[dict[str, float], dict[str, Any]]:
     from scribe.config import TranscribeOptions
-    from scribe.preprocess import preprocess
+    from scribe.pipeline.preprocess import preprocess
 
     start = time.perf_counter()
     session = preprocess(str(path), TranscribeOptions(), n_mels=n_mels)

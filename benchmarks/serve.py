@@ -78,8 +78,8 @@ def latencies(model: str, max_new_tokens: int, url: str, n: int
 
 def model_alone(model: str, max_new_tokens: int) -> dict[int, float]:
     """Chunks per second of the engine's model call at batch 1 and 16 (best of 2)."""
-    from scribe.preprocess import preprocess
-    from scribe.whisper import ChunkInput, WhisperEngine
+    from scribe.pipeline.preprocess import preprocess
+    from scribe.pipeline.whisper import ChunkInput, WhisperEngine
 
     opts = options(model, max_new_tokens)
     engine = WhisperEngine(opts, cpu_threads=THREADS)
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16,
                         help="the service's model_batch_size (chunks per model call)")
     args = parser.parse_args(argv)
-    from scribe.testmodel import cached_test_model
+    from scribe.testing.testmodel import cached_test_model
 
     model = str(cached_test_model(args.size))
     print(f"model {model}; the model alone ...", flush=True)

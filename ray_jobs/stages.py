@@ -18,9 +18,9 @@ import numpy as np
 
 from scribe.config import TranscribeOptions
 from scribe.errors import EmptyAudioError, ScribeError, describe
-from scribe.preprocess import AnalysedSession, analyse, iter_chunks
-from scribe.storage import open_input, resolve
-from scribe.whisper import ChunkInput, WhisperEngine
+from scribe.io.storage import open_input, resolve
+from scribe.pipeline.preprocess import AnalysedSession, analyse, iter_chunks
+from scribe.pipeline.whisper import ChunkInput, WhisperEngine
 
 logger = logging.getLogger(__name__)
 

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scribe import config as cfg
-from scribe import doctor, outputs, packing, storage
+from scribe.capacity import doctor, packing
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
-from scribe.sessions import SessionRef, list_sessions
-from scribe.summary import render, summarize
-from scribe.transcript import AssembledChunk, error_record, ok_record
-from scribe.whisper import ChunkOutput, model_n_mels, resolve_model_path
+from scribe.io import outputs, storage
+from scribe.io.sessions import SessionRef, list_sessions
+from scribe.io.summary import render, summarize
+from scribe.pipeline.transcript import AssembledChunk, error_record, ok_record
+from scribe.pipeline.whisper import ChunkOutput, model_n_mels, resolve_model_path
 
 logger = logging.getLogger("ray_jobs.transcribe")
 

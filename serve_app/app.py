@@ -15,9 +15,9 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from scribe import packing
+from scribe.capacity import packing
 from scribe.config import ResourceConfig, TranscribeOptions
-from scribe.whisper import model_n_mels
+from scribe.pipeline.whisper import model_n_mels
 from serve_app import settings
 from serve_app.deployments import PreprocessorDeployment, TranscriberDeployment
 from serve_app.ingress import Frontend
@@ -101,7 +101,7 @@ def transcriber_resources(options: TranscribeOptions, resources: ResourceConfig,
                           saved: packing.Plan | None, gpus_here: Sequence[packing.GpuInfo]
                           ) -> ResourceConfig:
     """``resources`` with the packing plan's shape for the model replicas, as the batch job
-    takes it (:func:`scribe.packing.job_shape`): actors per GPU and batch size on GPUs,
+    takes it (:func:`scribe.capacity.packing.job_shape`): actors per GPU and batch size on GPUs,
     threads per replica and batch size from a CPU plan; fields set in the config win.
     Without a plan file a CPU service keeps the config's batch size, so concurrent
     requests still share model calls."""

@@ -20,9 +20,9 @@ from ray import serve
 
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import EmptyAudioError, ScribeError, describe
-from scribe.features import Features
-from scribe.preprocess import PreparedChunk, analyse, iter_chunks
-from scribe.whisper import ChunkInput, ChunkOutput, WhisperEngine
+from scribe.pipeline.features import Features
+from scribe.pipeline.preprocess import PreparedChunk, analyse, iter_chunks
+from scribe.pipeline.whisper import ChunkInput, ChunkOutput, WhisperEngine
 
 logger = logging.getLogger(__name__)
 

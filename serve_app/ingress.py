@@ -22,8 +22,8 @@ from starlette.responses import Response
 
 from scribe import config as cfg
 from scribe.config import TranscribeOptions
-from scribe.preprocess import PreparedChunk
-from scribe.transcript import AssembledChunk, ok_record
+from scribe.pipeline.preprocess import PreparedChunk
+from scribe.pipeline.transcript import AssembledChunk, ok_record
 from serve_app.deployments import Analysed, ChunkJob, ChunkResult
 from serve_app.protocol import AudioRequest, ModelCard, ModelList, Stats
 from serve_app.render import render

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from scribe.formats import full_text, to_json, to_srt, to_vtt
+from scribe.io.formats import full_text, to_json, to_srt, to_vtt
 from serve_app.protocol import (
     MEDIA_TYPES,
     AudioRequest,

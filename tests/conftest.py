@@ -40,7 +40,7 @@ def s3_bucket(s3_server: S3Server) -> str:
 @pytest.fixture(scope="session")
 def tiny_model() -> str:
     """A random-weights tiny Whisper in CTranslate2 format (built once, cached on disk)."""
-    from scribe.testmodel import cached_test_model
+    from scribe.testing.testmodel import cached_test_model
 
     return str(cached_test_model("tiny"))
 

@@ -16,7 +16,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from scribe.audio import decode
+from scribe.pipeline.audio import decode
 
 SAMPLE_RATE = 16_000
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "sessions"

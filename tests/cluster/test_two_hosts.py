@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scribe.outputs import SUMMARY_FILE
+from scribe.io.outputs import SUMMARY_FILE
 from tests.cluster.conftest import (
     DASHBOARD,
     GCS,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from scribe.config import TranscribeOptions
 from scribe.errors import ScribeError
-from scribe.preprocess import preprocess
+from scribe.pipeline.preprocess import preprocess
 
 pytestmark = pytest.mark.faults
 
@@ -54,7 +54,7 @@ def test_decode_path_returns_chunks_or_raises_its_own_error(data: bytes) -> None
 _MEASURE = textwrap.dedent("""
     import resource, sys
     from scribe.config import TranscribeOptions
-    from scribe.preprocess import analyse, iter_chunks
+    from scribe.pipeline.preprocess import analyse, iter_chunks
     session = analyse(sys.argv[1], TranscribeOptions())
     chunks = sum(1 for _ in iter_chunks(session, 128))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from scribe.config import TranscribeOptions
-from scribe.preprocess import preprocess
-from scribe.whisper import ChunkInput, WhisperEngine
+from scribe.pipeline.preprocess import preprocess
+from scribe.pipeline.whisper import ChunkInput, WhisperEngine
 
 pytestmark = pytest.mark.gpu
 

@@ -11,7 +11,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from ray_jobs.transcribe import main, run_job
-from scribe.sessions import list_sessions
+from scribe.io.sessions import list_sessions
 from tests.media import make_session_tree, speech, write_audio
 
 pytestmark = pytest.mark.ray

@@ -51,13 +51,13 @@ def test_cli_flags_override_the_files_args() -> None:
 
 
 def test_scribe_serve_help_is_instant() -> None:
-    result = subprocess.run([sys.executable, "-m", "scribe.cli", "serve", "--help"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "ray_scribe.cli", "serve", "--help"], cwd=ROOT,
                             capture_output=True, text=True, check=True)
     assert "--model" in result.stdout and "--config" in result.stdout
 
 
 def _gpu_plan(model: str = "large-v3", compute_type: str = "float16") -> Any:
-    from scribe import footprint, packing
+    from scribe.capacity import footprint, packing
 
     memory = footprint.MemoryModel(4 * 1024**3, 200 * 1024**2, "measured here")
     gpu = packing.plan_gpu(memory, model=model, compute_type=compute_type, total=24 * 1024**3)
@@ -84,7 +84,7 @@ def test_transcriber_replicas_take_the_plan_files_shape_on_gpu() -> None:
 
 
 def test_transcriber_replicas_on_cpu_follow_a_cpu_plan_only() -> None:
-    from scribe import packing
+    from scribe.capacity import packing
     from scribe.config import ResourceConfig, TranscribeOptions
     from serve_app.app import model_actor_options, transcriber_resources
 

@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow.fs
 import pytest
 
-from scribe.audio import decode, peak_normalize, trim_silence
 from scribe.errors import (
     AudioDecodeError,
     DecodeTimeoutError,
     EmptyAudioError,
     UnsupportedAudioError,
 )
+from scribe.pipeline.audio import decode, peak_normalize, trim_silence
 from tests import media
 
 pytestmark = pytest.mark.unit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 
@@ -9,12 +10,20 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-ENGINE_MODULES = [
-    "scribe.audio", "scribe.chunking", "scribe.config", "scribe.errors", "scribe.features",
-    "scribe.formats", "scribe.outputs", "scribe.preprocess", "scribe.storage",
-    "scribe.summary", "scribe.testmodel", "scribe.transcript", "scribe.vad", "scribe.whisper",
-    "scribe.cli",
-]
+
+def _engine_modules() -> list[str]:
+    """Every module of the engine package, found by walking it (no hand-kept list)."""
+    import scribe
+
+    return sorted(info.name for info in pkgutil.walk_packages(scribe.__path__, "scribe."))
+
+
+def test_the_walk_finds_every_layer() -> None:
+    modules = _engine_modules()
+    for expected in ("scribe.pipeline.whisper", "scribe.io.sessions", "scribe.capacity.packing",
+                     "scribe.capacity.footprint", "scribe.capacity.doctor",
+                     "scribe.testing.testmodel", "scribe.config", "scribe.errors"):
+        assert expected in modules
 
 
 def _loaded_after_import(module: str) -> set[str]:
@@ -25,10 +34,12 @@ def _loaded_after_import(module: str) -> set[str]:
 
 
 def test_the_engine_never_imports_ray() -> None:
-    loaded = _loaded_after_import(", ".join(ENGINE_MODULES))
+    loaded = _loaded_after_import(", ".join(_engine_modules()))
     assert "ray" not in loaded
+    # nor an adapter: the engine sits below the job, the service and the command line
+    assert not {"ray_jobs", "serve_app", "ray_scribe"} & loaded
 
 
 def test_the_cli_front_loads_no_model_runtime() -> None:
-    loaded = _loaded_after_import("scribe.cli")
+    loaded = _loaded_after_import("ray_scribe.cli")
     assert not {"ray", "ctranslate2", "faster_whisper", "av"} & loaded

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from scribe.chunking import chunk_samples, plan_chunks
 from scribe.config import TranscribeOptions
-from scribe.vad import SampleRange, fixed_windows, speech_ranges
+from scribe.pipeline.chunking import chunk_samples, plan_chunks
+from scribe.pipeline.vad import SampleRange, fixed_windows, speech_ranges
 from tests import media
 
 

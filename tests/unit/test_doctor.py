@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scribe import doctor, footprint, packing
+from scribe.capacity import doctor, footprint, packing
 
 pytestmark = pytest.mark.unit
 
@@ -161,7 +161,7 @@ def test_checks_run_in_about_a_second(tiny_model: str, tmp_path: Path) -> None:
 
 
 def _scribe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scribe.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ray_scribe.cli", *args], capture_output=True,
                           text=True, timeout=60)
 
 

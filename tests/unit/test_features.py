@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
 
-from scribe.features import N_FRAMES, extractor, log_mel, stack_padded
+from scribe.pipeline.features import N_FRAMES, extractor, log_mel, stack_padded
 from tests import media
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scribe.formats import format_timestamp, full_text, to_json, to_srt, to_txt, to_vtt
+from scribe.io.formats import format_timestamp, full_text, to_json, to_srt, to_txt, to_vtt
 
 pytestmark = pytest.mark.unit
 

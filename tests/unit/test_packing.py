@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from scribe import footprint, packing
+from scribe.capacity import footprint, packing
+from scribe.capacity.footprint import GiB, MiB
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError, ScribeError
-from scribe.footprint import GiB, MiB
 
 pytestmark = pytest.mark.unit
 
@@ -179,7 +179,7 @@ def test_cpu_jobs_take_threads_from_a_cpu_plan() -> None:
 
 
 def _scribe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scribe.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ray_scribe.cli", *args], capture_output=True,
                           text=True, timeout=60)
 
 

@@ -9,11 +9,11 @@ import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
-from scribe.audio import decode
 from scribe.config import TranscribeOptions
 from scribe.errors import AudioDecodeError, InvalidInputError, ScribeError
-from scribe.features import N_FRAMES
-from scribe.preprocess import PreparedSession, preprocess
+from scribe.pipeline.audio import decode
+from scribe.pipeline.features import N_FRAMES
+from scribe.pipeline.preprocess import PreparedSession, preprocess
 from tests import media
 
 pytestmark = pytest.mark.unit

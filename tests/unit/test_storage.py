@@ -12,9 +12,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from scribe import storage
 from scribe.errors import InvalidParameterError, StorageError
-from scribe.sessions import SessionRef, list_sessions, safe_session_id
+from scribe.io import storage
+from scribe.io.sessions import SessionRef, list_sessions, safe_session_id
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scribe import storage
 from scribe.errors import InvalidParameterError, StorageError
-from scribe.sessions import SessionRef, list_sessions
+from scribe.io import storage
+from scribe.io.sessions import SessionRef, list_sessions
 from tests.s3 import S3Server
 
 pytestmark = [pytest.mark.unit, pytest.mark.s3]

@@ -11,8 +11,8 @@ import tokenizers
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
 
-from scribe import testmodel
-from scribe.testmodel import MARKER_FILE, cached_test_model, make_test_model
+from scribe.testing import testmodel
+from scribe.testing.testmodel import MARKER_FILE, cached_test_model, make_test_model
 
 pytestmark = pytest.mark.unit
 

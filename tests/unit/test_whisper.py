@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from faster_whisper import BatchedInferencePipeline
 
-from scribe.audio import decode
 from scribe.config import TranscribeOptions
-from scribe.preprocess import PreparedSession, preprocess
-from scribe.transcript import AssembledChunk, restore_segments, session_language
-from scribe.whisper import ChunkInput, ChunkOutput, WhisperEngine, model_n_mels
+from scribe.pipeline.audio import decode
+from scribe.pipeline.preprocess import PreparedSession, preprocess
+from scribe.pipeline.transcript import AssembledChunk, restore_segments, session_language
+from scribe.pipeline.whisper import ChunkInput, ChunkOutput, WhisperEngine, model_n_mels
 from tests.media import speech, write_audio
 
 pytestmark = pytest.mark.unit
@@ -150,7 +150,7 @@ def test_temperature_samples(engine: WhisperEngine, sessions: dict[str, Any]) ->
 
 
 def test_segments_never_pass_the_recording() -> None:
-    from scribe.transcript import clamp_to
+    from scribe.pipeline.transcript import clamp_to
 
     segs = [{"start": -0.5, "end": 3.0, "words": [{"start": 2.0, "end": 12.0}]},
             {"start": 9.0, "end": 26.0}]

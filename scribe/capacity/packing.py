@@ -1,6 +1,6 @@
 """Fill every GPU: how many model actors go on one card, with which ``num_gpus`` fraction
 and batch size, from the card's memory and a memory model of one actor
-(:mod:`scribe.footprint`: estimated from the architecture, or measured by
+(:mod:`scribe.capacity.footprint`: estimated from the architecture, or measured by
 :func:`calibrate`); the planner is the same either way. Fractions are always ``1/k`` and
 the same on every GPU: Ray can leave actors pending forever when fractions of different
 sizes fragment a card.
@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 import yaml
 
+from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, canonical_model, estimate_for
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
-from scribe.footprint import Figure, GiB, MemoryModel, MiB, canonical_model, estimate_for
 
 logger = logging.getLogger(__name__)
 
@@ -289,8 +289,8 @@ def calibrate(options: TranscribeOptions, *, batch_size: int = 32,
     measure what the load and the batch took. Needs the card to itself."""
     import numpy as np
 
-    from scribe.features import log_mel
-    from scribe.whisper import ChunkInput, WhisperEngine
+    from scribe.pipeline.features import log_mel
+    from scribe.pipeline.whisper import ChunkInput, WhisperEngine
 
     options = options.model_copy(update={"device": "cuda"}).resolved()
     before = gpu.total - gpu.free

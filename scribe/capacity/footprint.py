@@ -2,7 +2,7 @@
 
 ``fixed`` is the weights plus the CUDA context, ``per_item`` what each 30 s chunk of a
 batch adds at peak. :func:`estimate` derives both from the architecture, so planning
-works with no GPU at hand; :func:`scribe.packing.calibrate` measures them on a card.
+works with no GPU at hand; :func:`scribe.capacity.packing.calibrate` measures them on a card.
 :func:`memory_table` lists the built-in figures, published where a source gives one.
 """
 

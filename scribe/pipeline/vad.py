@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from scribe.audio import Audio
 from scribe.config import SAMPLE_RATE, TranscribeOptions
+from scribe.pipeline.audio import Audio
 
 SampleRange = dict[str, int]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
-from scribe.features import Features, stack_padded
+from scribe.pipeline.features import Features, stack_padded
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from scribe import formats, storage
+from scribe.io import formats, storage
 
 SEGMENTS_DIR = "_segments"
 SUMMARY_FILE = "_summary.json"

@@ -4,7 +4,7 @@ on a bucket.
 
 Outputs are written atomically: a reader never sees half a transcript under its final
 name. What an input holds (a prefix's audio files, a manifest's rows) is
-:mod:`scribe.sessions`.
+:mod:`scribe.io.sessions`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import numpy.typing as npt
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.feature_extractor import FeatureExtractor
 
-from scribe.audio import Audio
+from scribe.pipeline.audio import Audio
 
 Features = npt.NDArray[np.float32]
 N_FRAMES = 3000

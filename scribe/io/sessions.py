@@ -2,7 +2,7 @@
 
 A prefix's audio files are sessions, with ids from their relative paths; a manifest (CSV,
 JSONL, JSON or Parquet with a ``uri`` column) lists them, with optional ids and languages.
-Every read goes through :mod:`scribe.storage`, so local folders, ``s3://`` and ``gs://``
+Every read goes through :mod:`scribe.io.storage`, so local folders, ``s3://`` and ``gs://``
 are listed the same way.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from scribe import storage
 from scribe.errors import InvalidParameterError, StorageError
+from scribe.io import storage
 
 logger = logging.getLogger(__name__)
 

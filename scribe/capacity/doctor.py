@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from scribe import footprint, packing
+from scribe.capacity import footprint, packing
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def check_output(output: str) -> CheckResult:
     check creates nothing)."""
     import pyarrow.fs
 
-    from scribe import storage
+    from scribe.io import storage
 
     fix = ("check the path (mkdir -p), its permissions, or the AWS_* / GOOGLE_* "
            "credentials for object stores")

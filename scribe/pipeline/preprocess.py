@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from scribe.audio import Audio, decode, peak_normalize, trim_silence
-from scribe.chunking import ChunkPlan, chunk_samples, plan_chunks
 from scribe.config import SAMPLE_RATE, TranscribeOptions
-from scribe.features import Features, log_mel
-from scribe.vad import SampleRange, speech_ranges
+from scribe.pipeline.audio import Audio, decode, peak_normalize, trim_silence
+from scribe.pipeline.chunking import ChunkPlan, chunk_samples, plan_chunks
+from scribe.pipeline.features import Features, log_mel
+from scribe.pipeline.vad import SampleRange, speech_ranges
 
 
 @dataclass(frozen=True)

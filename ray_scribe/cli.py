@@ -10,7 +10,7 @@ import sys
 
 
 def _make_test_model(args: argparse.Namespace) -> int:
-    from scribe.testmodel import make_test_model
+    from scribe.testing.testmodel import make_test_model
 
     path = make_test_model(args.dir, args.size, n_mels=args.n_mels, seed=args.seed)
     sys.stdout.write(f"{path}\n")
@@ -30,7 +30,7 @@ def _serve(rest: list[str]) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from scribe import footprint, packing
+    from scribe.capacity import footprint, packing
     from scribe.config import TranscribeOptions
 
     if args.table:
@@ -60,7 +60,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     import json
 
-    from scribe import doctor
+    from scribe.capacity import doctor
 
     results = doctor.run_checks(device=args.device, model=args.model, output=args.output,
                                 ray_address=args.address, check_ray_address=not args.no_ray)
@@ -72,7 +72,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from scribe import packing
+    from scribe.capacity import packing
     from scribe.config import TranscribeOptions
 
     gpus = packing.read_gpus()

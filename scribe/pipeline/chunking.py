@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper.vad import collect_chunks
 
-from scribe.audio import Audio
 from scribe.config import SAMPLE_RATE
-from scribe.vad import SampleRange
+from scribe.pipeline.audio import Audio
+from scribe.pipeline.vad import SampleRange
 
 _NO_AUDIO: Audio = np.zeros(0, dtype=np.float32)
 

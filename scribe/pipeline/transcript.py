@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from scribe.config import SAMPLE_RATE
-from scribe.formats import full_text
-from scribe.vad import SampleRange
-from scribe.whisper import ChunkOutput
+from scribe.io.formats import full_text
+from scribe.pipeline.vad import SampleRange
+from scribe.pipeline.whisper import ChunkOutput
 
 SEGMENT_KEYS = ("start", "end", "text", "avg_logprob", "no_speech_prob", "compression_ratio")
 

@@ -1,0 +1,1 @@
+"""The command line: one front (``scribe``) for the engine, the batch job and the service."""

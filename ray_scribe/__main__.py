@@ -1,0 +1,5 @@
+import sys
+
+from ray_scribe.cli import main
+
+sys.exit(main())
