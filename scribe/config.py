@@ -23,6 +23,7 @@ from scribe.errors import InvalidParameterError
 SAMPLE_RATE = 16_000
 DEFAULT_GPU_MODEL = "large-v3"
 DEFAULT_CPU_MODEL = "small"
+MAX_SPEAKERS = 8
 
 
 class _Frozen(BaseModel):
@@ -77,6 +78,21 @@ class TranscribeOptions(_Frozen):
     )
     decode_timeout_s: float = Field(
         900.0, gt=0, description="a session whose decode takes longer than this fails"
+    )
+    speakers: Literal["off", "auto", "channels", "voices"] = Field(
+        "off",
+        description="speaker labels: auto (one per channel when a stereo file is recorded so, "
+        "else from voices), channels (trust each channel to be one speaker), voices, or off",
+    )
+    num_speakers: int | None = Field(
+        None, ge=1, le=MAX_SPEAKERS,
+        description=f"speakers in each session; estimated (at most {MAX_SPEAKERS}) when not set",
+    )
+    speaker_encoder: str = Field(
+        "resemblyzer", description="registered speaker encoder that embeds voices"
+    )
+    speaker_encoder_path: str | None = Field(
+        None, description="the encoder's weights file; default: the fetched Resemblyzer weights"
     )
 
     @field_validator("language")

@@ -1,5 +1,8 @@
 """Decode any audio/video container to 16 kHz mono float32, streaming; trim; normalise.
 
+Asked to keep channels, a two-channel source also keeps each channel at 16 kHz (the same
+single pass): one speaker per channel is recognised and transcribed from them.
+
 Decoding streams frame by frame through one resampler into a growing buffer, so a
 3-hour 44.1 kHz stereo file never sits in memory at its source rate: only the 16 kHz
 mono result does (about 230 MB an hour as float32).
@@ -39,6 +42,7 @@ class DecodedAudio:
     source_channels: int
     codec: str
     warnings: list[str] = field(default_factory=list)
+    channels: tuple[Audio, Audio] | None = None
 
     @property
     def duration_s(self) -> float:
@@ -70,6 +74,7 @@ def decode(
     *,
     max_duration_s: float = float("inf"),
     timeout_s: float = float("inf"),
+    keep_channels: bool = False,
 ) -> DecodedAudio:
     """Decode ``source`` (a path or a readable, seekable file object) to 16 kHz mono.
 
@@ -77,6 +82,7 @@ def decode(
     when there is no audio track or the audio exceeds ``max_duration_s``,
     :class:`EmptyAudioError` when the track holds no samples, and
     :class:`DecodeTimeoutError` when decoding runs past ``timeout_s``.
+    ``keep_channels`` keeps a two-channel source's channels too (``DecodedAudio.channels``).
     A stream that breaks after some audio decoded keeps that audio, with a warning.
     """
     try:
@@ -86,13 +92,17 @@ def decode(
     with container:
         if not container.streams.audio:
             raise UnsupportedAudioError("the file has no audio track")
-        return _decode_stream(container, max_duration_s, timeout_s)
+        return _decode_stream(container, max_duration_s, timeout_s, keep_channels)
 
 
-def _decode_stream(container: Any, max_duration_s: float, timeout_s: float) -> DecodedAudio:
+def _decode_stream(
+    container: Any, max_duration_s: float, timeout_s: float, keep_channels: bool
+) -> DecodedAudio:
     stream = container.streams.audio[0]
-    resampler = _GroupedResampler()
-    buffer = _Buffer(_initial_capacity(stream, max_duration_s * SAMPLE_RATE))
+    capacity = _initial_capacity(stream, max_duration_s * SAMPLE_RATE)
+    stereo = keep_channels and stream.channels == 2
+    resampler = _StereoResampler(capacity) if stereo else _GroupedResampler()
+    buffer = _Buffer(capacity)
     warnings: list[str] = []
     deadline = time.monotonic() + timeout_s
     decoded_s = 0.0
@@ -114,8 +124,9 @@ def _decode_stream(container: Any, max_duration_s: float, timeout_s: float) -> D
     if buffer.size == 0:
         raise EmptyAudioError("the audio track holds no samples")
     codec = stream.codec_context.name if stream.codec_context else "unknown"
+    channels = resampler.channels() if isinstance(resampler, _StereoResampler) else None
     return DecodedAudio(
-        buffer.view(), stream.rate or 0, stream.channels or 0, codec, warnings
+        buffer.view(), stream.rate or 0, stream.channels or 0, codec, warnings, channels
     )
 
 
@@ -125,8 +136,10 @@ class _GroupedResampler:
 
     _GROUP_SAMPLES = 1 << 19
 
+    _LAYOUT = "mono"
+
     def __init__(self) -> None:
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self._resampler = av.AudioResampler(format="fltp", layout=self._LAYOUT, rate=SAMPLE_RATE)
         self._fifo = av.AudioFifo()
 
     def push(self, frame: Any, buffer: _Buffer) -> None:
@@ -143,14 +156,37 @@ class _GroupedResampler:
     def flush(self, buffer: _Buffer) -> None:
         self._drain(buffer)
         for out in self._resampler.resample(None):
-            buffer.append(out.to_ndarray()[0])
+            self._append(out.to_ndarray(), buffer)
 
     def _drain(self, buffer: _Buffer) -> None:
         group = self._fifo.read()
         if group is None:
             return
         for out in self._resampler.resample(group):
-            buffer.append(out.to_ndarray()[0])
+            self._append(out.to_ndarray(), buffer)
+
+    def _append(self, planes: Any, buffer: _Buffer) -> None:
+        buffer.append(planes[0])
+
+
+class _StereoResampler(_GroupedResampler):
+    """Resamples to 16 kHz stereo, keeps both channels and appends the mono downmix that
+    FFmpeg's stereo-to-mono matrix gives, ``(L + R) / sqrt(2)``, so the mono signal (and
+    the transcript) is the same whether channels are kept or not."""
+
+    _LAYOUT = "stereo"
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self._left, self._right = _Buffer(capacity), _Buffer(capacity)
+
+    def _append(self, planes: Any, buffer: _Buffer) -> None:
+        self._left.append(planes[0])
+        self._right.append(planes[1])
+        buffer.append((planes[0] + planes[1]) * np.float32(np.sqrt(0.5)))
+
+    def channels(self) -> tuple[Audio, Audio]:
+        return self._left.view(), self._right.view()
 
 
 def _frames(container: Any, stream: Any, warnings: list[str]) -> Any:

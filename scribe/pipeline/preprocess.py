@@ -8,6 +8,7 @@ The batch job's CPU actors and the online service's preprocessing deployment cal
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from scribe.config import SAMPLE_RATE, TranscribeOptions
-from scribe.pipeline.audio import Audio, decode, peak_normalize, trim_silence
+from scribe.pipeline.audio import Audio, DecodedAudio, decode, peak_normalize, trim_silence
 from scribe.pipeline.chunking import ChunkPlan, chunk_samples, plan_chunks
 from scribe.pipeline.features import Features, log_mel
+from scribe.pipeline.speakers import channels as speaker_channels
+from scribe.pipeline.speakers.voices import VoiceWindow
 from scribe.pipeline.vad import SampleRange, speech_ranges
 
 
@@ -30,11 +33,17 @@ class PreparedChunk:
     offset_s: float
     duration_s: float
     segments: list[SampleRange]
+    channel: int | None = None
+    voices: list[VoiceWindow] = field(default_factory=list)
 
 
 @dataclass
 class AnalysedSession:
-    """A decoded session and its chunk plan; features not computed yet."""
+    """A decoded session and its chunk plan; features not computed yet.
+
+    With one speaker per channel, ``channel_samples`` holds each channel and ``channels``
+    says which channel each plan (by index) was cut from; ``voices`` holds each plan's
+    embedded voice windows when speakers come from voices."""
 
     samples: Audio
     origin: int
@@ -43,6 +52,9 @@ class AnalysedSession:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+    channel_samples: list[Audio] = field(default_factory=list)
+    channels: dict[int, int] = field(default_factory=dict)
+    voices: dict[int, list[VoiceWindow]] = field(default_factory=dict)
 
     @property
     def speech_duration_s(self) -> float:
@@ -71,25 +83,20 @@ def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
 
 
 def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> AnalysedSession:
-    """Decode, trim, normalise and find speech; plan the chunks. Raises the audio errors."""
+    """Decode, trim, normalise and find speech; plan the chunks; with speakers on, split
+    the channels or embed the voices. Raises the audio errors."""
     timings: dict[str, float] = {}
     with _stage(timings, "decode"):
         decoded = decode(
-            source, max_duration_s=options.max_duration_s, timeout_s=options.decode_timeout_s
+            source, max_duration_s=options.max_duration_s, timeout_s=options.decode_timeout_s,
+            keep_channels=options.speakers in ("auto", "channels"),
         )
     with _stage(timings, "trim"):
         start, end = (trim_silence(decoded.samples, options.trim_threshold_db)
                       if options.trim_silence else (0, len(decoded.samples)))
-        kept = decoded.samples[start:end]
-        if options.normalize:
-            peak_normalize(kept, in_place=True)
-    with _stage(timings, "vad"):
-        speech = speech_ranges(kept, options)
-    with _stage(timings, "chunk"):
-        plans = plan_chunks(speech, options.chunk_length_s, origin=start)
-    return AnalysedSession(
-        samples=kept, origin=start, plans=plans, duration_s=decoded.duration_s,
-        timings=timings, warnings=decoded.warnings,
+    session = AnalysedSession(
+        samples=decoded.samples[start:end], origin=start, plans=[],
+        duration_s=decoded.duration_s, timings=timings, warnings=decoded.warnings,
         source={
             "sample_rate": decoded.source_sample_rate,
             "channels": decoded.source_channels,
@@ -98,17 +105,78 @@ def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> Analyse
             "trimmed_end_s": end / SAMPLE_RATE,
         },
     )
+    split = _speaker_channels(decoded, options, start, end)
+    if split:
+        _plan_channels(session, split, options)
+    else:
+        _plan_mono(session, options)
+    return session
+
+
+def _speaker_channels(decoded: DecodedAudio, options: TranscribeOptions, start: int,
+                      end: int) -> list[Audio]:
+    """The channels to transcribe one by one, or none (mono, or not one per speaker)."""
+    if decoded.channels is None:
+        return []
+    left, right = (c[start:end] for c in decoded.channels)
+    if options.speakers == "channels" or speaker_channels.one_speaker_per_channel(left, right):
+        return [left, right]
+    return []
+
+
+def _plan_mono(session: AnalysedSession, options: TranscribeOptions) -> None:
+    if options.normalize:
+        peak_normalize(session.samples, in_place=True)
+    with _stage(session.timings, "vad"):
+        speech = speech_ranges(session.samples, options)
+    with _stage(session.timings, "chunk"):
+        session.plans = plan_chunks(speech, options.chunk_length_s, origin=session.origin)
+    if options.speakers != "off":
+        with _stage(session.timings, "speakers"):
+            session.voices = _embed_voices(session, options)
+
+
+def _embed_voices(session: AnalysedSession, options: TranscribeOptions
+                  ) -> dict[int, list[VoiceWindow]]:
+    from scribe.pipeline.speakers.encoder import load_encoder
+    from scribe.pipeline.speakers.voices import embed_speech
+
+    encoder = load_encoder(options.speaker_encoder, options.speaker_encoder_path)
+    found = embed_speech(session.samples, [p.segments for p in session.plans], encoder,
+                         origin=session.origin)
+    return {p.index: w for p, w in zip(session.plans, found, strict=True)}
+
+
+def _plan_channels(session: AnalysedSession, split: list[Audio],
+                   options: TranscribeOptions) -> None:
+    """Each channel is normalised, searched for speech and chunked on its own; plan
+    indices run on across channels, so the model stage sees ordinary chunks."""
+    for number, samples in enumerate(split):
+        if options.normalize:
+            peak_normalize(samples, in_place=True)
+        with _stage(session.timings, "vad"):
+            speech = speech_ranges(samples, options)
+            speech = speaker_channels.drop_bleed(speech, samples, split[1 - number])
+        with _stage(session.timings, "chunk"):
+            plans = plan_chunks(speech, options.chunk_length_s, origin=session.origin)
+        for plan in plans:
+            plan = dataclasses.replace(plan, index=len(session.plans))
+            session.plans.append(plan)
+            session.channels[plan.index] = number
+    session.channel_samples = split
+    session.samples = split[0]  # the mono mix is not transcribed: let it go
 
 
 def iter_chunks(session: AnalysedSession, n_mels: int) -> Iterator[PreparedChunk]:
     """Each planned chunk with its log-mel features, computed when it is asked for."""
     session.timings.setdefault("features", 0.0)
     for plan in session.plans:
+        channel = session.channels.get(plan.index)
+        samples = session.samples if channel is None else session.channel_samples[channel]
         with _stage(session.timings, "features"):
-            features = log_mel(chunk_samples(session.samples, plan, origin=session.origin),
-                               n_mels)
+            features = log_mel(chunk_samples(samples, plan, origin=session.origin), n_mels)
         yield PreparedChunk(plan.index, features, plan.offset_s, plan.duration_s,
-                            plan.segments)
+                            plan.segments, channel, session.voices.get(plan.index, []))
 
 
 def preprocess(

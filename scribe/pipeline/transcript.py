@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scribe.config import SAMPLE_RATE
 from scribe.io.formats import full_text
+from scribe.pipeline.speakers.diarize import SpeakerRequest, speaker_segments
+from scribe.pipeline.speakers.voices import VoiceWindow
 from scribe.pipeline.vad import SampleRange
 from scribe.pipeline.whisper import ChunkOutput
 
@@ -27,6 +29,8 @@ class AssembledChunk:
     index: int
     ranges: list[SampleRange]
     output: ChunkOutput
+    channel: int | None = None
+    voices: list[VoiceWindow] = field(default_factory=list)
 
 
 def restore_segments(chunks: Iterable[AssembledChunk]) -> list[dict[str, Any]]:
@@ -48,6 +52,20 @@ def restore_segments(chunks: Iterable[AssembledChunk]) -> list[dict[str, Any]]:
     if speech:
         segments = list(restore_speech_timestamps(segments, speech, SAMPLE_RATE))
     return [_segment_dict(i, seg) for i, seg in enumerate(segments)]
+
+
+def _segments(chunks: list[AssembledChunk], speakers: SpeakerRequest | None
+              ) -> list[dict[str, Any]]:
+    """The session's segments; with one speaker per channel each channel is restored on
+    its own timeline (its own speech ranges) and the two are merged by time."""
+    if speakers is None:
+        return restore_segments(chunks)
+    by_channel: defaultdict[int | None, list[AssembledChunk]] = defaultdict(list)
+    for c in chunks:
+        by_channel[c.channel].append(c)
+    restored = {channel: restore_segments(group) for channel, group in by_channel.items()}
+    windows = [w for c in chunks for w in c.voices]
+    return speaker_segments(restored, windows, speakers)
 
 
 def _segment_dict(index: int, segment: Any) -> dict[str, Any]:
@@ -86,9 +104,11 @@ def session_language(chunks: Iterable[AssembledChunk]) -> tuple[str | None, floa
     return best, weight[best] / sum(weight.values())
 
 
-def ok_record(base: dict[str, Any], chunks: list[AssembledChunk]) -> dict[str, Any]:
-    """A finished session's record: ``base`` (id, uri, durations, ...) plus its transcript."""
-    segments = clamp_to(restore_segments(chunks), base.get("duration_s", 0.0))
+def ok_record(base: dict[str, Any], chunks: list[AssembledChunk],
+              speakers: SpeakerRequest | None = None) -> dict[str, Any]:
+    """A finished session's record: ``base`` (id, uri, durations, ...) plus its transcript;
+    with ``speakers``, a ``speaker`` on every segment and word."""
+    segments = clamp_to(_segments(chunks, speakers), base.get("duration_s", 0.0))
     language, share = session_language(chunks)
     model_time = sum(c.output.timings.get("model", 0.0) for c in chunks)
     timings = dict(base.get("timings", {}))

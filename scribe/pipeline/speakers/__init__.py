@@ -1,0 +1,1 @@
+"""Who spoke when: one speaker per channel, or speakers from voices clustered per session."""

@@ -1,0 +1,95 @@
+"""Group a session's voice windows into speakers, and name the groups.
+
+Average-linkage agglomerative clustering on cosine distance: with the number of speakers
+given it cuts the tree into that many groups; otherwise it cuts at a distance calibrated
+on the benchmark's conversations, at most ``max_speakers`` groups. One pass of centroid
+reassignment then moves windows the greedy merging misplaced. Groups holding a sliver of
+the speech are folded into the nearest large one: a cough or a laugh is not a speaker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float32]
+Labels = npt.NDArray[np.int64]
+DISTANCE = 0.35  # cosine distance between groups that are one voice (benchmark-calibrated)
+MIN_SHARE = 0.05  # a group with less of the speech than this is folded into another
+_MAX_LINKAGE = 2000  # windows clustered directly; the rest join their nearest centroid
+
+
+def cluster(
+    vectors: Array, *, num_speakers: int | None = None, max_speakers: int = 8
+) -> Labels:
+    """A speaker index per row of ``vectors`` (L2-normalised); 0 is who spoke first."""
+    if len(vectors) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(vectors) == 1 or num_speakers == 1:
+        return np.zeros(len(vectors), dtype=np.int64)
+    stride = -(-len(vectors) // _MAX_LINKAGE)
+    labels = _linkage(vectors[::stride], num_speakers, max_speakers)
+    labels = _nearest(vectors, _centroids(vectors[::stride], labels))
+    if num_speakers is None:
+        labels = _fold_small(vectors, labels)
+    return _by_first_appearance(labels)
+
+
+def _linkage(vectors: Array, num_speakers: int | None, max_speakers: int) -> Labels:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    if len(vectors) < 2:
+        return np.zeros(len(vectors), dtype=np.int64)
+    tree = linkage(vectors.astype(np.float64), method="average", metric="cosine")
+    if num_speakers is not None:
+        found = fcluster(tree, t=num_speakers, criterion="maxclust")
+    else:
+        found = fcluster(tree, t=DISTANCE, criterion="distance")
+        if found.max() > max_speakers:
+            found = fcluster(tree, t=max_speakers, criterion="maxclust")
+    return np.asarray(found, dtype=np.int64) - 1
+
+
+def _centroids(vectors: Array, labels: Labels) -> Array:
+    sums = np.stack([vectors[labels == k].sum(axis=0) for k in np.unique(labels)])
+    centroids: Array = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-8)
+    return centroids
+
+
+def _nearest(vectors: Array, centroids: Array) -> Labels:
+    return np.asarray(np.argmax(vectors @ centroids.T, axis=1), dtype=np.int64)
+
+
+def _fold_small(vectors: Array, labels: Labels) -> Labels:
+    counts = np.bincount(labels)
+    large = np.flatnonzero(counts >= MIN_SHARE * len(labels))
+    if len(large) == len(counts) or len(large) == 0:
+        return labels
+    centroids = _centroids(vectors, labels)[large]
+    return np.asarray(large[_nearest(vectors, centroids)], dtype=np.int64)
+
+
+def _by_first_appearance(labels: Labels) -> Labels:
+    order = {int(k): i for i, k in enumerate(dict.fromkeys(labels.tolist()))}
+    return np.array([order[int(k)] for k in labels], dtype=np.int64)
+
+
+def centroids(vectors: Array, labels: Labels) -> Array:
+    """Each speaker's mean direction, in label order (one row per label 0..max)."""
+    return _centroids(vectors, labels)
+
+
+def name_speakers(centroids: Array, references: dict[str, Array]) -> list[str | None]:
+    """The known name for each speaker: the best cosine match, each name used once, greedy
+    from the most similar pair (as OpenAI's known speakers do, matched to the clusters)."""
+    names: list[str | None] = [None] * len(centroids)
+    if not references or len(centroids) == 0:
+        return names
+    keys = list(references)
+    scores = centroids @ np.stack([references[k] for k in keys]).T
+    for _ in range(min(len(keys), len(centroids))):
+        row, col = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        names[row] = keys[col]
+        scores[row, :] = -np.inf
+        scores[:, col] = -np.inf
+    return names
