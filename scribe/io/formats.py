@@ -71,17 +71,29 @@ def _clean(text: Any) -> str:
     return " ".join(str(text or "").split())
 
 
-def _cues(segments: Iterable[SegmentLike]) -> list[tuple[float, float, str]]:
-    """(start, end, text) for every segment with text, times clamped to 0 <= start <= end."""
-    cues: list[tuple[float, float, str]] = []
+def _cues(segments: Iterable[SegmentLike]) -> list[tuple[float, float, str, str]]:
+    """(start, end, text, speaker) for every segment with text, times clamped to
+    0 <= start <= end; speaker is "" when the segment has none."""
+    cues: list[tuple[float, float, str, str]] = []
     for segment in segments:
         text = _clean(_get(segment, "text"))
         if not text:
             continue
         start = max(_seconds(_get(segment, "start")), 0.0)
         end = max(_seconds(_get(segment, "end")), start)
-        cues.append((start, end, text))
+        cues.append((start, end, text, _clean(_get(segment, "speaker"))))
     return cues
+
+
+def _prefixed(text: str, speaker: str) -> str:
+    """``speaker: text``, as SRT and plain text show who speaks (they have no markup)."""
+    return f"{speaker}: {text}" if speaker else text
+
+
+def _voiced(text: str, speaker: str) -> str:
+    """WebVTT's voice span ``<v speaker>text``; ``<``, ``>`` and ``&`` cannot be in a name."""
+    name = speaker.translate({ord(c): None for c in "<>&"})
+    return f"<v {name}>{text}" if name else text
 
 
 def _seconds(value: Any) -> float:
@@ -95,15 +107,16 @@ def _seconds(value: Any) -> float:
 def to_srt(segments: Iterable[SegmentLike]) -> str:
     """SubRip: numbered cues from 1, ``HH:MM:SS,mmm``, a blank line between cues."""
     blocks = [
-        f"{n}\n{_span(start, end, ',')}\n{text}\n"
-        for n, (start, end, text) in enumerate(_cues(segments), start=1)
+        f"{n}\n{_span(start, end, ',')}\n{_prefixed(text, speaker)}\n"
+        for n, (start, end, text, speaker) in enumerate(_cues(segments), start=1)
     ]
     return "\n".join(blocks)
 
 
 def to_vtt(segments: Iterable[SegmentLike]) -> str:
     """WebVTT: the ``WEBVTT`` header, then cues timed ``HH:MM:SS.mmm``."""
-    blocks = [f"{_span(start, end, '.')}\n{text}\n" for start, end, text in _cues(segments)]
+    blocks = [f"{_span(start, end, '.')}\n{_voiced(text, speaker)}\n"
+              for start, end, text, speaker in _cues(segments)]
     return "\n".join(["WEBVTT\n", *blocks])
 
 
@@ -115,7 +128,7 @@ def _span(start: float, end: float, decimal: str) -> str:
 
 def to_txt(segments: Iterable[SegmentLike]) -> str:
     """One line per segment with text."""
-    return "".join(f"{text}\n" for _, _, text in _cues(segments))
+    return "".join(f"{_prefixed(text, speaker)}\n" for _, _, text, speaker in _cues(segments))
 
 
 def full_text(segments: Iterable[SegmentLike]) -> str:

@@ -20,7 +20,7 @@ SUMMARY_FILE = "_summary.json"
 _SEGMENT_SCHEMA = pa.schema([
     ("session_id", pa.string()), ("segment", pa.int32()), ("start", pa.float64()),
     ("end", pa.float64()), ("text", pa.string()), ("language", pa.string()),
-    ("avg_logprob", pa.float64()), ("no_speech_prob", pa.float64()),
+    ("avg_logprob", pa.float64()), ("no_speech_prob", pa.float64()), ("speaker", pa.string()),
 ])
 
 
@@ -54,6 +54,7 @@ def segment_table(record: dict[str, Any]) -> pa.Table:
         "language": [record["language"]] * len(segs),
         "avg_logprob": [s["avg_logprob"] for s in segs],
         "no_speech_prob": [s["no_speech_prob"] for s in segs],
+        "speaker": [s.get("speaker") for s in segs],
     }, schema=_SEGMENT_SCHEMA)
 
 

@@ -127,3 +127,25 @@ def test_json_accepts_numpy_values() -> None:
     np = pytest.importorskip("numpy")
     record = {"duration": np.float32(1.5), "tokens": np.array([1, 2], dtype=np.int32)}
     assert json.loads(to_json(record)) == {"duration": 1.5, "tokens": [1, 2]}
+
+
+SPOKEN = [{"start": 0.0, "end": 1.5, "text": " Hello.", "speaker": "therapist"},
+          {"start": 1.6, "end": 2.0, "text": "Hi.", "speaker": "B<>"},
+          {"start": 2.0, "end": 2.5, "text": "Unlabelled.", "speaker": None}]
+
+
+def test_speakers_show_as_voice_tags_and_prefixes() -> None:
+    vtt = to_vtt(SPOKEN)
+    assert "<v therapist>Hello.\n" in vtt and "<v B>Hi.\n" in vtt
+    assert "\nUnlabelled.\n" in vtt
+    assert to_txt(SPOKEN) == "therapist: Hello.\nB<>: Hi.\nUnlabelled.\n"
+    assert "1\n00:00:00,000 --> 00:00:01,500\ntherapist: Hello.\n" in to_srt(SPOKEN)
+
+
+def test_segment_parquet_has_a_speaker_column() -> None:
+    from scribe.io.outputs import segment_table
+
+    record = {"session_id": "s", "language": "en", "segments": [
+        {**seg, "id": i, "avg_logprob": -0.1, "no_speech_prob": 0.0}
+        for i, seg in enumerate(SPOKEN)]}
+    assert segment_table(record).column("speaker").to_pylist() == ["therapist", "B<>", None]

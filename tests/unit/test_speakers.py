@@ -23,6 +23,8 @@ from scribe.pipeline.whisper import ChunkInput, WhisperEngine
 from tests import conversations
 from tests.media import EXAMPLES
 
+pytestmark = pytest.mark.unit
+
 STEREO = str(EXAMPLES / "stereo_diarization.wav")
 
 
