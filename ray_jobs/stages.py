@@ -19,7 +19,7 @@ import numpy as np
 from scribe.config import TranscribeOptions
 from scribe.errors import EmptyAudioError, ScribeError, describe
 from scribe.io.storage import open_input, resolve
-from scribe.pipeline.preprocess import AnalysedSession, analyse, iter_chunks
+from scribe.pipeline.preprocess import AnalysedSession, PreparedChunk, analyse, iter_chunks
 from scribe.pipeline.whisper import ChunkInput, WhisperEngine
 
 logger = logging.getLogger(__name__)
@@ -47,17 +47,23 @@ class Preprocessor:
         self.model = model
 
     def __call__(self, batch: Batch) -> Iterator[Batch]:
-        for sid, uri, language in zip(batch["session_id"], batch["uri"], batch["language"],
-                                      strict=True):
-            for rows in self._session_blocks(str(sid), str(uri), str(language) or None):
+        for sid, uri, language, speakers, num_speakers in zip(
+                batch["session_id"], batch["uri"], batch["language"], batch["speakers"],
+                batch["num_speakers"], strict=True):
+            # the manifest's per-session values win over the job's options
+            options = self.options.model_copy(update={
+                "speakers": str(speakers) or self.options.speakers,
+                "num_speakers": int(num_speakers) or self.options.num_speakers})
+            for rows in self._session_blocks(str(sid), str(uri), str(language) or None, options):
                 yield _columns(rows, CHUNK_COLUMNS)
 
-    def _session_blocks(self, sid: str, uri: str, language: str | None
-                        ) -> Iterator[list[dict[str, Any]]]:
+    def _session_blocks(self, sid: str, uri: str, language: str | None,
+                        options: TranscribeOptions) -> Iterator[list[dict[str, Any]]]:
         base: dict[str, Any] = {"session_id": sid, "uri": uri, "model": self.model,
-                                "language": language}
+                                "language": language, "speakers": options.speakers,
+                                "num_speakers": options.num_speakers}
         try:
-            session = self._analyse(uri)
+            session = self._analyse(uri, options)
         except Exception as exc:  # any failure is this session's error record, never the job's
             yield [_error_row(base, exc)]
             return
@@ -78,7 +84,7 @@ class Preprocessor:
         started = time.perf_counter()
         for c in iter_chunks(session, self.n_mels):
             chunk = {"offset_s": c.offset_s, "duration_s": c.duration_s, "ranges": c.segments,
-                     "features_s": time.perf_counter() - started}
+                     "features_s": time.perf_counter() - started, **_speaker_fields(c)}
             rows.append(_row(base, "ok", "", index=c.index, n_chunks=len(session.plans),
                              features=c.features, chunk=chunk))
             if len(rows) == self.ROWS_PER_BLOCK:
@@ -88,12 +94,20 @@ class Preprocessor:
         if rows:
             yield rows
 
-    def _analyse(self, uri: str) -> AnalysedSession:
+    def _analyse(self, uri: str, options: TranscribeOptions) -> AnalysedSession:
         fs, path = resolve(uri)
         if fs.get_file_info(path).size == 0:
             raise EmptyAudioError("the file is empty (0 bytes)")
         with open_input(uri) as source:
-            return analyse(source, self.options)
+            return analyse(source, options)
+
+
+def _speaker_fields(chunk: PreparedChunk) -> dict[str, Any]:
+    """What the driver needs to label the chunk's speakers: its channel, or its voice
+    windows' embeddings (rounded: 4 decimals keep every cosine to 1e-3)."""
+    return {"channel": chunk.channel,
+            "voices": [[w.start_s, w.end_s, [round(x, 4) for x in w.embedding]]
+                       for w in chunk.voices]}
 
 
 def _error_row(base: dict[str, Any], exc: Exception) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from scribe.errors import ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import render, summarize
+from scribe.pipeline.speakers.diarize import SpeakerRequest
+from scribe.pipeline.speakers.voices import VoiceWindow
 from scribe.pipeline.transcript import AssembledChunk, error_record, ok_record
 from scribe.pipeline.whisper import ChunkOutput, model_n_mels, resolve_model_path
 
@@ -80,7 +82,7 @@ class SessionCollector:
             self._pending.pop(sid, None)
             return error_record(base, row["error"])
         if int(row["n_chunks"]) == 0:
-            return ok_record(base, [])
+            return ok_record(base, [], _speaker_request(base))
         pending = self._pending.setdefault(sid, _Pending(int(row["n_chunks"]), base))
         result = json.loads(row["result"])
         self.batch_sizes.append(result["batch_size"])
@@ -90,18 +92,28 @@ class SessionCollector:
         chunk = json.loads(row["chunk"])
         index = int(row["chunk_index"])
         pending.features_s[index] = chunk["features_s"]
-        pending.chunks[index] = AssembledChunk(index, chunk["ranges"], output)
+        pending.chunks[index] = AssembledChunk(
+            index, chunk["ranges"], output, chunk.get("channel"),
+            [VoiceWindow(*w) for w in chunk.get("voices", [])])
         if len(pending.chunks) < pending.expected:
             return None
         del self._pending[sid]
         pending.base["timings"]["features"] = sum(pending.features_s.values())
-        return ok_record(pending.base, list(pending.chunks.values()))
+        return ok_record(pending.base, list(pending.chunks.values()),
+                         _speaker_request(pending.base))
 
     def incomplete(self) -> list[dict[str, Any]]:
         """Error records for sessions whose chunks did not all come back (none should)."""
         return [error_record(p.base, f"incomplete: {len(p.chunks)} of {p.expected} chunks "
                              "came back from the model stage")
                 for p in self._pending.values()]
+
+
+def _speaker_request(base: dict[str, Any]) -> SpeakerRequest | None:
+    """The session's speaker labelling, as its preprocessing resolved it; None when off."""
+    if base.get("speakers", "off") == "off":
+        return None
+    return SpeakerRequest(num_speakers=base.get("num_speakers"))
 
 
 def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
@@ -220,7 +232,8 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
 
     from ray_jobs.stages import Preprocessor, Transcriber
 
-    items = [{"session_id": s.session_id, "uri": s.uri, "language": s.language or ""}
+    items = [{"session_id": s.session_id, "uri": s.uri, "language": s.language or "",
+              "speakers": s.speakers or "", "num_speakers": s.num_speakers or 0}
              for s in sessions]
     ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(

@@ -87,6 +87,8 @@ class SessionRef:
     uri: str
     size: int | None = None
     language: str | None = None
+    speakers: str | None = None
+    num_speakers: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (one row of a Ray dataset)."""
@@ -105,6 +107,8 @@ class SessionRef:
             uri=uri,
             size=None if size is None else int(size),
             language=data.get("language") or None,
+            speakers=data.get("speakers") or None,
+            num_speakers=int(data["num_speakers"]) if data.get("num_speakers") else None,
         )
 
 
@@ -180,7 +184,8 @@ def _is_audio_file(info: pafs.FileInfo, base: str) -> bool:
 def read_manifest(manifest_uri: str) -> list[SessionRef]:
     """Sessions listed in a CSV, JSONL, JSON (array or lines) or Parquet manifest.
 
-    ``uri`` is required; ``session_id`` and ``language`` are optional. A relative ``uri``
+    ``uri`` is required; ``session_id``, ``language``, ``speakers`` and ``num_speakers``
+    are optional (the last three override the job's options for that session). A relative ``uri``
     resolves against the manifest's folder. A missing ``session_id`` is the uri's path
     relative to that folder without its extension (its file name for uris elsewhere).
     """
@@ -195,8 +200,10 @@ def read_manifest(manifest_uri: str) -> list[SessionRef]:
             session_id=safe_session_id(_text(row.get("session_id")) or default),
             uri=uri,
             language=_text(row.get("language")),
+            **_speaker_fields(row, number),
         )
-        for row, uri, default in zip(rows, uris, defaults, strict=True)
+        for number, (row, uri, default) in enumerate(zip(rows, uris, defaults, strict=True),
+                                                     start=1)
     ]
     _check_unique(sessions, manifest_uri)
     return sessions
@@ -233,7 +240,7 @@ def _parse_text_manifest(uri: str, ext: str, data: bytes) -> pa.Table:
             import pyarrow.csv as pcsv
 
             # Ids like "007" must stay text, so nothing the manifest names is inferred.
-            strings = {c: pa.string() for c in ("uri", "session_id", "language")}
+            strings = {c: pa.string() for c in ("uri", "session_id", "language", "speakers")}
             options = pcsv.ConvertOptions(column_types=strings)
             return pcsv.read_csv(pa.BufferReader(data), convert_options=options)
         if data.lstrip()[:1] == b"[":  # a JSON array rather than JSON lines
@@ -243,6 +250,23 @@ def _parse_text_manifest(uri: str, ext: str, data: bytes) -> pa.Table:
         return pjson.read_json(pa.BufferReader(data))
     except (pa.ArrowInvalid, ValueError, TypeError) as exc:
         raise InvalidParameterError("input", f"cannot parse manifest {uri}: {exc}") from exc
+
+
+def _speaker_fields(row: Mapping[str, Any], number: int) -> dict[str, Any]:
+    """A row's ``speakers`` and ``num_speakers``, checked as the job's options are."""
+    from pydantic import ValidationError
+
+    from scribe.config import TranscribeOptions
+
+    fields = {name: _text(row.get(name)) for name in ("speakers", "num_speakers")}
+    given = {k: v for k, v in fields.items() if v is not None}
+    try:
+        checked = TranscribeOptions.model_validate(given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidParameterError(
+            "input", f"manifest row {number}: {first['loc'][0]}: {first['msg']}") from exc
+    return {k: getattr(checked, k) if k in given else None for k in fields}
 
 
 def _text(value: Any) -> str | None:
