@@ -22,6 +22,7 @@ from scribe.errors import InvalidParameterError, ScribeError, describe, http_sta
 from serve_app.ingress import ApiError
 from serve_app.middleware import ApiKeyAuth, BodyLimit, StatusCounter
 from serve_app.protocol import (
+    MAX_KNOWN_SPEAKERS,
     AudioRequest,
     ErrorBody,
     Granularity,
@@ -49,6 +50,13 @@ GranularityField = Annotated[
     list[Granularity] | None,
     Form(alias="timestamp_granularities[]", description="with verbose_json only")]
 StreamField = Annotated[bool, Form(description="streaming is not supported: false only")]
+NamesField = Annotated[
+    list[str] | None,
+    Form(alias="known_speaker_names[]", description="names of up to 4 known speakers")]
+ReferencesField = Annotated[
+    list[str] | None,
+    Form(alias="known_speaker_references[]",
+         description="a data URL of a 2-10 s clip of each known speaker, in the names' order")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 413, 500, 503)}
@@ -79,11 +87,15 @@ def _add_audio_routes(api: FastAPI, front: Frontend) -> None:
         request: Request, file: FileField, model: ModelField, language: LanguageField = None,
         prompt: PromptField = None, response_format: FormatField = "json",
         temperature: TemperatureField = 0.0, timestamp_granularities: GranularityField = None,
-        stream: StreamField = False,
+        stream: StreamField = False, known_speaker_names: NamesField = None,
+        known_speaker_references: ReferencesField = None,
     ) -> Response:
-        """Transcribe audio into the input language (OpenAI's API)."""
+        """Transcribe audio into the input language (OpenAI's API); ``diarized_json`` and
+        known speakers say who spoke."""
         audio = _audio_request(model, "transcribe", language, prompt, response_format,
                                temperature, timestamp_granularities, stream)
+        audio = _with_known_speakers(audio, known_speaker_names or [],
+                                     known_speaker_references or [])
         return await front.transcribe(file, audio, _request_id(request))
 
     @api.post("/v1/audio/translations", response_class=Response, responses=_AUDIO)
@@ -140,10 +152,27 @@ def _audio_request(model: str, task: Task, language: str | None, prompt: str | N
     if granularities and response_format != "verbose_json":
         raise ApiError(400, "timestamp_granularities[] needs response_format=verbose_json",
                        param="timestamp_granularities[]")
+    if response_format == "diarized_json" and task != "transcribe":
+        raise ApiError(400, "response_format: diarized_json is for transcriptions only; "
+                       "a translation cannot say who spoke", param="response_format")
     return AudioRequest(model=model, task=task, language=language or None,
                         prompt=prompt or None, temperature=temperature,
                         response_format=response_format,
                         timestamp_granularities=tuple(granularities or ()))
+
+
+def _with_known_speakers(audio: AudioRequest, names: list[str], references: list[str]
+                         ) -> AudioRequest:
+    """``audio`` with its known speakers, checked: a name per clip, at most four, unique."""
+    if len(names) != len(references):
+        raise ApiError(400, f"known_speaker_references[]: {len(references)} clips for "
+                       f"{len(names)} known_speaker_names[]; give one clip per name",
+                       param="known_speaker_references[]")
+    if len(names) > MAX_KNOWN_SPEAKERS or len(set(names)) != len(names) or not all(names):
+        raise ApiError(400, f"known_speaker_names[]: at most {MAX_KNOWN_SPEAKERS} distinct, "
+                       "non-empty names", param="known_speaker_names[]")
+    return audio.model_copy(update={"known_speaker_names": tuple(names),
+                                    "known_speaker_references": tuple(references)})
 
 
 def _request_id(request: Request) -> str:

@@ -8,6 +8,7 @@ mix chunks of every request in flight.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import tempfile
 import time
@@ -43,6 +44,15 @@ class Analysed:
     error: str | None = None
     code: str | None = None
     status: int = 200
+
+
+@dataclass
+class KnownVoices:
+    """Known speakers' reference embeddings, in the request's order, or why a clip is
+    unusable (``error`` names the clip)."""
+
+    embeddings: list[list[float]] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,20 @@ class Preprocessor:
         chunks = iter_chunks(session, self.n_mels)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             yield chunk
+
+    async def known_voices(self, clips: Sequence[bytes], options: TranscribeOptions
+                           ) -> KnownVoices:
+        """Each known speaker's reference clip embedded, on this CPU replica."""
+        from scribe.pipeline.speakers.voices import reference_embedding
+
+        found = KnownVoices()
+        for number, clip in enumerate(clips):
+            try:
+                found.embeddings.append(
+                    await asyncio.to_thread(reference_embedding, io.BytesIO(clip), options))
+            except ScribeError as exc:
+                return KnownVoices(error=f"clip {number + 1}: {exc}")
+        return found
 
 
 def _failure(error: ScribeError) -> Analysed:

@@ -8,6 +8,8 @@ neither transcript text nor audio is ever logged.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import math
 import os
@@ -23,8 +25,9 @@ from starlette.responses import Response
 from scribe import config as cfg
 from scribe.config import TranscribeOptions
 from scribe.pipeline.preprocess import PreparedChunk
+from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import AssembledChunk, ok_record
-from serve_app.deployments import Analysed, ChunkJob, ChunkResult
+from serve_app.deployments import Analysed, ChunkJob, ChunkResult, KnownVoices
 from serve_app.protocol import AudioRequest, ModelCard, ModelList, Stats
 from serve_app.render import render
 from serve_app.settings import ServeConfig
@@ -79,6 +82,8 @@ class Frontend:
             "initial_prompt": request.prompt or base.initial_prompt,
             "word_timestamps": "word" in request.timestamp_granularities,
         }
+        if request.wants_speakers and base.speakers == "off":
+            update["speakers"] = "auto"
         options: TranscribeOptions = cfg.build(TranscribeOptions, base.model_dump(), update)
         return options
 
@@ -87,6 +92,7 @@ class Frontend:
         """Run one upload through preprocessing and the model; the formatted answer."""
         start = time.perf_counter()
         options = self.options(request)
+        speakers = await self._speakers(request, options)  # a bad clip fails before the work
         stream = self.preprocessor.options(stream=True).prepare.remote(
             await _pieces(upload), options)
         analysed: Analysed = await _call(anext(stream), self.retry_after_s)
@@ -96,7 +102,23 @@ class Frontend:
         logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
                     request.task, analysed.duration_s, len(chunks),
                     time.perf_counter() - start)
-        return render(self._record(analysed, chunks, request_id), request)
+        return render(self._record(analysed, chunks, request_id, speakers), request)
+
+    async def _speakers(self, request: AudioRequest, options: TranscribeOptions
+                        ) -> SpeakerRequest | None:
+        """How to label speakers: off, or clustered and named after the known speakers."""
+        if options.speakers == "off":
+            return None
+        if not request.known_speaker_names:
+            return SpeakerRequest(num_speakers=options.num_speakers)
+        clips = [_data_url_bytes(ref) for ref in request.known_speaker_references]
+        known: KnownVoices = await _call(
+            self.preprocessor.known_voices.remote(clips, options), self.retry_after_s)
+        if known.error:
+            raise ApiError(400, f"known_speaker_references[]: {known.error}",
+                           param="known_speaker_references[]")
+        return SpeakerRequest(num_speakers=options.num_speakers, known=dict(
+            zip(request.known_speaker_names, known.embeddings, strict=True)))
 
     async def _model(self, stream: AsyncIterator[PreparedChunk], options: TranscribeOptions,
                      request_id: str) -> list[AssembledChunk]:
@@ -114,7 +136,8 @@ class Frontend:
             if result.output is None:
                 raise ApiError(500, f"the model failed: {result.error}", code="model_error")
             self.batch_sizes[result.batch_size] += 1
-            return AssembledChunk(chunk.index, chunk.segments, result.output)
+            return AssembledChunk(chunk.index, chunk.segments, result.output, chunk.channel,
+                                  chunk.voices)
 
         tasks = []
         try:
@@ -127,13 +150,13 @@ class Frontend:
             raise errors.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    def _record(self, analysed: Analysed, chunks: list[AssembledChunk], request_id: str
-                ) -> dict[str, Any]:
+    def _record(self, analysed: Analysed, chunks: list[AssembledChunk], request_id: str,
+                speakers: SpeakerRequest | None) -> dict[str, Any]:
         base = {"session_id": request_id, "duration_s": analysed.duration_s,
                 "speech_duration_s": analysed.speech_duration_s,
                 "timings": analysed.timings, "warnings": analysed.warnings,
                 "model": self.config.transcribe.model}
-        return ok_record(base, chunks)
+        return ok_record(base, chunks, speakers)
 
     def models(self) -> ModelList:
         """The names clients may send; every one of them is the served model."""
@@ -162,6 +185,19 @@ class Frontend:
                      chunks=sum(self.batch_sizes.values()),
                      batch_sizes=dict(sorted(self.batch_sizes.items())),
                      max_batch_size=max(self.batch_sizes, default=0))
+
+
+def _data_url_bytes(url: str) -> bytes:
+    """The bytes of a ``data:[type];base64,...`` URL; 400 for anything else."""
+    header, comma, payload = url.partition(",")
+    if not (comma and header.startswith("data:") and header.endswith(";base64")):
+        raise ApiError(400, "known_speaker_references[]: each must be a base64 data URL "
+                       "(data:audio/wav;base64,...)", param="known_speaker_references[]")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "known_speaker_references[]: the data URL is not valid base64",
+                       param="known_speaker_references[]") from exc
 
 
 async def _pieces(upload: UploadFile) -> list[Any]:

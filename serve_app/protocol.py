@@ -10,14 +10,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 Granularity = Literal["segment", "word"]
 Task = Literal["transcribe", "translate"]
 
-RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "verbose_json", "vtt",
+                                     "diarized_json")
+MAX_KNOWN_SPEAKERS = 4  # as OpenAI's known_speaker_names[]
 MEDIA_TYPES: dict[str, str] = {
     "json": "application/json",
     "verbose_json": "application/json",
+    "diarized_json": "application/json",
     "text": "text/plain; charset=utf-8",
     "srt": "text/plain; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
@@ -38,6 +41,15 @@ class AudioRequest(BaseModel):
     response_format: ResponseFormat = "json"
     timestamp_granularities: tuple[Granularity, ...] = Field(
         (), description="segment and/or word; only with verbose_json")
+    known_speaker_names: tuple[str, ...] = Field(
+        (), description="names for the speakers whose reference clips follow, in order")
+    known_speaker_references: tuple[str, ...] = Field(
+        (), description="a data URL of a 2-10 s clip of each known speaker")
+
+    @property
+    def wants_speakers(self) -> bool:
+        """Whether the answer must say who spoke."""
+        return self.response_format == "diarized_json" or bool(self.known_speaker_names)
 
 
 class Usage(BaseModel):
@@ -86,6 +98,27 @@ class TranscriptionVerbose(BaseModel):
     text: str
     segments: list[Segment] | None = None
     words: list[Word] | None = None
+    usage: Usage | None = None
+
+
+class DiarizedSegment(BaseModel):
+    """One segment of ``diarized_json``, as OpenAI's ``TranscriptionDiarizedSegment``."""
+
+    id: str
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    start: float
+    end: float
+    text: str
+    speaker: str = Field(description="a known speaker's name, else A, B, ... by first turn")
+
+
+class TranscriptionDiarized(BaseModel):
+    """``response_format=diarized_json``."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegment]
     usage: Usage | None = None
 
 

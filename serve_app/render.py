@@ -10,7 +10,9 @@ from scribe.io.formats import full_text, to_json, to_srt, to_vtt
 from serve_app.protocol import (
     MEDIA_TYPES,
     AudioRequest,
+    DiarizedSegment,
     Segment,
+    TranscriptionDiarized,
     TranscriptionJSON,
     TranscriptionVerbose,
     Usage,
@@ -30,6 +32,8 @@ def render(record: dict[str, Any], request: AudioRequest) -> Response:
         body = full_text(segments) + "\n"
     elif fmt == "verbose_json":
         body = to_json(verbose(record, request).model_dump(exclude_none=True))
+    elif fmt == "diarized_json":
+        body = to_json(diarized(record).model_dump())
     else:
         usage = Usage(seconds=record["duration_s"])
         body = to_json(TranscriptionJSON(text=record["text"], usage=usage).model_dump())
@@ -46,6 +50,16 @@ def verbose(record: dict[str, Any], request: AudioRequest) -> TranscriptionVerbo
         task=request.task, language=record["language"] or "", duration=record["duration_s"],
         text=record["text"], segments=segments if "segment" in wanted else None,
         words=words if "word" in wanted else None, usage=Usage(seconds=record["duration_s"]))
+
+
+def diarized(record: dict[str, Any]) -> TranscriptionDiarized:
+    """``diarized_json``: every segment with its speaker (``unknown`` only where no voice
+    could be embedded: speech too short to say whose it is)."""
+    segments = [DiarizedSegment(id=f"seg_{s['id']}", start=s["start"], end=s["end"],
+                                text=s["text"], speaker=s.get("speaker") or "unknown")
+                for s in record["segments"]]
+    return TranscriptionDiarized(duration=record["duration_s"], text=record["text"],
+                                 segments=segments, usage=Usage(seconds=record["duration_s"]))
 
 
 def _segment(segment: dict[str, Any], temperature: float) -> Segment:

@@ -9,13 +9,15 @@ speech, about 4.6 MB per hour.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from scribe.config import SAMPLE_RATE
-from scribe.pipeline.audio import Audio
-from scribe.pipeline.speakers.encoder import WINDOW_FRAMES, SpeakerEncoder, level
-from scribe.pipeline.vad import SampleRange
+from scribe.config import SAMPLE_RATE, TranscribeOptions
+from scribe.errors import InvalidInputError
+from scribe.pipeline.audio import Audio, decode
+from scribe.pipeline.speakers.encoder import WINDOW_FRAMES, SpeakerEncoder, level, load_encoder
+from scribe.pipeline.vad import SampleRange, speech_ranges
 
 WINDOW = WINDOW_FRAMES * SAMPLE_RATE // 100
 HOP = WINDOW // 2
@@ -62,3 +64,18 @@ def embed_speech(
                     for i, (s, e) in enumerate(group_cuts)])
         position += len(group_cuts)
     return out
+
+
+REFERENCE_MAX_S = 30.0  # OpenAI asks for 2-10 s clips; longer ones are refused as a guard
+
+
+def reference_embedding(source: str | BinaryIO | Any, options: TranscribeOptions) -> list[float]:
+    """A known speaker's voice from a short clip: the mean direction of its speech's
+    windows. Raises the audio errors, or :class:`InvalidInputError` when it has no speech."""
+    samples = decode(source, max_duration_s=REFERENCE_MAX_S).samples
+    encoder = load_encoder(options.speaker_encoder, options.speaker_encoder_path)
+    found = embed_speech(samples, [speech_ranges(samples, options)], encoder)[0]
+    if not found:
+        raise InvalidInputError("the clip holds no speech long enough to know a voice by")
+    mean = np.mean([w.embedding for w in found], axis=0)
+    return [float(x) for x in mean / max(float(np.linalg.norm(mean)), 1e-8)]
