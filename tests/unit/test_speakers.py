@@ -143,3 +143,25 @@ def test_channel_path_puts_each_segment_on_its_speaker(real_model: str) -> None:
     assert said.keys() == {"left", "right"}
     assert "horizon" in said["right"] and "wizard" in said["left"]
     assert all(w["speaker"] == s["speaker"] for s in record["segments"] for w in s["words"])
+
+
+def test_reference_clips_name_the_voices(encoder: LstmEncoder, speaker_weights: str,
+                                         tmp_path: Path) -> None:
+    from scribe.pipeline.speakers.voices import reference_embedding
+    from tests.media import write_audio
+
+    pair = conversations.VOICE_PAIRS[2]
+    conv = conversations.conversation(conversations.espeak_voices(pair), turns=6, seed=4,
+                                      overlap_share=0.0)
+    ranges = [[{"start": int(s * 16000), "end": int(e * 16000)}] for s, e, _ in conv.turns]
+    windows = [w for chunk in embed_speech(conv.samples, ranges, encoder) for w in chunk]
+    options = TranscribeOptions(speaker_encoder_path=speaker_weights)
+    known = {}
+    for name, voice in zip(("client", "therapist"), pair, strict=True):
+        clip = write_audio(tmp_path / f"{name}.wav", conversations.espeak(
+            voice, "Thank you, I will think about what we discussed today."))
+        known[name] = reference_embedding(str(clip), options)
+    turns = voice_turns(windows, SpeakerRequest(known=known))
+    for start, end, who in conv.turns:
+        expected = "client" if who == "A" else "therapist"
+        assert assign.speaker_at(start + 0.3, end - 0.3, turns) == expected

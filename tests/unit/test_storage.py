@@ -366,3 +366,15 @@ def test_write_parquet_atomic(tmp_path: Path) -> None:
     storage.write_parquet_atomic(str(target), table)
     assert pq.read_table(target).equals(table)
     assert _files(tmp_path) == ["segments/part-0.parquet"]
+
+
+def test_manifest_speaker_columns_are_checked(tree: Path) -> None:
+    manifest = tree / "speakers.csv"
+    manifest.write_text("uri,speakers,num_speakers\na.wav,voices,2\nb.MP3,,\n")
+    assert list_sessions(str(manifest)) == [
+        SessionRef("a", str(tree / "a.wav"), speakers="voices", num_speakers=2),
+        SessionRef("b", str(tree / "b.MP3")),
+    ]
+    manifest.write_text("uri,num_speakers\na.wav,99\n")
+    with pytest.raises(InvalidParameterError, match="row 1: num_speakers"):
+        list_sessions(str(manifest))
