@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.preprocess import pin_to_one_core  # noqa: E402
 
-TARGETS = {"synthesised": 0.10, "real": 0.20, "one speaker": 0.10}
+TARGETS: dict[str, float | None] = {"synthesised": 0.10, "real": 0.20, "one speaker": 0.10,
+                                    "synth same-sex": None}
 COST_TARGET = 60.0
 COLLAR_S = 0.25
 FRAME_S = 0.01
@@ -151,7 +152,10 @@ def build_sets(turns: int) -> dict[str, list[Conversation]]:
            (c.espeak_voices(c.VOICE_PAIRS[0])[0], real["multilingual"])]
     for conv in one:  # one voice: every turn is speaker A's
         conv.turns[:] = [(s, e, "A") for s, e, _ in conv.turns]
-    return {"synthesised": synthesised, "real": real_convs, "one speaker": one}
+    same_sex = [c.conversation(c.espeak_voices(pair), turns=turns, seed=30 + i)
+                for i, pair in enumerate(c.SAME_SEX_PAIRS)]
+    return {"synthesised": synthesised, "real": real_convs, "one speaker": one,
+            "synth same-sex": same_sex}
 
 
 def channel_path() -> tuple[int, int, str]:
@@ -190,16 +194,20 @@ def _owner(text: str) -> str:
 def report(scores: dict[str, Score], known: dict[str, Score],
            channel: tuple[int, int, str]) -> None:
     """The table, the cost line and the channel path's segments, each with its target."""
-    print(f"\n{'set':<13}{'sessions':>9}{'audio min':>10}{'speakers found':>16}"
+    print(f"\n{'set':<16}{'sessions':>9}{'audio min':>10}{'speakers found':>16}"
           f"{'missed':>8}{'false al.':>10}{'confusion':>10}{'DER':>7}{'DER (N given)':>15}"
           f"{'target':>8}  met")
     for name, s in scores.items():
-        met = "yes" if s.der <= TARGETS[name] else "MISSED"
+        target = TARGETS[name]
+        met = "-" if target is None else "yes" if s.der <= target else "MISSED"
         found = ",".join(str(f) for f in s.found)
-        print(f"{name:<13}{len(s.found):>9}{s.seconds / 60:>10.1f}{found:>16}"
+        print(f"{name:<16}{len(s.found):>9}{s.seconds / 60:>10.1f}{found:>16}"
               f"{s.rate(s.missed):>8.1%}{s.rate(s.false_alarm):>10.1%}"
               f"{s.rate(s.confusion):>10.1%}"
-              f"{s.der:>7.1%}{known[name].der:>15.1%}{TARGETS[name]:>8.0%}  {met}")
+              f"{s.der:>7.1%}{known[name].der:>15.1%}"
+              f"{'none' if target is None else f'{target:.0%}':>8}  {met}")
+    print("(same-sex: two variants of one espeak voice, a set the targets do not cover: "
+          "reported to show where the bundled encoder stops telling voices apart)")
     seconds = sum(s.seconds for s in scores.values())
     cpu = sum(s.cpu_s for s in scores.values())
     per_hour = cpu / seconds * 3600

@@ -31,6 +31,8 @@ SENTENCES = (
     "Let us write that down, so we can come back to it next time we meet.",
 )
 VOICE_PAIRS = (("en-us+m3", "en+f3"), ("en+m1", "en-us+f2"), ("en-gb+m2", "en+f4"))
+# one synthesiser's variants of one sex: the encoder hears them as near one voice
+SAME_SEX_PAIRS = (("en-us+m3", "en+m1"), ("en+f3", "en-us+f2"))
 _FRAME = SAMPLE_RATE // 50
 
 
