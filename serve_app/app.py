@@ -15,10 +15,10 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from scribe import config as cfg
 from scribe.capacity import packing
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.pipeline.whisper import model_n_mels
-from serve_app import settings
 from serve_app.deployments import PreprocessorDeployment, TranscriberDeployment
 from serve_app.ingress import Frontend
 from serve_app.settings import ServeConfig
@@ -38,7 +38,7 @@ Ingress = serve.deployment(
 
 def app_builder(args: dict[str, Any]) -> Application:
     """Serve's entry point (``import_path: serve_app.app:app_builder``)."""
-    return build_app(settings.load(args))
+    return build_app(cfg.build(ServeConfig, args))
 
 
 def build_app(config: ServeConfig, deployments: Mapping[str, Mapping[str, Any]] | None = None

@@ -79,8 +79,7 @@ class Frontend:
             "initial_prompt": request.prompt or base.initial_prompt,
             "word_timestamps": "word" in request.timestamp_granularities,
         }
-        options: TranscribeOptions = cfg.build(TranscribeOptions, base.model_dump(), update)
-        return options
+        return cfg.build(TranscribeOptions, base.model_dump(), update)
 
     async def transcribe(self, upload: UploadFile, request: AudioRequest, request_id: str
                          ) -> Response:
