@@ -25,7 +25,7 @@ from scribe.config import TranscribeOptions
 from scribe.pipeline.preprocess import PreparedChunk
 from scribe.pipeline.transcript import AssembledChunk, ok_record
 from serve_app.deployments import Analysed, ChunkJob, ChunkResult
-from serve_app.protocol import AudioRequest, ModelCard, ModelList, Stats
+from serve_app.protocol import ApiError, AudioRequest, ModelCard, ModelList, Stats
 from serve_app.render import render
 from serve_app.settings import ServeConfig
 
@@ -41,16 +41,6 @@ PIECE_BYTES = 8 * 1024 * 1024
 READY_TIMEOUT_S = 5.0
 
 
-class ApiError(Exception):
-    """An answer other than 200: its status and OpenAI-style error fields."""
-
-    def __init__(self, status: int, message: str, *, param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-        self.headers = headers or {}
-
-
 class Frontend:
     """One ingress replica's state: the config, handles to the model side, counters."""
 
@@ -64,11 +54,6 @@ class Frontend:
         self.retry_after_s = config.server.retry_after_s
         self.statuses: Counter[int] = Counter()
         self.batch_sizes: Counter[int] = Counter()
-
-    def __serve_build_asgi_app__(self) -> Any:
-        from serve_app.api import make_api
-
-        return make_api(self)
 
     def options(self, request: AudioRequest) -> TranscribeOptions:
         """The served model's options with this request's changes; 400 on a bad value."""
