@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from scribe import __version__
 from scribe.errors import InvalidParameterError, ScribeError, describe, http_status
-from serve_app.ingress import Frontend
+from serve_app.frontend import Frontend
 from serve_app.middleware import ApiKeyAuth, BodyLimit, StatusCounter
 from serve_app.protocol import (
     ApiError,

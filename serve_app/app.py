@@ -22,7 +22,7 @@ from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.pipeline.whisper import model_n_mels
 from serve_app.api import make_api
 from serve_app.deployments import PreprocessorDeployment, TranscriberDeployment
-from serve_app.ingress import Frontend
+from serve_app.frontend import Frontend
 from serve_app.settings import ServeConfig
 
 logger = logging.getLogger(__name__)
