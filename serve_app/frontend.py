@@ -26,7 +26,7 @@ from scribe.pipeline.preprocess import PreparedChunk
 from scribe.pipeline.transcript import AssembledChunk, ok_record
 from serve_app.deployments import Analysed, ChunkJob, ChunkResult
 from serve_app.protocol import ApiError, AudioRequest, ModelCard, ModelList, Stats
-from serve_app.render import render
+from serve_app.responses import transcription_response
 from serve_app.settings import ServeConfig
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Frontend:
         logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
                     request.task, analysed.duration_s, len(chunks),
                     time.perf_counter() - start)
-        return render(self._record(analysed, chunks, request_id), request)
+        return transcription_response(self._record(analysed, chunks, request_id), request)
 
     async def _model(self, stream: AsyncIterator[PreparedChunk], options: TranscribeOptions,
                      request_id: str) -> list[AssembledChunk]:

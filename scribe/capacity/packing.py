@@ -198,7 +198,7 @@ def _gib(n: int) -> str:
     return f"{n / GiB:.2f} GiB"
 
 
-def render_gpu_plan(plan: GpuPlan) -> str:
+def gpu_plan_text(plan: GpuPlan) -> str:
     """The plan as a table a person reads before renting cards."""
     head = ("model", "compute type", "per-actor peak", "actors/GPU", "num_gpus", "batch",
             "expected use")
@@ -216,14 +216,14 @@ def render_gpu_plan(plan: GpuPlan) -> str:
     return "\n".join(lines)
 
 
-def render_cpu_plan(plan: CpuPlan) -> str:
+def cpu_plan_text(plan: CpuPlan) -> str:
     """The CPU plan in one paragraph."""
     return (f"no GPU: {plan.actors} CPU model actor(s) x {plan.threads_per_actor} thread(s) "
             f"on {plan.cores} core(s), batch {plan.batch_size}; preprocessing shares "
             "those cores (it needs a few percent of the model's CPU time)")
 
 
-def render_table(rows: Sequence[Figure]) -> str:
+def memory_table_text(rows: Sequence[Figure]) -> str:
     """The built-in figures, one line each, with where each came from."""
     lines = [f"{'model':<16}{'compute type':<14}{'batch':>6}{'peak':>12}  source"]
     lines += [f"{r.model:<16}{r.compute_type:<14}{r.batch_size:>6}{_gib(r.peak):>12}  {r.source}"
