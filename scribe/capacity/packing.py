@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, canonical_model, estimate_for
-from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.config import SAMPLE_RATE, ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 
 logger = logging.getLogger(__name__)
@@ -301,7 +301,7 @@ def calibrate(options: TranscribeOptions, *, batch_size: int = 32,
         rng = np.random.default_rng(0)
         # Noise with a speech-band tone: real-looking spectra, and decoding that tends to
         # run long, which is the peak worth measuring.
-        t = np.arange(30 * 16_000, dtype=np.float32) / 16_000
+        t = np.arange(30 * SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
         audio = (0.1 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * 220 * t))
         features = log_mel(audio.astype(np.float32), engine.n_mels)
         engine.transcribe([ChunkInput(features, 0.0, 30.0, group=str(i))
