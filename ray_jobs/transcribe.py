@@ -27,7 +27,7 @@ from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
-from scribe.io.summary import render, summarize
+from scribe.io.summary import summarize, summary_text
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.speakers.voices import VoiceWindow
 from scribe.pipeline.transcript import AssembledChunk, error_record, ok_record
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     except ScribeError as exc:
         logger.error("%s", describe(exc))
         return 2
-    sys.stdout.write(render(summary) + "\n")
+    sys.stdout.write(summary_text(summary) + "\n")
     return 1 if summary["sessions"]["failed"] else 0
 
 

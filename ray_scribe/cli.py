@@ -44,7 +44,7 @@ def _plan(args: argparse.Namespace) -> int:
     from scribe.config import TranscribeOptions
 
     if args.table:
-        sys.stdout.write(packing.render_table(footprint.memory_table()) + "\n")
+        sys.stdout.write(packing.memory_table_text(footprint.memory_table()) + "\n")
         return 0
     gpus = [packing.GpuInfo(0, "", packing.parse_size(args.gpu_memory),
                             packing.parse_size(args.free_memory or args.gpu_memory))
@@ -53,7 +53,7 @@ def _plan(args: argparse.Namespace) -> int:
         sys.stdout.write("no GPU found (NVML); pass --gpu-memory 24GiB to plan for a card. "
                          "Planning CPU actors:\n")
         cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size or 1)
-        sys.stdout.write(packing.render_cpu_plan(cpu) + "\n")
+        sys.stdout.write(packing.cpu_plan_text(cpu) + "\n")
         return 0
     options = TranscribeOptions(model=args.model, compute_type=args.compute_type, device="cuda",
                                 beam_size=args.beam_size,
@@ -63,7 +63,7 @@ def _plan(args: argparse.Namespace) -> int:
         packing.memory_for(options, packing.read_plan()), gpus, model=options.model,
         compute_type=options.compute_type, batch_size=args.batch_size or 16,
         fixed_batch=args.fixed_batch, max_batch=args.max_batch)
-    sys.stdout.write(packing.render_gpu_plan(plan) + "\n")
+    sys.stdout.write(packing.gpu_plan_text(plan) + "\n")
     return 0
 
 
@@ -77,7 +77,7 @@ def _doctor(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results]) + "\n")
     else:
-        sys.stdout.write(doctor.render(results) + "\n")
+        sys.stdout.write(doctor.checks_text(results) + "\n")
     return 1 if doctor.failures(results) else 0
 
 
@@ -91,7 +91,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size or 1)
         path = packing.write_plan(packing.Plan("cpu", cpu=cpu), args.plan_file)
         sys.stdout.write(f"no GPU here (NVML sees none): nothing to measure. "
-                         f"{packing.render_cpu_plan(cpu)}\nwrote {path}\n")
+                         f"{packing.cpu_plan_text(cpu)}\nwrote {path}\n")
         return 0
     options = TranscribeOptions(model=args.model, compute_type=args.compute_type, device="cuda",
                                 beam_size=args.beam_size).resolved()
@@ -101,7 +101,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     plan = packing.plan_for_gpus(memory, gpus, model=options.model,
                                  compute_type=options.compute_type, batch_size=batch)
     path = packing.write_plan(packing.Plan("cuda", gpu=plan, memory=memory), args.plan_file)
-    sys.stdout.write(f"{packing.render_gpu_plan(plan)}\nwrote {path}\n")
+    sys.stdout.write(f"{packing.gpu_plan_text(plan)}\nwrote {path}\n")
     return 0
 
 

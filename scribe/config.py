@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +25,8 @@ SAMPLE_RATE = 16_000
 DEFAULT_GPU_MODEL = "large-v3"
 DEFAULT_CPU_MODEL = "small"
 MAX_SPEAKERS = 8
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Frozen(BaseModel):
@@ -166,10 +169,10 @@ class JobConfig(_Frozen):
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
 
 
-_GROUPS: dict[str, type[_Frozen]] = {
-    "transcribe": TranscribeOptions,
-    "resources": ResourceConfig,
-}
+def _groups(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The fields of ``model`` that are option groups themselves (``transcribe``, ...)."""
+    return {name: field.annotation for name, field in model.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
 
 
 def _flag(name: str) -> str:
@@ -188,9 +191,11 @@ def _scalar_type(annotation: Any) -> Any:
 
 
 def add_arguments(parser: argparse._ActionsContainer, model: type[BaseModel]) -> None:
-    """Add one ``--flag`` per field of ``model``; unset flags stay out of the namespace."""
+    """Add one ``--flag`` per field of ``model`` (groups aside); unset flags stay out of the
+    namespace."""
+    groups = _groups(model)
     for name, field in model.model_fields.items():
-        if name in _GROUPS:
+        if name in groups:
             continue
         kind = _scalar_type(field.annotation)
         help_text = f"{field.description} (default: {field.default})"
@@ -219,13 +224,22 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build(model: type[_Frozen], base: dict[str, Any], flags: dict[str, Any]) -> Any:
-    """Validate ``base`` (from YAML) overridden by ``flags`` (from the CLI) into ``model``."""
-    data = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for key, value in flags.items():
-        group = next((g for g, m in _GROUPS.items() if key in m.model_fields), None)
-        if group and group in model.model_fields:
-            data.setdefault(group, {})[key] = value
+def build(model: type[M], base: Mapping[str, Any],
+          flags: Mapping[str, Any] | None = None) -> M:
+    """Validate ``base`` (a YAML file's mapping) overridden by ``flags`` into ``model``.
+
+    The one loader of the batch job, ``scribe serve``, Serve's ``app_builder`` and each
+    online request. ``flags`` are flat, as the command line has them: a name that is not
+    a field of ``model`` itself goes into the group (``transcribe``, ``resources``,
+    ``server``) that declares it. Raises :class:`~scribe.errors.InvalidParameterError`
+    naming the first bad field (``transcribe.beam_size``).
+    """
+    data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
+    groups = _groups(model)
+    for key, value in (flags or {}).items():
+        group = next((g for g, m in groups.items() if key in m.model_fields), None)
+        if group and key not in model.model_fields:
+            data[group] = {**(data.get(group) or {}), key: value}
         else:
             data[key] = value
     try:

@@ -1,7 +1,7 @@
 """The FastAPI app of one ingress replica: OpenAI's audio routes, models, health, stats,
 and the error handlers that turn every failure into an OpenAI-style JSON body.
 
-Built per replica (Serve calls ``Frontend.__serve_build_asgi_app__`` after ``__init__``),
+Built per replica (Serve calls ``Ingress.__serve_build_asgi_app__`` after ``__init__``),
 so the middlewares see that replica's limits and keys.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -19,44 +19,23 @@ from starlette.responses import JSONResponse, Response
 
 from scribe import __version__
 from scribe.errors import InvalidParameterError, ScribeError, describe, http_status
-from serve_app.ingress import ApiError
+from serve_app.frontend import Frontend
 from serve_app.middleware import ApiKeyAuth, BodyLimit, StatusCounter
 from serve_app.protocol import (
-    MAX_KNOWN_SPEAKERS,
-    AudioRequest,
+    ApiError,
     ErrorBody,
-    Granularity,
     Health,
     ModelCard,
     ModelList,
-    ResponseFormat,
     Stats,
-    Task,
+    TranscriptionRequest,
+    TranslationRequest,
     error_body,
 )
-
-if TYPE_CHECKING:
-    from serve_app.ingress import Frontend
 
 logger = logging.getLogger(__name__)
 
 FileField = Annotated[UploadFile, File(description="the recording, in any format FFmpeg reads")]
-ModelField = Annotated[str, Form(description="any name (whisper-1, ...): the served model")]
-LanguageField = Annotated[str | None, Form(description="ISO-639-1 code, e.g. en")]
-PromptField = Annotated[str | None, Form(description="names and jargon to condition on")]
-FormatField = Annotated[ResponseFormat, Form()]
-TemperatureField = Annotated[float, Form(description="0 to 1")]
-GranularityField = Annotated[
-    list[Granularity] | None,
-    Form(alias="timestamp_granularities[]", description="with verbose_json only")]
-StreamField = Annotated[bool, Form(description="streaming is not supported: false only")]
-NamesField = Annotated[
-    list[str] | None,
-    Form(alias="known_speaker_names[]", description="names of up to 4 known speakers")]
-ReferencesField = Annotated[
-    list[str] | None,
-    Form(alias="known_speaker_references[]",
-         description="a data URL of a 2-10 s clip of each known speaker, in the names' order")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 413, 500, 503)}
@@ -83,30 +62,16 @@ def make_api(front: Frontend) -> FastAPI:
 
 def _add_audio_routes(api: FastAPI, front: Frontend) -> None:
     @api.post("/v1/audio/transcriptions", response_class=Response, responses=_AUDIO)
-    async def transcriptions(
-        request: Request, file: FileField, model: ModelField, language: LanguageField = None,
-        prompt: PromptField = None, response_format: FormatField = "json",
-        temperature: TemperatureField = 0.0, timestamp_granularities: GranularityField = None,
-        stream: StreamField = False, known_speaker_names: NamesField = None,
-        known_speaker_references: ReferencesField = None,
-    ) -> Response:
-        """Transcribe audio into the input language (OpenAI's API); ``diarized_json`` and
-        known speakers say who spoke."""
-        audio = _audio_request(model, "transcribe", language, prompt, response_format,
-                               temperature, timestamp_granularities, stream)
-        audio = _with_known_speakers(audio, known_speaker_names or [],
-                                     known_speaker_references or [])
-        return await front.transcribe(file, audio, _request_id(request))
+    async def transcriptions(request: Request, file: FileField,
+                             form: Annotated[TranscriptionRequest, Form()]) -> Response:
+        """Transcribe audio into the input language (OpenAI's API)."""
+        return await front.transcribe(file, form, _request_id(request))
 
     @api.post("/v1/audio/translations", response_class=Response, responses=_AUDIO)
-    async def translations(
-        request: Request, file: FileField, model: ModelField, prompt: PromptField = None,
-        response_format: FormatField = "json", temperature: TemperatureField = 0.0,
-    ) -> Response:
+    async def translations(request: Request, file: FileField,
+                           form: Annotated[TranslationRequest, Form()]) -> Response:
         """Translate audio into English (OpenAI's API)."""
-        audio = _audio_request(model, "translate", None, prompt, response_format,
-                               temperature, None, False)
-        return await front.transcribe(file, audio, _request_id(request))
+        return await front.transcribe(file, form, _request_id(request))
 
 
 def _add_info_routes(api: FastAPI, front: Frontend) -> None:
@@ -142,37 +107,6 @@ def _add_info_routes(api: FastAPI, front: Frontend) -> None:
             raise ApiError(503, "a preprocessing or model replica is not answering",
                            code="not_ready", headers={"Retry-After": str(front.retry_after_s)})
         return Health()
-
-
-def _audio_request(model: str, task: Task, language: str | None, prompt: str | None,
-                   response_format: ResponseFormat, temperature: float,
-                   granularities: list[Granularity] | None, stream: bool) -> AudioRequest:
-    if stream:
-        raise ApiError(400, "stream: streaming is not supported", param="stream")
-    if granularities and response_format != "verbose_json":
-        raise ApiError(400, "timestamp_granularities[] needs response_format=verbose_json",
-                       param="timestamp_granularities[]")
-    if response_format == "diarized_json" and task != "transcribe":
-        raise ApiError(400, "response_format: diarized_json is for transcriptions only; "
-                       "a translation cannot say who spoke", param="response_format")
-    return AudioRequest(model=model, task=task, language=language or None,
-                        prompt=prompt or None, temperature=temperature,
-                        response_format=response_format,
-                        timestamp_granularities=tuple(granularities or ()))
-
-
-def _with_known_speakers(audio: AudioRequest, names: list[str], references: list[str]
-                         ) -> AudioRequest:
-    """``audio`` with its known speakers, checked: a name per clip, at most four, unique."""
-    if len(names) != len(references):
-        raise ApiError(400, f"known_speaker_references[]: {len(references)} clips for "
-                       f"{len(names)} known_speaker_names[]; give one clip per name",
-                       param="known_speaker_references[]")
-    if len(names) > MAX_KNOWN_SPEAKERS or len(set(names)) != len(names) or not all(names):
-        raise ApiError(400, f"known_speaker_names[]: at most {MAX_KNOWN_SPEAKERS} distinct, "
-                       "non-empty names", param="known_speaker_names[]")
-    return audio.model_copy(update={"known_speaker_names": tuple(names),
-                                    "known_speaker_references": tuple(references)})
 
 
 def _request_id(request: Request) -> str:

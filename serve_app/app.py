@@ -12,20 +12,30 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
+from scribe import config as cfg
 from scribe.capacity import packing
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.pipeline.whisper import model_n_mels
-from serve_app import settings
+from serve_app.api import make_api
 from serve_app.deployments import PreprocessorDeployment, TranscriberDeployment
-from serve_app.ingress import Frontend
+from serve_app.frontend import Frontend
 from serve_app.settings import ServeConfig
 
 logger = logging.getLogger(__name__)
 
 APP_NAME = "scribe"
+
+class IngressReplica(Frontend):
+    """One ingress replica: the HTTP front plus the FastAPI app Serve asks it for."""
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """This replica's app, built after ``__init__`` so it sees the replica's config."""
+        return make_api(self)
+
 
 # The ingress parses uploads and waits on the model side: I/O, like Serve's own proxy,
 # so it takes no CPU from the scheduler. Past max_queued_requests the proxy answers
@@ -33,12 +43,12 @@ APP_NAME = "scribe"
 Ingress = serve.deployment(
     name="Ingress", max_ongoing_requests=32, max_queued_requests=64,
     ray_actor_options={"num_cpus": 0},
-)(serve.ingress()(Frontend))
+)(serve.ingress()(IngressReplica))
 
 
 def app_builder(args: dict[str, Any]) -> Application:
     """Serve's entry point (``import_path: serve_app.app:app_builder``)."""
-    return build_app(settings.load(args))
+    return build_app(cfg.build(ServeConfig, args))
 
 
 def build_app(config: ServeConfig, deployments: Mapping[str, Mapping[str, Any]] | None = None

@@ -21,6 +21,7 @@ from scribe.errors import ScribeError, describe
 logger = logging.getLogger("serve_app.cli")
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
+_LISTEN = ("config", "host", "port")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,33 +34,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (default: the file's, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: the file's, 8000)")
     parser.add_argument("--max-body-bytes", type=int, dest="max_body_bytes",
-                        help="larger uploads get 413 (default: 1 GiB)")
+                        default=argparse.SUPPRESS, help="larger uploads get 413 (default: 1 GiB)")
     cfg.add_arguments(parser.add_argument_group("transcription"), TranscribeOptions)
     cfg.add_arguments(parser.add_argument_group("resources"), ResourceConfig)
     return parser.parse_args(argv)
 
 
-def _overrides(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    groups: dict[str, dict[str, Any]] = {"transcribe": {}, "resources": {}, "server": {}}
-    for key, value in flags.items():
-        if key in TranscribeOptions.model_fields:
-            groups["transcribe"][key] = value
-        elif key in ResourceConfig.model_fields:
-            groups["resources"][key] = value
-        elif key == "max_body_bytes" and value is not None:
-            groups["server"][key] = value
-    return groups
+def config_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that override the file's args; where to listen and the file stay apart."""
+    return {k: v for k, v in vars(args).items() if k not in _LISTEN}
 
 
 def serve_forever(file: dict[str, Any], args: argparse.Namespace) -> None:
     """Start Serve with the file's HTTP options and run the app until interrupted."""
     from ray import serve
 
-    from serve_app import settings
     from serve_app.app import APP_NAME, build_app
+    from serve_app.settings import ServeConfig
 
     application = (file.get("applications") or [{}])[0]
-    config = settings.load(application.get("args") or {}, _overrides(vars(args)))
+    config = cfg.build(ServeConfig, application.get("args") or {}, config_flags(args))
     deployments = {d["name"]: d for d in application.get("deployments") or []}
     http = {"host": "127.0.0.1", "port": 8000, **(file.get("http_options") or {})}
     http.update({k: v for k, v in (("host", args.host), ("port", args.port)) if v})

@@ -10,25 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.protocol import error_body
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
 
 
 async def _reply(scope: Scope, receive: Receive, send: Send, status: int, message: str,
@@ -52,7 +40,7 @@ class ApiKeyAuth:
         if scope["type"] != "http" or not self._digests or not _protected(scope):
             await self.app(scope, receive, send)
             return
-        if self._allowed(_header(scope, b"authorization") or ""):
+        if self._allowed(Headers(scope=scope).get("authorization", "")):
             await self.app(scope, receive, send)
             return
         await _reply(scope, receive, send, 401, "missing or incorrect API key "
@@ -90,7 +78,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
+        declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, receive, send)
             return

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible wire format: request fields, response bodies, error bodies.
+"""The OpenAI-compatible wire format: request forms, response bodies, errors.
 
 Plain pydantic only. Clients, docs and tests import this module without pulling in the
 model runtime (ctranslate2, faster-whisper) or Ray; a subprocess test holds it to that.
@@ -6,9 +6,10 @@ model runtime (ctranslate2, faster-whisper) or Ray; a subprocess test holds it t
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 Granularity = Literal["segment", "word"]
@@ -27,29 +28,99 @@ MEDIA_TYPES: dict[str, str] = {
 }
 
 
-class AudioRequest(BaseModel):
-    """The form fields of ``/v1/audio/transcriptions`` and ``/v1/audio/translations``
-    (the file travels beside them)."""
+class ApiError(Exception):
+    """An answer other than 200: its status and OpenAI-style error fields.
+
+    Beside the wire models so that the routes and the serving code both import it from
+    here, never from each other."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers or {}
+
+
+class _AudioForm(BaseModel):
+    """The form fields both audio routes take; the file travels beside them. FastAPI binds
+    a subclass whole (``Annotated[TranscriptionRequest, Form()]``): a bad field is a 400
+    naming it, and fields OpenAI's clients send that the service does not use are ignored."""
 
     model_config = ConfigDict(frozen=True)
 
-    model: str = Field(description="any name; every name maps to the served model")
-    task: Task = "transcribe"
-    language: str | None = Field(None, description="ISO-639-1 code; detected when absent")
-    prompt: str | None = Field(None, description="text that conditions the transcript")
-    temperature: float = Field(0.0, description="sampling temperature, 0 to 1")
+    task: ClassVar[Task]
+    model: str = Field(description="any name (whisper-1, ...): the served model")
+    prompt: str | None = Field(None, description="names and jargon to condition on")
     response_format: ResponseFormat = "json"
-    timestamp_granularities: tuple[Granularity, ...] = Field(
-        (), description="segment and/or word; only with verbose_json")
-    known_speaker_names: tuple[str, ...] = Field(
-        (), description="names for the speakers whose reference clips follow, in order")
-    known_speaker_references: tuple[str, ...] = Field(
-        (), description="a data URL of a 2-10 s clip of each known speaker")
+    temperature: float = Field(0.0, description="sampling temperature, 0 to 1")
 
-    @property
-    def wants_speakers(self) -> bool:
-        """Whether the answer must say who spoke."""
-        return self.response_format == "diarized_json" or bool(self.known_speaker_names)
+
+class TranscriptionRequest(_AudioForm):
+    """``/v1/audio/transcriptions``: into the input language."""
+
+    task: ClassVar[Task] = "transcribe"
+    language: str | None = Field(None, description="ISO-639-1 code, e.g. en; detected when absent")
+    timestamp_granularities: tuple[Granularity, ...] = Field(
+        (), alias="timestamp_granularities[]", description="segment and/or word; with "
+        "verbose_json only")
+    stream: bool = Field(False, description="streaming is not supported: false only")
+    known_speaker_names: tuple[str, ...] = Field(
+        (), alias="known_speaker_names[]",
+        description=f"names of up to {MAX_KNOWN_SPEAKERS} known speakers")
+    known_speaker_references: tuple[str, ...] = Field(
+        (), alias="known_speaker_references[]",
+        description="a data URL of a 2-10 s clip of each known speaker, in the names' order")
+
+    @field_validator("known_speaker_names")
+    @classmethod
+    def _few_distinct_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > MAX_KNOWN_SPEAKERS or len(set(value)) != len(value) or not all(value):
+            raise PydanticCustomError(
+                "known_speakers", "at most {n} distinct, non-empty names",
+                {"n": MAX_KNOWN_SPEAKERS})
+        return value
+
+    @field_validator("timestamp_granularities")
+    @classmethod
+    def _verbose_only(cls, value: tuple[Granularity, ...], info: ValidationInfo
+                      ) -> tuple[Granularity, ...]:
+        if value and info.data.get("response_format") != "verbose_json":
+            raise PydanticCustomError("verbose_only", "needs response_format=verbose_json")
+        return value
+
+    @field_validator("stream")
+    @classmethod
+    def _no_streaming(cls, value: bool) -> bool:
+        if value:
+            raise PydanticCustomError("unsupported", "streaming is not supported")
+        return value
+
+
+class TranslationRequest(_AudioForm):
+    """``/v1/audio/translations``: into English, so no language and only segments."""
+
+    task: ClassVar[Task] = "translate"
+    language: ClassVar[None] = None
+    timestamp_granularities: ClassVar[tuple[Granularity, ...]] = ()
+    known_speaker_names: ClassVar[tuple[str, ...]] = ()
+    known_speaker_references: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("response_format")
+    @classmethod
+    def _not_diarized(cls, value: ResponseFormat) -> ResponseFormat:
+        if value == "diarized_json":
+            raise PydanticCustomError(
+                "transcriptions_only", "diarized_json is for transcriptions only; a "
+                "translation cannot say who spoke")
+        return value
+
+
+AudioRequest = TranscriptionRequest | TranslationRequest
+
+
+def wants_speakers(request: AudioRequest) -> bool:
+    """Whether the answer must say who spoke."""
+    return request.response_format == "diarized_json" or bool(request.known_speaker_names)
 
 
 class Usage(BaseModel):

@@ -9,12 +9,10 @@ and queue bounds are Serve's own deployment options (``deployments:`` in config.
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from scribe.config import ResourceConfig, TranscribeOptions
-from scribe.errors import InvalidParameterError
 
 API_KEYS_ENV = "SCRIBE_API_KEYS"
 GIB = 1024**3
@@ -43,7 +41,8 @@ class ServerOptions(BaseModel):
 
 
 class ServeConfig(BaseModel):
-    """Everything ``app_builder`` takes: the ``args:`` of config.yaml."""
+    """Everything ``app_builder`` takes: the ``args:`` of config.yaml, read (with the CLI's
+    flags) by :func:`scribe.config.build`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -51,21 +50,3 @@ class ServeConfig(BaseModel):
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
     server: ServerOptions = Field(default_factory=ServerOptions)
 
-
-def load(args: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None
-         ) -> ServeConfig:
-    """Validate ``args`` (config.yaml's ``args:``), each group updated by ``overrides``
-    (the CLI's flags, as ``{"transcribe": {...}, "server": {...}}``).
-
-    Raises :class:`~scribe.errors.InvalidParameterError` naming the bad field.
-    """
-    data = {key: dict(value) if isinstance(value, dict) else value
-            for key, value in args.items()}
-    for group, values in (overrides or {}).items():
-        data.setdefault(group, {}).update(values)
-    try:
-        return ServeConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or "args"
-        raise InvalidParameterError(param, first["msg"]) from exc

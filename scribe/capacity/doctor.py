@@ -388,7 +388,7 @@ def failures(results: Sequence[CheckResult]) -> list[CheckResult]:
     return [r for r in results if r.status == "fail"]
 
 
-def render(results: Sequence[CheckResult]) -> str:
+def checks_text(results: Sequence[CheckResult]) -> str:
     """One line per check, then a count."""
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "warn", "fail")}
     summary = f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failure(s)"

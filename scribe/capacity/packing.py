@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, canonical_model, estimate_for
-from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.config import SAMPLE_RATE, ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def _gib(n: int) -> str:
     return f"{n / GiB:.2f} GiB"
 
 
-def render_gpu_plan(plan: GpuPlan) -> str:
+def gpu_plan_text(plan: GpuPlan) -> str:
     """The plan as a table a person reads before renting cards."""
     head = ("model", "compute type", "per-actor peak", "actors/GPU", "num_gpus", "batch",
             "expected use")
@@ -216,14 +216,14 @@ def render_gpu_plan(plan: GpuPlan) -> str:
     return "\n".join(lines)
 
 
-def render_cpu_plan(plan: CpuPlan) -> str:
+def cpu_plan_text(plan: CpuPlan) -> str:
     """The CPU plan in one paragraph."""
     return (f"no GPU: {plan.actors} CPU model actor(s) x {plan.threads_per_actor} thread(s) "
             f"on {plan.cores} core(s), batch {plan.batch_size}; preprocessing shares "
             "those cores (it needs a few percent of the model's CPU time)")
 
 
-def render_table(rows: Sequence[Figure]) -> str:
+def memory_table_text(rows: Sequence[Figure]) -> str:
     """The built-in figures, one line each, with where each came from."""
     lines = [f"{'model':<16}{'compute type':<14}{'batch':>6}{'peak':>12}  source"]
     lines += [f"{r.model:<16}{r.compute_type:<14}{r.batch_size:>6}{_gib(r.peak):>12}  {r.source}"
@@ -301,7 +301,7 @@ def calibrate(options: TranscribeOptions, *, batch_size: int = 32,
         rng = np.random.default_rng(0)
         # Noise with a speech-band tone: real-looking spectra, and decoding that tends to
         # run long, which is the peak worth measuring.
-        t = np.arange(30 * 16_000, dtype=np.float32) / 16_000
+        t = np.arange(30 * SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
         audio = (0.1 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * 220 * t))
         features = log_mel(audio.astype(np.float32), engine.n_mels)
         engine.transcribe([ChunkInput(features, 0.0, 30.0, group=str(i))

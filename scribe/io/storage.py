@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 TEMP_MARKER = ".tmp-"
 """Local temp files are named ``.<final name>.tmp-<random>``; see :func:`clean_stale_temps`."""
 
-_OBJECT_STORES = ("s3", "gs", "gcs")
 _filesystems: dict[tuple[Any, ...], pafs.FileSystem] = {}
 _filesystems_lock = threading.Lock()
 

@@ -49,7 +49,7 @@ def summarize(
     }
 
 
-def render(summary: dict[str, Any]) -> str:
+def summary_text(summary: dict[str, Any]) -> str:
     """The summary as a few human-readable lines for the terminal."""
     s = summary["sessions"]
     lines = [

@@ -26,13 +26,14 @@ def test_protocol_imports_no_model_runtime_and_no_ray() -> None:
 def test_config_yaml_is_a_valid_serve_config_and_app_args() -> None:
     from ray.serve.schema import ServeDeploySchema
 
-    from serve_app import settings
+    from scribe import config as cfg
+    from serve_app.settings import ServeConfig
 
     raw = yaml.safe_load((ROOT / "serve_app" / "config.yaml").read_text())
     schema = ServeDeploySchema.model_validate(raw)
     app = schema.applications[0]
     assert app.import_path == "serve_app.app:app_builder"
-    config = settings.load(app.args)
+    config = cfg.build(ServeConfig, app.args)
     transcriber = next(d for d in app.deployments if d.name == "Transcriber")
     assert transcriber.max_ongoing_requests >= config.resources.model_batch_size
     for deployment in app.deployments:
@@ -40,14 +41,20 @@ def test_config_yaml_is_a_valid_serve_config_and_app_args() -> None:
 
 
 def test_cli_flags_override_the_files_args() -> None:
-    from serve_app.cli import _overrides, parse_args
+    from scribe import config as cfg
+    from serve_app.cli import config_flags, parse_args
+    from serve_app.settings import ServeConfig
 
     args = parse_args(["--model", "large-v3", "--model-batch-size", "32", "--port", "9000",
                        "--max-body-bytes", "1000"])
     assert args.port == 9000
-    assert _overrides(vars(args)) == {"transcribe": {"model": "large-v3"},
-                                      "resources": {"model_batch_size": 32},
-                                      "server": {"max_body_bytes": 1000}}
+    assert config_flags(args) == {"model": "large-v3", "model_batch_size": 32,
+                                  "max_body_bytes": 1000}
+    file_args = {"transcribe": {"model": "small", "beam_size": 3}}
+    config = cfg.build(ServeConfig, file_args, config_flags(args))
+    assert (config.transcribe.model, config.transcribe.beam_size) == ("large-v3", 3)
+    assert config.resources.model_batch_size == 32
+    assert config.server.max_body_bytes == 1000
 
 
 def test_scribe_serve_help_is_instant() -> None:

@@ -46,7 +46,7 @@ def test_plans_fit_within_the_budget_with_one_over_k(model: str, compute_type: s
 @pytest.mark.parametrize("total", [16 * GiB, 24 * GiB, 48 * GiB, 80 * GiB])
 def test_large_v3_float16_fills_at_least_80_percent(total: int) -> None:
     plan = _plan("large-v3", "float16", total)
-    assert plan.fill >= 0.80, packing.render_gpu_plan(plan)
+    assert plan.fill >= 0.80, packing.gpu_plan_text(plan)
 
 
 def test_small_models_get_several_actors_per_card() -> None:

@@ -10,6 +10,7 @@ import pytest
 import tokenizers
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
+from faster_whisper.transcribe import Segment
 
 from scribe.testing import testmodel
 from scribe.testing.testmodel import MARKER_FILE, cached_test_model, make_test_model
@@ -123,12 +124,21 @@ def test_config_has_the_converter_keys(tiny_dir: Path) -> None:
     assert json.loads((tiny_dir / "preprocessor_config.json").read_text())["feature_size"] == 80
 
 
+def _decodes_its_tokens(model: WhisperModel, segment: Segment) -> bool:
+    """Whether the segment's text is its tokens through the model's own tokenizer."""
+    tok = Tokenizer(model.hf_tokenizer, True, task="transcribe", language="en")
+    return bool(segment.tokens) and tok.decode(segment.tokens) == segment.text
+
+
 def test_transcribe_runs_on_noise(tiny_model: WhisperModel) -> None:
     segments, info = tiny_model.transcribe(
         _noise(3), beam_size=1, max_new_tokens=8, language="en", vad_filter=False
     )
-    assert isinstance(list(segments), list)
+    segments = list(segments)
+    assert segments
+    assert all(0.0 <= s.start < s.end and _decodes_its_tokens(tiny_model, s) for s in segments)
     assert info.language == "en"
+    assert info.duration == 3.0
 
 
 def test_language_detection_runs(tiny_model: WhisperModel) -> None:
@@ -147,8 +157,17 @@ def test_word_timestamps_run(tiny_model: WhisperModel) -> None:
         language="en",
         temperature=0.0,
         word_timestamps=True,
+        # With timestamp tokens this random model's guesses leave no segment on this clip;
+        # without, its text is one segment that the cross-attention alignment splits.
+        without_timestamps=True,
     )
-    list(segments)
+    segments = list(segments)
+    assert segments
+    for segment in segments:
+        assert segment.words
+        assert "".join(w.word for w in segment.words) == segment.text
+        assert all(segment.start <= w.start <= w.end <= segment.end <= 2.0
+                   for w in segment.words)
 
 
 def test_batched_pipeline_runs(tiny_model: WhisperModel) -> None:
@@ -157,7 +176,10 @@ def test_batched_pipeline_runs(tiny_model: WhisperModel) -> None:
     segments, _ = pipeline.transcribe(
         _noise(20), batch_size=4, beam_size=1, max_new_tokens=8, language="en", vad_filter=False
     )
-    assert isinstance(list(segments), list)
+    segments = list(segments)
+    # one chunk, and without timestamps one segment over all of it
+    assert [(s.start, s.end) for s in segments] == [(0.0, 20.0)]
+    assert _decodes_its_tokens(tiny_model, segments[0])
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tiny_dir: Path, tmp_path: Path) -> None:

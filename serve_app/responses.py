@@ -20,7 +20,7 @@ from serve_app.protocol import (
 )
 
 
-def render(record: dict[str, Any], request: AudioRequest) -> Response:
+def transcription_response(record: dict[str, Any], request: AudioRequest) -> Response:
     """The response for ``request.response_format``; NaN scores become null, not 500s."""
     segments: list[dict[str, Any]] = record["segments"]
     fmt = request.response_format

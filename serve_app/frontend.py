@@ -28,8 +28,15 @@ from scribe.pipeline.preprocess import PreparedChunk
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import AssembledChunk, ok_record
 from serve_app.deployments import Analysed, ChunkJob, ChunkResult, KnownVoices
-from serve_app.protocol import AudioRequest, ModelCard, ModelList, Stats
-from serve_app.render import render
+from serve_app.protocol import (
+    ApiError,
+    AudioRequest,
+    ModelCard,
+    ModelList,
+    Stats,
+    wants_speakers,
+)
+from serve_app.responses import transcription_response
 from serve_app.settings import ServeConfig
 
 logger = logging.getLogger(__name__)
@@ -42,16 +49,6 @@ PIECE_BYTES = 8 * 1024 * 1024
 
 
 READY_TIMEOUT_S = 5.0
-
-
-class ApiError(Exception):
-    """An answer other than 200: its status and OpenAI-style error fields."""
-
-    def __init__(self, status: int, message: str, *, param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-        self.headers = headers or {}
 
 
 class Frontend:
@@ -68,11 +65,6 @@ class Frontend:
         self.statuses: Counter[int] = Counter()
         self.batch_sizes: Counter[int] = Counter()
 
-    def __serve_build_asgi_app__(self) -> Any:
-        from serve_app.api import make_api
-
-        return make_api(self)
-
     def options(self, request: AudioRequest) -> TranscribeOptions:
         """The served model's options with this request's changes; 400 on a bad value."""
         base = self.config.transcribe
@@ -82,10 +74,9 @@ class Frontend:
             "initial_prompt": request.prompt or base.initial_prompt,
             "word_timestamps": "word" in request.timestamp_granularities,
         }
-        if request.wants_speakers and base.speakers == "off":
+        if wants_speakers(request) and base.speakers == "off":
             update["speakers"] = "auto"
-        options: TranscribeOptions = cfg.build(TranscribeOptions, base.model_dump(), update)
-        return options
+        return cfg.build(TranscribeOptions, base.model_dump(), update)
 
     async def transcribe(self, upload: UploadFile, request: AudioRequest, request_id: str
                          ) -> Response:
@@ -102,14 +93,20 @@ class Frontend:
         logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
                     request.task, analysed.duration_s, len(chunks),
                     time.perf_counter() - start)
-        return render(self._record(analysed, chunks, request_id, speakers), request)
+        return transcription_response(self._record(analysed, chunks, request_id, speakers),
+                                      request)
 
     async def _speakers(self, request: AudioRequest, options: TranscribeOptions
                         ) -> SpeakerRequest | None:
         """How to label speakers: off, or clustered and named after the known speakers."""
         if options.speakers == "off":
             return None
-        if not request.known_speaker_names:
+        names, references = request.known_speaker_names, request.known_speaker_references
+        if len(names) != len(references):
+            raise ApiError(400, f"known_speaker_references[]: {len(references)} clips for "
+                           f"{len(names)} known_speaker_names[]; give one clip per name",
+                           param="known_speaker_references[]")
+        if not names:
             return SpeakerRequest(num_speakers=options.num_speakers)
         clips = [_data_url_bytes(ref) for ref in request.known_speaker_references]
         known: KnownVoices = await _call(
