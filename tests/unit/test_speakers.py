@@ -165,3 +165,13 @@ def test_reference_clips_name_the_voices(encoder: LstmEncoder, speaker_weights: 
     for start, end, who in conv.turns:
         expected = "client" if who == "A" else "therapist"
         assert assign.speaker_at(start + 0.3, end - 0.3, turns) == expected
+
+
+def test_a_sliver_is_folded_unless_the_count_is_given() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 256))
+    vectors = np.array([centres[k] + 0.3 * rng.normal(size=256)
+                        for k in [0] * 50 + [1] * 50 + [2] * 2], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert np.bincount(cluster.cluster(vectors)).tolist() == [50, 52]
+    assert np.bincount(cluster.cluster(vectors, num_speakers=3)).tolist() == [50, 50, 2]

@@ -29,7 +29,9 @@ def cluster(
         return np.zeros(len(vectors), dtype=np.int64)
     stride = -(-len(vectors) // _MAX_LINKAGE)
     labels = _linkage(vectors[::stride], num_speakers, max_speakers)
-    labels = _nearest(vectors, _centroids(vectors[::stride], labels))
+    labels = _nearest(vectors, centroids(vectors[::stride], labels))
+    # dense 0..k-1 again (a group can lose every window), so label == centroid row
+    labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
     if num_speakers is None:
         labels = _fold_small(vectors, labels)
     return _by_first_appearance(labels)
@@ -50,14 +52,15 @@ def _linkage(vectors: Array, num_speakers: int | None, max_speakers: int) -> Lab
     return np.asarray(found, dtype=np.int64) - 1
 
 
-def _centroids(vectors: Array, labels: Labels) -> Array:
+def centroids(vectors: Array, labels: Labels) -> Array:
+    """Each speaker's mean direction, in label order (one row per label present)."""
     sums = np.stack([vectors[labels == k].sum(axis=0) for k in np.unique(labels)])
-    centroids: Array = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-8)
-    return centroids
+    means: Array = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-8)
+    return means
 
 
-def _nearest(vectors: Array, centroids: Array) -> Labels:
-    return np.asarray(np.argmax(vectors @ centroids.T, axis=1), dtype=np.int64)
+def _nearest(vectors: Array, means: Array) -> Labels:
+    return np.asarray(np.argmax(vectors @ means.T, axis=1), dtype=np.int64)
 
 
 def _fold_small(vectors: Array, labels: Labels) -> Labels:
@@ -65,8 +68,8 @@ def _fold_small(vectors: Array, labels: Labels) -> Labels:
     large = np.flatnonzero(counts >= MIN_SHARE * len(labels))
     if len(large) == len(counts) or len(large) == 0:
         return labels
-    centroids = _centroids(vectors, labels)[large]
-    return np.asarray(large[_nearest(vectors, centroids)], dtype=np.int64)
+    return np.asarray(large[_nearest(vectors, centroids(vectors, labels)[large])],
+                      dtype=np.int64)
 
 
 def _by_first_appearance(labels: Labels) -> Labels:
@@ -74,20 +77,15 @@ def _by_first_appearance(labels: Labels) -> Labels:
     return np.array([order[int(k)] for k in labels], dtype=np.int64)
 
 
-def centroids(vectors: Array, labels: Labels) -> Array:
-    """Each speaker's mean direction, in label order (one row per label 0..max)."""
-    return _centroids(vectors, labels)
-
-
-def name_speakers(centroids: Array, references: dict[str, Array]) -> list[str | None]:
+def name_speakers(means: Array, references: dict[str, Array]) -> list[str | None]:
     """The known name for each speaker: the best cosine match, each name used once, greedy
     from the most similar pair (as OpenAI's known speakers do, matched to the clusters)."""
-    names: list[str | None] = [None] * len(centroids)
-    if not references or len(centroids) == 0:
+    names: list[str | None] = [None] * len(means)
+    if not references or len(means) == 0:
         return names
     keys = list(references)
-    scores = centroids @ np.stack([references[k] for k in keys]).T
-    for _ in range(min(len(keys), len(centroids))):
+    scores = means @ np.stack([references[k] for k in keys]).T
+    for _ in range(min(len(keys), len(means))):
         row, col = np.unravel_index(int(np.argmax(scores)), scores.shape)
         names[row] = keys[col]
         scores[row, :] = -np.inf
