@@ -96,6 +96,10 @@ class ModelMetrics:
         self._chunks, self._audio, self._busy, self._idle, self._batch, self._per_chunk = (
             spec.make(api) for spec in (t.MODEL_CHUNKS, t.MODEL_AUDIO, t.MODEL_BUSY,
                                         t.MODEL_IDLE, t.MODEL_BATCH, t.MODEL_CHUNK_SECONDS))
+        tags = {t.ACTOR_TAG: _actor_id()}
+        for metric in (self._chunks, self._audio, self._busy, self._idle, self._batch,
+                       self._per_chunk):
+            metric.set_default_tags(tags)
         self._last_end: float | None = None
 
     def batch(self, durations_s: Sequence[float], started: float, ended: float) -> None:
@@ -110,3 +114,12 @@ class ModelMetrics:
         per_chunk = (ended - started) / max(1, len(durations_s))
         for _ in durations_s:
             self._per_chunk.observe(per_chunk)
+
+
+def _actor_id() -> str:
+    """This actor's id, shortened (unique enough among one job's actors), or ``none``
+    outside an actor."""
+    import ray
+
+    actor = ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
+    return actor[:12] if actor else "none"

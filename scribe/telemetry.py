@@ -80,15 +80,22 @@ PREPROCESS_SECONDS = _counter("job_preprocess_seconds",
                               "CPU seconds of preprocessing, by stage", "stage")
 PREPROCESS_AUDIO = _counter("job_preprocess_audio_seconds",
                             "audio seconds the preprocessing actors decoded")
-MODEL_CHUNKS = _counter("job_model_chunks", "chunks through the model")
+# Model actors tag their series with a short actor id (a job has a few dozen): Ray no
+# longer exports its own WorkerId label by default (2.53+), and RTFx is per actor.
+ACTOR_TAG = "actor"
+MODEL_CHUNKS = _counter("job_model_chunks", "chunks through the model", ACTOR_TAG)
 MODEL_AUDIO = _counter("job_model_audio_seconds",
-                       "audio seconds of the chunks through the model (per actor: RTFx)")
-MODEL_BUSY = _counter("job_model_busy_seconds", "seconds a model actor spent in model calls")
+                       "audio seconds of the chunks through the model (per actor: RTFx)",
+                       ACTOR_TAG)
+MODEL_BUSY = _counter("job_model_busy_seconds", "seconds a model actor spent in model calls",
+                      ACTOR_TAG)
 MODEL_IDLE = _counter("job_model_idle_seconds",
-                      "seconds a model actor waited for its next batch (starved by the queue)")
-MODEL_BATCH = _histogram("job_model_batch_chunks", "chunks per model call", _CHUNKS)
+                      "seconds a model actor waited for its next batch (starved by the queue)",
+                      ACTOR_TAG)
+MODEL_BATCH = _histogram("job_model_batch_chunks", "chunks per model call", _CHUNKS,
+                         ACTOR_TAG)
 MODEL_CHUNK_SECONDS = _histogram("job_chunk_model_seconds", "model seconds per chunk",
-                                 _SECONDS)
+                                 _SECONDS, ACTOR_TAG)
 
 # The online service: what Serve's own ray_serve_* metrics do not say.
 ONLINE_REQUESTS = _counter("online_requests",
