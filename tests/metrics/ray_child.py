@@ -16,13 +16,14 @@ import json
 import logging
 import sys
 
+from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
+
 # The metrics agent flushes what workers record every report interval (Ray's default is
 # 10 s); 1 s keeps the test's wait for Prometheus short.
 REPORT_INTERVAL_MS = 1000
 
 
-def _options() -> object:
-    from scribe.config import TranscribeOptions
+def _options() -> TranscribeOptions:
     from scribe.testing.testmodel import cached_test_model
 
     return TranscribeOptions(model=str(cached_test_model("tiny")), device="cpu",
@@ -34,7 +35,6 @@ def main(input: str, output: str, metrics_port: int, serve_port: int) -> None:
     from ray import serve
 
     from ray_jobs.transcribe import run_job
-    from scribe.config import JobConfig, ResourceConfig
     from serve_app.app import build_app
     from tests.serve.support import serve_config
 
@@ -49,7 +49,7 @@ def main(input: str, output: str, metrics_port: int, serve_port: int) -> None:
         serve.run(build_app(serve_config(options)), name="scribe", route_prefix="/")
         print(json.dumps({"url": f"http://127.0.0.1:{serve_port}"}), flush=True)
         sys.stdin.read()  # the parent holds it open until it is done (or gone)
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
     finally:
         ray.shutdown()
 

@@ -122,7 +122,7 @@ def test_counters_in_prometheus_equal_the_summary_and_the_requests(stack: Any) -
     assert statuses == {"ok1": 200, "ok2": 200, "bad": 400}
     summary = json.loads((out / "_summary.json").read_text())
     reasons = {error_reason(f["error"]) for f in summary["failures"]}
-    expected = {
+    expected: dict[str, Callable[[float | None], bool]] = {
         "sum(ray_scribe_job_audio_seconds_total)": _near(summary["audio_hours"] * 3600),
         "sum(ray_scribe_job_speech_seconds_total)": _near(summary["speech_hours"] * 3600),
         'sum(ray_scribe_job_sessions_total{status="ok"})': _near(summary["sessions"]["ok"]),
