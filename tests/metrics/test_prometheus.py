@@ -140,7 +140,8 @@ def test_counters_in_prometheus_equal_the_summary_and_the_requests(stack: Any) -
     }
     values = _wait_for(prometheus, expected)
     failed = {expr: values[expr] for expr, check in expected.items() if not check(values[expr])}
-    assert not failed, f"summary {summary}; got {failed}"
+    series = prometheus.query('{__name__=~"ray_scribe_job_.*_total"}')
+    assert not failed, f"summary {summary}; got {failed}; series {series}"
     by_reason = prometheus.query('sum by (reason) (ray_scribe_job_sessions_total'
                                  '{status="error"})')
     assert {r["metric"]["reason"] for r in by_reason} == reasons == {"audio_decode_error"}
