@@ -190,18 +190,6 @@ def _node_checks(device: str, model: str) -> list[dict[str, str]]:
     return [r.to_dict() for r in doctor.node_checks(device, model, count_devices=False)]  # type: ignore[arg-type]
 
 
-def _ray_address() -> str | None:
-    """Ray's own lookup (``RAY_ADDRESS``, then ``ray start``'s record), except when no
-    address was asked for and the record names a cluster that is gone: then a local Ray
-    (``"local"``), where Ray would retry the dead address for minutes."""
-    if os.environ.get("RAY_ADDRESS") or doctor.dead_recorded_cluster() is None:
-        return None
-    logger.warning("ignoring %s: the cluster it records (%s) does not answer; starting a "
-                   "local Ray (`ray stop` clears the record)", doctor.ray_address_file(),
-                   doctor.recorded_cluster())
-    return "local"
-
-
 def _held_gpus() -> float:
     """GPUs other work (Serve replicas, other jobs) holds as the job starts."""
     import ray
@@ -268,7 +256,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     logger.info("%d sessions, %d already done, %d to transcribe",
                 len(sessions), len(done), len(todo))
     if not ray.is_initialized():
-        ray.init(address=_ray_address(), logging_level=logging.WARNING)
+        ray.init(address=doctor.init_address(), logging_level=logging.WARNING)
     reserved = _held_gpus()
     plan = plan_resources(config.transcribe, config.resources,
                           ray.cluster_resources(),  # type: ignore[no-untyped-call]

@@ -335,6 +335,18 @@ def dead_recorded_cluster() -> str | None:
     return recorded if endpoint is None or not _can_connect(*endpoint) else None
 
 
+def init_address() -> str | None:
+    """What to pass ``ray.init(address=...)`` in a command that may start its own Ray:
+    None (Ray's lookup: ``RAY_ADDRESS``, then ``ray start``'s record) unless no address
+    was asked for and the record names a cluster that is gone; then ``"local"`` (a Ray
+    here), where Ray would retry the dead address for minutes."""
+    if os.environ.get("RAY_ADDRESS") or (dead := dead_recorded_cluster()) is None:
+        return None
+    logger.warning("ignoring %s: the cluster it records (%s) does not answer; starting a "
+                   "local Ray (`ray stop` clears the record)", ray_address_file(), dead)
+    return "local"
+
+
 def _ray_endpoint(address: str) -> tuple[str, int] | None:
     if address == "auto":
         address = recorded_cluster() or ""

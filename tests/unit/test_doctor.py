@@ -176,6 +176,10 @@ def test_a_recorded_cluster_that_died_is_found_in_a_second(
     assert warned.status == "warn" and "ray stop" in warned.fix and dead in warned.message
     # asked for by "auto", the dead record is a failure: the job stops at once
     assert doctor.check_ray("auto").status == "fail"
+    # with no address asked for, the job and `scribe serve` start a Ray of their own
+    assert doctor.init_address() == "local"
+    monkeypatch.setenv("RAY_ADDRESS", dead)
+    assert doctor.init_address() is None
 
 
 def test_checks_run_in_about_a_second(tiny_model: str, tmp_path: Path) -> None:
