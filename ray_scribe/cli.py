@@ -95,6 +95,26 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from scribe.io import progress
+
+    state = progress.progress(args.output, args.input)
+    text = json.dumps(state.to_dict()) if args.json else progress.render(state)
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def _add_status_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    status = sub.add_parser("status", help="how far a job has got, from its output alone: "
+                            "sessions done, failed (by reason) and left, with audio hours")
+    status.add_argument("output", help="the job's output prefix (folder, s3://, gs://)")
+    status.add_argument("--input", default=None,
+                        help="the job's input (prefix or manifest), to count what is left")
+    status.add_argument("--json", action="store_true")
+
+
 def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     plan = sub.add_parser("plan", help="how many model actors fill each GPU (fraction, batch)")
     plan.add_argument("--model", default=None, help="model name (default large-v3)")
@@ -129,7 +149,8 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
                      help="where to write (default $SCRIBE_PLAN or ~/.cache/ray-scribe/plan.json)")
 
 
-_CLUSTER_COMMANDS = {"plan": _plan, "doctor": _doctor, "calibrate": _calibrate}
+_COMMANDS = {"plan": _plan, "doctor": _doctor, "calibrate": _calibrate,
+                     "status": _status}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--n-mels", type=int, default=None, help="80, or 128 (large-v3 layout)")
     make.add_argument("--seed", type=int, default=0)
     _add_cluster_commands(sub)
+    _add_status_command(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "transcribe":
         return _transcribe(rest)
@@ -156,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command in _CLUSTER_COMMANDS:
-        return _CLUSTER_COMMANDS[args.command](args)
+    if args.command in _COMMANDS:
+        return _COMMANDS[args.command](args)
     return _make_test_model(args)
 
 
