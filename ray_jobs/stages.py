@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ray_jobs.metrics import ModelMetrics, PreprocessMetrics
 from scribe.config import TranscribeOptions
 from scribe.errors import EmptyAudioError, ScribeError, describe
 from scribe.io.storage import open_input, resolve
@@ -45,6 +46,7 @@ class Preprocessor:
         self.options = options
         self.n_mels = n_mels
         self.model = model
+        self.metrics = PreprocessMetrics()
 
     def __call__(self, batch: Batch) -> Iterator[Batch]:
         for sid, uri, language, speakers, num_speakers in zip(
@@ -67,6 +69,7 @@ class Preprocessor:
         except Exception as exc:  # any failure is this session's error record, never the job's
             yield [_error_row(base, exc)]
             return
+        self.metrics.session(session.duration_s, session.timings)
         base.update(duration_s=session.duration_s, speech_duration_s=session.speech_duration_s,
                     timings=dict(session.timings), warnings=session.warnings,
                     source=session.source)
@@ -83,8 +86,10 @@ class Preprocessor:
         rows: list[dict[str, Any]] = []
         started = time.perf_counter()
         for c in iter_chunks(session, self.n_mels):
+            features_s = time.perf_counter() - started
+            self.metrics.stage("features", features_s)
             chunk = {"offset_s": c.offset_s, "duration_s": c.duration_s, "ranges": c.segments,
-                     "features_s": time.perf_counter() - started, **_speaker_fields(c)}
+                     "features_s": features_s, **_speaker_fields(c)}
             rows.append(_row(base, "ok", "", index=c.index, n_chunks=len(session.plans),
                              features=c.features, chunk=chunk))
             if len(rows) == self.ROWS_PER_BLOCK:
@@ -140,6 +145,7 @@ class Transcriber:
     def __init__(self, options: TranscribeOptions, cpu_threads: int = 0) -> None:
         self.engine = WhisperEngine(options, cpu_threads=cpu_threads)
         self.n_mels = self.engine.n_mels
+        self.metrics = ModelMetrics()
 
     def __call__(self, batch: Batch) -> Batch:
         n = len(batch["session_id"])
@@ -155,7 +161,9 @@ class Transcriber:
         items = [self._item(batch, i) for i in todo]
         start = time.perf_counter()
         outputs = self.engine.transcribe(items)
-        share = (time.perf_counter() - start) / len(items)
+        end = time.perf_counter()
+        self.metrics.batch([item.duration_s for item in items], start, end)
+        share = (end - start) / len(items)
         sessions = len({item.group for item in items})
         return {
             i: {"segments": out.segments, "language": out.language,

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray_jobs.metrics import JobMetrics
 from scribe import config as cfg
 from scribe.capacity import doctor, packing
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
@@ -268,7 +269,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     logger.info("%d sessions, %d already done, %d to transcribe",
                 len(sessions), len(done), len(todo))
     if not ray.is_initialized():
-        ray.init(logging_level=logging.WARNING)
+        ray.init(address=doctor.init_address(), logging_level=logging.WARNING)
     reserved = _held_gpus()
     plan = plan_resources(config.transcribe, config.resources,
                           ray.cluster_resources(),  # type: ignore[no-untyped-call]
@@ -280,7 +281,8 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     _preflight_nodes(options, plan.device)
     n_mels = model_n_mels(resolve_model_path(options.model))
     logger.info("plan: %s", plan)
-    records, collector = _run(todo, options, config, plan, n_mels)
+    with JobMetrics(start, plan.gpus, config.gpu_hourly_usd) as metrics:
+        records, collector = _run(todo, options, config, plan, n_mels, metrics)
     wall = time.perf_counter() - start
     summary = summarize(
         records, wall_s=wall, gpus=plan.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
@@ -295,7 +297,8 @@ def run_job(config: JobConfig) -> dict[str, Any]:
 
 
 def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
-         plan: Plan, n_mels: int) -> tuple[list[dict[str, Any]], SessionCollector]:
+         plan: Plan, n_mels: int, metrics: JobMetrics
+         ) -> tuple[list[dict[str, Any]], SessionCollector]:
     """Stream rows, write each finished session in the background, return all records."""
     collector = SessionCollector()
     records: list[dict[str, Any]] = []
@@ -307,21 +310,22 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
             record = collector.add(row)
             if record is not None:
                 records.append(record)
-                futures.append(writers.submit(_write, config.output, record))
+                futures.append(writers.submit(_write, config.output, record, metrics))
         for record in collector.incomplete():
             records.append(record)
-            futures.append(writers.submit(_write, config.output, record))
+            futures.append(writers.submit(_write, config.output, record, metrics))
         for future in futures:
             future.result()
     return records, collector
 
 
-def _write(output: str, record: dict[str, Any]) -> None:
+def _write(output: str, record: dict[str, Any], metrics: JobMetrics) -> None:
     try:
         outputs.write_session(output, record)
     except Exception as exc:
         logger.error("could not write %s: %s", record["session_id"], describe(exc))
         record.update(status="error", error=f"writing outputs failed: {describe(exc)}")
+    metrics.session(record)
 
 
 def _mean(values: list[int]) -> float:

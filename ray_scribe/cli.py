@@ -105,6 +105,26 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from scribe.io import progress
+
+    state = progress.progress(args.output, args.input)
+    text = json.dumps(state.to_dict()) if args.json else progress.render(state)
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def _add_status_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    status = sub.add_parser("status", help="how far a job has got, from its output alone: "
+                            "sessions done, failed (by reason) and left, with audio hours")
+    status.add_argument("output", help="the job's output prefix (folder, s3://, gs://)")
+    status.add_argument("--input", default=None,
+                        help="the job's input (prefix or manifest), to count what is left")
+    status.add_argument("--json", action="store_true")
+
+
 def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     plan = sub.add_parser("plan", help="how many model actors fill each GPU (fraction, batch)")
     plan.add_argument("--model", default=None, help="model name (default large-v3)")
@@ -139,7 +159,8 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
                      help="where to write (default $SCRIBE_PLAN or ~/.cache/ray-scribe/plan.json)")
 
 
-_CLUSTER_COMMANDS = {"plan": _plan, "doctor": _doctor, "calibrate": _calibrate}
+_COMMANDS = {"plan": _plan, "doctor": _doctor, "calibrate": _calibrate,
+             "status": _status, "fetch-speaker-encoder": _fetch_speaker_encoder}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--path", default=None, help="where to put the weights file "
                        "(default $SCRIBE_CACHE/speakers or ~/.cache/ray-scribe/speakers)")
     _add_cluster_commands(sub)
+    _add_status_command(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "transcribe":
         return _transcribe(rest)
@@ -172,10 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command in _CLUSTER_COMMANDS:
-        return _CLUSTER_COMMANDS[args.command](args)
-    if args.command == "fetch-speaker-encoder":
-        return _fetch_speaker_encoder(args)
+    if args.command in _COMMANDS:
+        return _COMMANDS[args.command](args)
     return _make_test_model(args)
 
 

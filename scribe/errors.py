@@ -6,6 +6,8 @@ Batch turns any of these into an error record (the job goes on); Serve turns the
 
 from __future__ import annotations
 
+import re
+
 
 class ScribeError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -86,3 +88,17 @@ def describe(error: BaseException) -> str:
     if isinstance(error, ScribeError):
         return f"{error.code}: {message}"
     return f"{error.__class__.__name__}: {message}"
+
+
+# An identifier (describe's code or class name) or a fixed phrase of the job's own
+# ("writing outputs failed"), before the first ": ".
+_REASON = re.compile(r"([A-Za-z_][A-Za-z0-9_ ]{0,39}): ")
+
+
+def error_reason(error: str | None) -> str:
+    """The kind an error text from :func:`describe` starts with (``empty_audio``,
+    ``audio_decode_error``, ``OSError``, ``incomplete``), or ``other``: a short, bounded
+    name to group failures by (metric tags, ``scribe status``), never the message with
+    its paths."""
+    match = _REASON.match(error or "")
+    return match.group(1) if match else "other"

@@ -24,6 +24,7 @@ from scribe.errors import EmptyAudioError, ScribeError, describe
 from scribe.pipeline.features import Features
 from scribe.pipeline.preprocess import PreparedChunk, analyse, iter_chunks
 from scribe.pipeline.whisper import ChunkInput, ChunkOutput, WhisperEngine
+from serve_app.metrics import batch_histogram
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class Transcriber:
         self._idle_wait_s = batch_wait_timeout_s
         self._busy_until = 0.0  # when the running model call should end (monotonic)
         self._call_s = 0.0  # recent model call duration, smoothed
-        self._batch_sizes = _batch_size_metric()
+        self._batch_sizes = batch_histogram()
 
     async def ready(self) -> bool:
         """Answers only when this replica is up: the readiness probe's ping."""
@@ -208,14 +209,6 @@ class Transcriber:
         for out in outputs:
             out.timings["model"] = share
         return [ChunkResult(out, len(jobs)) for out in outputs]
-
-
-def _batch_size_metric() -> Any:
-    from ray.serve import metrics
-
-    return metrics.Histogram(
-        "scribe_model_batch_size", description="chunks per model batch",
-        boundaries=[1, 2, 4, 8, 16, 32, 64, 128])
 
 
 # Deployment objects apart from the classes, so type checkers still see the classes.

@@ -28,6 +28,7 @@ from scribe.pipeline.preprocess import PreparedChunk
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import AssembledChunk, ok_record
 from serve_app.deployments import Analysed, ChunkJob, ChunkResult, KnownVoices
+from serve_app.metrics import Answer, OnlineMetrics
 from serve_app.protocol import (
     ApiError,
     AudioRequest,
@@ -64,6 +65,7 @@ class Frontend:
         self.retry_after_s = config.server.retry_after_s
         self.statuses: Counter[int] = Counter()
         self.batch_sizes: Counter[int] = Counter()
+        self.metrics = OnlineMetrics()
 
     def options(self, request: AudioRequest) -> TranscribeOptions:
         """The served model's options with this request's changes; 400 on a bad value."""
@@ -81,6 +83,11 @@ class Frontend:
     async def transcribe(self, upload: UploadFile, request: AudioRequest, request_id: str
                          ) -> Response:
         """Run one upload through preprocessing and the model; the formatted answer."""
+        with self.metrics.answer(request.task) as answer:
+            return await self._transcribe(upload, request, request_id, answer)
+
+    async def _transcribe(self, upload: UploadFile, request: AudioRequest, request_id: str,
+                          answer: Answer) -> Response:
         start = time.perf_counter()
         options = self.options(request)
         speakers = await self._speakers(request, options)  # a bad clip fails before the work
@@ -89,6 +96,7 @@ class Frontend:
         analysed: Analysed = await _call(anext(stream), self.retry_after_s)
         if analysed.error:
             raise ApiError(analysed.status, analysed.error, param="file", code=analysed.code)
+        answer.audio_s = analysed.duration_s
         chunks = await self._model(stream, options, request_id)
         logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
                     request.task, analysed.duration_s, len(chunks),

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -306,10 +307,49 @@ def check_output(output: str) -> CheckResult:
 # ------------------------------------------------------------------------------ Ray
 
 
+def ray_address_file() -> Path:
+    """Where ``ray start`` records the cluster this machine last started or joined, found
+    as Ray finds it: ``$RAY_TMPDIR``, else ``$TMPDIR`` on Linux, else /tmp; then
+    ``ray/ray_current_cluster``."""
+    base = os.environ.get("RAY_TMPDIR") or (
+        os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None) or "/tmp"
+    return Path(base) / "ray" / "ray_current_cluster"
+
+
+def recorded_cluster() -> str | None:
+    """The address in Ray's record, or None when there is none."""
+    path = ray_address_file()
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def dead_recorded_cluster() -> str | None:
+    """The recorded address when nothing answers there (its processes were killed, the
+    machine rebooted): ``ray.init()`` would retry it for minutes. None otherwise."""
+    recorded = recorded_cluster()
+    if recorded is None:
+        return None
+    endpoint = _ray_endpoint(recorded)
+    return recorded if endpoint is None or not _can_connect(*endpoint) else None
+
+
+def init_address() -> str | None:
+    """What to pass ``ray.init(address=...)`` in a command that may start its own Ray:
+    None (Ray's lookup: ``RAY_ADDRESS``, then ``ray start``'s record) unless no address
+    was asked for and the record names a cluster that is gone; then ``"local"`` (a Ray
+    here), where Ray would retry the dead address for minutes."""
+    if os.environ.get("RAY_ADDRESS") or (dead := dead_recorded_cluster()) is None:
+        return None
+    logger.warning("ignoring %s: the cluster it records (%s) does not answer; starting a "
+                   "local Ray (`ray stop` clears the record)", ray_address_file(), dead)
+    return "local"
+
+
 def _ray_endpoint(address: str) -> tuple[str, int] | None:
     if address == "auto":
-        current = Path("/tmp/ray/ray_current_cluster")
-        address = current.read_text().strip() if current.is_file() else ""
+        address = recorded_cluster() or ""
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     default = {"http": 8265, "https": 443, "ray": 10001}.get(parts.scheme, 6379)
     try:
@@ -328,7 +368,7 @@ def check_ray(address: str | None = None) -> CheckResult:
     the token when the cluster runs with token authentication."""
     address = address if address is not None else os.environ.get("RAY_ADDRESS", "")
     if not address:
-        return _ok("ray", "no RAY_ADDRESS: the job starts a local Ray")
+        return _no_address()
     endpoint = _ray_endpoint(address)
     if endpoint is None:
         return CheckResult("ray", "fail", f"cannot read an address from {address!r}",
@@ -345,6 +385,20 @@ def check_ray(address: str | None = None) -> CheckResult:
         return CheckResult("ray", "warn", f"{host}:{port} answers; token auth is not on here",
                            "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=... (docs/cluster.md)")
     return _ok("ray", f"{host}:{port} answers" + (" (token auth)" if token_mode else ""))
+
+
+def _no_address() -> CheckResult:
+    recorded = recorded_cluster()
+    if recorded is None:
+        return _ok("ray", "no RAY_ADDRESS: the job starts a local Ray")
+    if dead_recorded_cluster() is None:
+        return _ok("ray", f"no RAY_ADDRESS: the job joins the cluster `ray start` "
+                   f"recorded at {recorded}")
+    return CheckResult(
+        "ray", "warn", f"`ray start` recorded a cluster at {recorded} that no longer "
+        "answers; the job starts its own local Ray instead",
+        f"ray stop (or rm {ray_address_file()}), or export RAY_ADDRESS=HOST:PORT of a live "
+        "cluster")
 
 
 # ---------------------------------------------------------------------------- suites

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
+from scribe.errors import StorageError
 from scribe.io import formats, storage
 
 SEGMENTS_DIR = "_segments"
@@ -60,6 +62,12 @@ def segment_table(record: dict[str, Any]) -> pa.Table:
 
 def finished_sessions(output: str, session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Records of ``session_ids`` whose JSON under ``output`` says ``ok``."""
+    records = read_records(output, session_ids)
+    return {sid: rec for sid, rec in records.items() if rec.get("status") == "ok"}
+
+
+def read_records(output: str, session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The JSON records of ``session_ids`` under ``output`` that exist and parse."""
     def read(sid: str) -> tuple[str, dict[str, Any] | None]:
         text = storage.read_text(record_uri(output, sid))
         if text is None:
@@ -68,8 +76,25 @@ def finished_sessions(output: str, session_ids: Iterable[str]) -> dict[str, dict
             record = json.loads(text)
         except json.JSONDecodeError:
             return sid, None
-        return sid, record if record.get("status") == "ok" else None
+        return sid, record if isinstance(record, dict) else None
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         found = pool.map(read, list(session_ids))
         return {sid: rec for sid, rec in found if rec is not None}
+
+
+def recorded_sessions(output: str) -> list[str]:
+    """Ids of the sessions that have a JSON record under ``output``, whatever its status
+    (the summary, ``_segments/`` and temporary files are not records)."""
+    fs, base = storage.resolve(output)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise StorageError(f"cannot list {output}: {exc}") from exc
+    ids = []
+    for info in infos:
+        relative = str(info.path)[len(base):].lstrip("/")
+        hidden = any(part.startswith((".", "_")) for part in relative.split("/"))
+        if info.type == pafs.FileType.File and relative.endswith(".json") and not hidden:
+            ids.append(relative[: -len(".json")])
+    return sorted(ids)
