@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from scribe.architectures import ARCHITECTURES
+
 
 def _make_test_model(args: argparse.Namespace) -> int:
     from scribe.testing.testmodel import make_test_model
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         "make-test-model",
         help="write a random-weights Whisper model in CTranslate2 format (offline tests/demos)")
     make.add_argument("dir", help="directory to write the model into")
-    make.add_argument("--size", default="tiny", choices=["tiny", "base", "small", "large-v3"])
+    make.add_argument("--size", default="tiny", choices=list(ARCHITECTURES),
+                      help="Whisper architecture (large ones take minutes and gigabytes)")
     make.add_argument("--n-mels", type=int, default=None, help="80, or 128 (large-v3 layout)")
     make.add_argument("--seed", type=int, default=0)
     _add_cluster_commands(sub)

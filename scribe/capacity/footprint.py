@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scribe.architectures import ARCHITECTURES, WhisperArchitecture, architecture
 from scribe.config import TranscribeOptions
 from scribe.errors import PlanError
 
@@ -42,36 +43,8 @@ ESTIMATE_FORMULA = (
 )
 
 
-@dataclass(frozen=True)
-class Arch:
-    """The shape of a Whisper model, from its model card (parameters) and config."""
-
-    params: int
-    d_model: int
-    encoder_layers: int
-    decoder_layers: int
-    heads: int
-    n_mels: int = 80
-
-
-ARCHS: dict[str, Arch] = {
-    "tiny": Arch(39_000_000, 384, 4, 4, 6),
-    "base": Arch(74_000_000, 512, 6, 6, 8),
-    "small": Arch(244_000_000, 768, 12, 12, 12),
-    "medium": Arch(769_000_000, 1024, 24, 24, 16),
-    "large-v1": Arch(1_550_000_000, 1280, 32, 32, 20),
-    "large-v2": Arch(1_550_000_000, 1280, 32, 32, 20),
-    "large-v3": Arch(1_550_000_000, 1280, 32, 32, 20, 128),
-    "large-v3-turbo": Arch(809_000_000, 1280, 32, 4, 20, 128),
-    "distil-large-v2": Arch(756_000_000, 1280, 32, 2, 20),
-    "distil-large-v3": Arch(756_000_000, 1280, 32, 2, 20, 128),
-    "distil-medium": Arch(394_000_000, 1024, 24, 2, 16),
-    "distil-small": Arch(166_000_000, 768, 12, 2, 12),
-}
 COMMON_MODELS = ("tiny", "base", "small", "medium", "large-v2", "large-v3", "large-v3-turbo",
                  "distil-large-v3")
-_ALIASES = {"large": "large-v3", "turbo": "large-v3-turbo", "whisper-large-v3-turbo":
-            "large-v3-turbo"}
 
 
 @dataclass(frozen=True)
@@ -95,22 +68,14 @@ PUBLISHED: tuple[Figure, ...] = (
 )
 
 
-def canonical_model(model: str) -> str | None:
-    """The :data:`ARCHS` key for a model name, repo id or converted directory, or None."""
-    name = model.rstrip("/").rsplit("/", 1)[-1].lower().removesuffix("-ct2")
-    name = name.replace("faster-distil-whisper-", "distil-").replace("distil-whisper-", "distil-")
-    name = name.removeprefix("faster-whisper-").removeprefix("whisper-").removesuffix(".en")
-    name = _ALIASES.get(name, name)
-    return name if name in ARCHS else None
-
-
-def arch_for(model: str) -> Arch:
+def arch_for(model: str) -> WhisperArchitecture:
     """The architecture of ``model``; :class:`PlanError` when it is not a known Whisper."""
-    name = canonical_model(model)
-    if name is None:
+    arch = architecture(model)
+    if arch is None:
         raise PlanError(f"no built-in memory figures for model {model!r} (known: "
-                        f"{', '.join(ARCHS)}); run `scribe calibrate` on a GPU to measure it")
-    return ARCHS[name]
+                        f"{', '.join(ARCHITECTURES)}); run `scribe calibrate` on a GPU to "
+                        "measure it")
+    return arch
 
 
 @dataclass(frozen=True)

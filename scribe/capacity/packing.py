@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
-from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, canonical_model, estimate_for
+from scribe.architectures import canonical_name
+from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, estimate_for
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 
@@ -382,7 +383,7 @@ def _gpu_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Pla
     if saved and saved.gpu:
         logger.warning("plan file is for %s/%s, not %s/%s: planning afresh", saved.gpu.model,
                        saved.gpu.compute_type, options.model, options.compute_type)
-    if gpus and options.model and canonical_model(options.model):
+    if gpus and options.model and canonical_name(options.model):
         plan = plan_for_gpus(memory_for(options, saved), gpus, model=options.model,
                              compute_type=str(options.compute_type),
                              batch_size=resources.model_batch_size,

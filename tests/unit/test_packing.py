@@ -96,16 +96,6 @@ def test_smaller_compute_types_and_capped_tokens_need_less() -> None:
     assert footprint.estimate_for(options) == capped
 
 
-@pytest.mark.parametrize(("name", "canonical"), [
-    ("large-v3", "large-v3"), ("Systran/faster-whisper-large-v3", "large-v3"),
-    ("/models/faster-whisper-small.en/", "small"), ("turbo", "large-v3-turbo"),
-    ("Systran/faster-distil-whisper-large-v3", "distil-large-v3"), ("large", "large-v3"),
-    ("my-finetune", None),
-])
-def test_model_names_map_to_architectures(name: str, canonical: str | None) -> None:
-    assert footprint.canonical_model(name) == canonical
-
-
 def test_sizes_parse_as_binary_units() -> None:
     assert packing.parse_size("24GiB") == packing.parse_size("24GB") == 24 * GiB
     assert packing.parse_size("8192MiB") == 8 * GiB
