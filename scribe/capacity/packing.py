@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from scribe.architectures import canonical_name
-from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, estimate_for
+from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, built_in_for
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 
@@ -61,6 +61,8 @@ class GpuPlan:
     batch_size: int
     actor_peak: int
     source: str
+    throughput: str = ("unmeasured: actors chosen by memory alone (`scribe calibrate` on the "
+                       "card measures chunks/s for 1-4 actors)")
 
     @property
     def fraction(self) -> float:
@@ -213,7 +215,7 @@ def render_gpu_plan(plan: GpuPlan) -> str:
     gpu = f"{plan.gpu_name} " if plan.gpu_name else ""
     lines += [f"GPU: {gpu}{_gib(plan.gpu_total)}, planned within {_gib(plan.budget)} "
               f"(headroom {_gib(plan.gpu_total - plan.budget)} for allocator caches)",
-              f"source: {plan.source}"]
+              f"source: {plan.source}", f"throughput: {plan.throughput}"]
     return "\n".join(lines)
 
 
@@ -330,11 +332,11 @@ def parse_size(text: str) -> int:
 
 def memory_for(options: TranscribeOptions, saved: Plan | None = None) -> MemoryModel:
     """The measured memory model from ``saved`` when it is for the same model and compute
-    type, else the architecture's estimate."""
+    type, else the built-in one (published figures, else the architecture's estimate)."""
     if saved and saved.memory and saved.gpu and (saved.gpu.model, saved.gpu.compute_type) == (
             options.model, options.compute_type):
         return saved.memory
-    return estimate_for(options)
+    return built_in_for(options)
 
 
 @dataclass(frozen=True)
