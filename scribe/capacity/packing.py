@@ -1,9 +1,9 @@
 """Fill every GPU: how many model actors go on one card, with which ``num_gpus`` fraction
 and batch size, from the card's memory and a memory model of one actor
-(:mod:`scribe.capacity.footprint`: estimated from the architecture, or measured by
-:func:`calibrate`); the planner is the same either way. Fractions are always ``1/k`` and
-the same on every GPU: Ray can leave actors pending forever when fractions of different
-sizes fragment a card.
+(:mod:`scribe.capacity.footprint`: published figures or the architecture's estimate), or
+as ``scribe calibrate`` measured (:mod:`scribe.capacity.calibrate`: the fastest number of
+actors within memory). Fractions are always ``1/k`` and the same on every GPU: Ray can
+leave actors pending forever when fractions of different sizes fragment a card.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import logging
 import math
 import os
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +24,7 @@ import yaml
 
 from scribe.architectures import canonical_name
 from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, built_in_for
+from scribe.capacity.throughput import Measurement
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 
@@ -164,6 +163,7 @@ class Plan:
     cpu: CpuPlan | None = None
     memory: MemoryModel | None = None
     created: str = ""
+    throughput: tuple[Measurement, ...] = ()  # what calibrate measured, every run
 
 
 def plan_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -192,7 +192,8 @@ def read_plan(path: str | os.PathLike[str] | None = None) -> Plan | None:
                     gpu=GpuPlan(**data["gpu"]) if data.get("gpu") else None,
                     cpu=CpuPlan(**data["cpu"]) if data.get("cpu") else None,
                     memory=MemoryModel(**data["memory"]) if data.get("memory") else None,
-                    created=str(data.get("created", "")))
+                    created=str(data.get("created", "")),
+                    throughput=tuple(Measurement(**m) for m in data.get("throughput") or ()))
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise PlanError(f"cannot read plan file {source}: {exc}") from exc
 
@@ -256,65 +257,6 @@ def _gpu_info(pynvml: Any, index: int) -> GpuInfo:
     name = pynvml.nvmlDeviceGetName(handle)
     return GpuInfo(index, name.decode() if isinstance(name, bytes) else str(name),
                    int(info.total), int(info.free))
-
-
-@contextmanager
-def _peak_used(index: int, interval_s: float = 0.005) -> Iterator[Callable[[], int]]:
-    """Sample the card's used memory in a thread; yields a reader of the peak so far.
-
-    Sampling, not a final reading: CTranslate2's caching allocator hands memory back
-    past its cache limit, so the peak can be gone by the time the call returns."""
-    import pynvml
-
-    pynvml.nvmlInit()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-    peak = [0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], int(pynvml.nvmlDeviceGetMemoryInfo(handle).used))
-            stop.wait(interval_s)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield lambda: peak[0]
-    finally:
-        stop.set()
-        thread.join()
-        pynvml.nvmlShutdown()
-
-
-def calibrate(options: TranscribeOptions, *, batch_size: int = 32,
-              gpu: GpuInfo) -> MemoryModel:
-    """Load one actor on ``gpu``, run a ``batch_size`` batch of synthetic audio, and
-    measure what the load and the batch took. Needs the card to itself."""
-    import numpy as np
-
-    from scribe.pipeline.features import log_mel
-    from scribe.pipeline.whisper import ChunkInput, WhisperEngine
-
-    options = options.model_copy(update={"device": "cuda"}).resolved()
-    before = gpu.total - gpu.free
-    with _peak_used(gpu.index) as peak:
-        engine = WhisperEngine(options)
-        time.sleep(0.05)  # one more sample after the load, before the batch
-        loaded = peak()
-        rng = np.random.default_rng(0)
-        # Noise with a speech-band tone: real-looking spectra, and decoding that tends to
-        # run long, which is the peak worth measuring.
-        t = np.arange(30 * 16_000, dtype=np.float32) / 16_000
-        audio = (0.1 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * 220 * t))
-        features = log_mel(audio.astype(np.float32), engine.n_mels)
-        engine.transcribe([ChunkInput(features, 0.0, 30.0, group=str(i))
-                           for i in range(batch_size)])
-        top = peak()
-    fixed = loaded - before
-    per_item = max(0, top - loaded) // batch_size
-    return MemoryModel(fixed, per_item, f"measured here: {gpu.name}, {options.compute_type}, "
-                       f"batch {batch_size}, beam {options.beam_size}, "
-                       f"{time.strftime('%Y-%m-%d')}")
 
 
 # Binary throughout: a card sold as "24 GB" has 24 GiB (an RTX 3090 reports 24576 MiB).
