@@ -208,7 +208,10 @@ class _Sampler:
     def sample(self) -> None:
         if not self._nvml:
             return
-        procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
+        try:
+            procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
+        except self._nvml.NVMLError:  # some drivers and VMs don't say: the card's figure stays
+            procs = []
         used = self._used()
         with self._lock:
             self._device = max(self._device, used)
