@@ -256,8 +256,10 @@ def run(mode: Mode, out: Path, work: Path, words_model: str | None,
         report.step("cublas", lambda: cublas_step(str(words_model), mode, work))
     report.data["throughput"] = {}
     for name, path in models.get("paths", {}).items():
+        began = time.monotonic()
         report.data["throughput"][name] = _safe(lambda p=path: throughput_step(p, mode,
                                                                                 deadline))
+        report.data["step_s"][f"throughput {name}"] = round(time.monotonic() - began, 1)
         report.save()
     if words_model:
         report.step("words", lambda: _in_new_process(words_step, str(words_model), mode))
