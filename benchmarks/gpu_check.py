@@ -252,10 +252,16 @@ def run(mode: Mode, out: Path, work: Path, words_model: str | None,
     report.step("environment", environment)
     models = report.step("models", lambda: build_models(mode, work))
     words_model = words_model or models.get("paths", {}).get(mode.models[0])
+    runs_here = True
     if words_model:
-        report.step("cublas", lambda: cublas_step(str(words_model), mode, work))
+        cublas = report.step("cublas", lambda: cublas_step(str(words_model), mode, work))
+        runs_here = mode.device != "cuda" or cublas.get("with_aliases", {}).get("ok", False)
     report.data["throughput"] = {}
     for name, path in models.get("paths", {}).items():
+        if not runs_here:  # each actor would fail the same way as the probe
+            report.data["throughput"][name] = {"error": "skipped: CTranslate2 failed on CUDA "
+                                               "(see cublas.with_aliases)"}
+            continue
         began = time.monotonic()
         report.data["throughput"][name] = _safe(lambda p=path: throughput_step(p, mode,
                                                                                 deadline))

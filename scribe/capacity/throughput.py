@@ -109,38 +109,41 @@ class _Run:
         for proc in procs:
             proc.start()
         try:
-            return self._phases(k, barrier, results, [p.pid or 0 for p in procs])
+            return self._phases(k, barrier, results, procs)
         finally:
             for proc in procs:
                 proc.join(timeout=30)
                 if proc.is_alive():
                     proc.kill()
 
-    def _phases(self, k: int, barrier: Any, results: Any, pids: list[int]
+    def _phases(self, k: int, barrier: Any, results: Any, procs: list[Any]
                 ) -> list[Measurement]:
         rows: list[Measurement] = []
+        pids = [p.pid or 0 for p in procs]
         with _memory_sampler(self.options.device == "cuda", self.gpu_index, pids) as sampler:
             for batch in self.batch_sizes:
                 sampler.reset()
                 try:
-                    barrier.wait()  # all loaded and warmed up at this batch size
-                    barrier.wait()  # all done
+                    _meet(barrier, k, procs)  # all loaded and warmed up at this batch size
+                    _meet(barrier, k, procs)  # all done
                 except threading.BrokenBarrierError:
-                    return rows + self._failed(k, batch, results)
+                    return rows + self._failed(k, batch, results, procs)
                 reports = [results.get(timeout=60) for _ in range(k)]
                 rows.append(_row(k, batch, reports, sampler))
         return rows
 
-    def _failed(self, k: int, batch: int, results: Any) -> list[Measurement]:
-        error = _first_error(results, k)
+    def _failed(self, k: int, batch: int, results: Any, procs: list[Any]
+                ) -> list[Measurement]:
+        codes = [p.exitcode for p in procs if p.exitcode]
+        error = _first_error(results, k) or f"an actor process died (exit codes {codes})"
         logger.warning("%d actor(s) at batch %d failed: %s", k, batch, error)
         return [Measurement(k, b, 0, 0.0, 0.0, 0, 0, "", error)
                 for b in self.batch_sizes if b >= batch]
 
 
 def _first_error(results: Any, reports: int) -> str:
-    """The first error among up to ``reports`` reports (a queue delivers a moment after a
-    put, so each gets a few seconds)."""
+    """The first error among up to ``reports`` reports, or "" (a queue delivers a moment
+    after a put, so each gets a few seconds)."""
     for _ in range(reports):
         try:
             report = results.get(timeout=10)
@@ -148,7 +151,19 @@ def _first_error(results: Any, reports: int) -> str:
             break
         if "error" in report:
             return str(report["error"])
-    return "an actor stopped without saying why (killed, or out of host memory?)"
+    return ""
+
+
+def _meet(barrier: Any, k: int, procs: list[Any]) -> None:
+    """Wait at ``barrier`` with the k actors; abort it when one dies first: a crash in
+    native code reports nothing and would leave the others waiting."""
+    deadline = time.monotonic() + _BARRIER_TIMEOUT_S
+    while barrier.n_waiting < k and not barrier.broken:
+        if any(p.exitcode is not None for p in procs) or time.monotonic() > deadline:
+            barrier.abort()
+            break
+        time.sleep(0.05)
+    barrier.wait()  # BrokenBarrierError once aborted
 
 
 def _row(k: int, batch: int, reports: list[dict[str, Any]], sampler: _Sampler) -> Measurement:

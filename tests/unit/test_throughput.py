@@ -3,7 +3,11 @@ check share, run for real on CPU with the random-weight tiny model."""
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -44,3 +48,12 @@ def test_an_actor_that_fails_ends_its_runs_with_the_reason(tmp_path: Path) -> No
     assert [(m.actors, m.batch_size) for m in table] == [(2, 1), (2, 4)]
     assert all("could not load model" in m.error and m.chunks == 0 for m in table)
     assert "failed: ModelLoadError" in throughput.render_table(table)
+
+
+def test_an_actor_that_dies_breaks_the_barrier_instead_of_hanging() -> None:
+    barrier = multiprocessing.get_context("spawn").Barrier(2, timeout=60)
+    crashed = SimpleNamespace(exitcode=-11)  # what a segfault in native code leaves
+    started = time.monotonic()
+    with pytest.raises(threading.BrokenBarrierError):
+        throughput._meet(barrier, 1, [crashed])
+    assert time.monotonic() - started < 5
