@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+from scribe.architectures import ARCHITECTURES
+
+if TYPE_CHECKING:
+    from scribe.capacity.packing import GpuInfo
 
 
 def _make_test_model(args: argparse.Namespace) -> int:
@@ -83,7 +89,6 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from scribe.capacity import packing
-    from scribe.config import TranscribeOptions
 
     gpus = packing.read_gpus()
     if not gpus:
@@ -93,15 +98,22 @@ def _calibrate(args: argparse.Namespace) -> int:
         sys.stdout.write(f"no GPU here (NVML sees none): nothing to measure. "
                          f"{packing.cpu_plan_text(cpu)}\nwrote {path}\n")
         return 0
+    return _calibrate_gpu(args, gpus[0])
+
+
+def _calibrate_gpu(args: argparse.Namespace, gpu: GpuInfo) -> int:
+    from scribe.capacity import calibrate, packing, throughput
+    from scribe.config import TranscribeOptions
+
     options = TranscribeOptions(model=args.model, compute_type=args.compute_type, device="cuda",
-                                beam_size=args.beam_size).resolved()
-    assert options.model is not None and options.compute_type is not None
-    batch = args.batch_size or 32
-    memory = packing.calibrate(options, batch_size=batch, gpu=gpus[0])
-    plan = packing.plan_for_gpus(memory, gpus, model=options.model,
-                                 compute_type=options.compute_type, batch_size=batch)
-    path = packing.write_plan(packing.Plan("cuda", gpu=plan, memory=memory), args.plan_file)
-    sys.stdout.write(f"{packing.gpu_plan_text(plan)}\nwrote {path}\n")
+                                beam_size=args.beam_size)
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    plan = calibrate.calibrate_gpu(options, gpu, actors=range(1, args.max_actors + 1),
+                                   batch_sizes=batches, rounds=args.rounds)
+    assert plan.gpu is not None
+    path = packing.write_plan(plan, args.plan_file)
+    sys.stdout.write(f"{throughput.measurements_text(plan.throughput)}\n\n"
+                     f"{packing.gpu_plan_text(plan.gpu)}\nwrote {path}\n")
     return 0
 
 
@@ -148,12 +160,18 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     doc.add_argument("--address", default=None, help="Ray address (default $RAY_ADDRESS)")
     doc.add_argument("--no-ray", action="store_true", help="skip the Ray check")
     doc.add_argument("--json", action="store_true")
-    cal = sub.add_parser("calibrate", help="measure one actor on this GPU and write the plan "
-                         "file the job and Serve read (CPU plan where there is no GPU)")
+    cal = sub.add_parser("calibrate", help="measure 1..N actors sharing this GPU at a few batch "
+                         "sizes and write the fastest plan that fits, with the whole table, to "
+                         "the plan file the job and Serve read (CPU plan where there is no GPU)")
     cal.add_argument("--model", default=None)
     cal.add_argument("--compute-type", default=None)
     cal.add_argument("--batch-size", type=int, default=None,
-                     help="largest batch to measure (default 32 on a GPU; 1 planned on CPU)")
+                     help="batch to plan on CPU (default 1)")
+    cal.add_argument("--batch-sizes", default="8,16,32",
+                     help="batch sizes to measure on a GPU, comma-separated")
+    cal.add_argument("--max-actors", type=int, default=4,
+                     help="measure k = 1..N actors sharing the GPU (default 4)")
+    cal.add_argument("--rounds", type=int, default=3, help="timed batches per run")
     cal.add_argument("--beam-size", type=int, default=5)
     cal.add_argument("--plan-file", default=None,
                      help="where to write (default $SCRIBE_PLAN or ~/.cache/ray-scribe/plan.json)")
@@ -176,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         "make-test-model",
         help="write a random-weights Whisper model in CTranslate2 format (offline tests/demos)")
     make.add_argument("dir", help="directory to write the model into")
-    make.add_argument("--size", default="tiny", choices=["tiny", "base", "small", "large-v3"])
+    make.add_argument("--size", default="tiny", choices=list(ARCHITECTURES),
+                      help="Whisper architecture (large ones take minutes and gigabytes)")
     make.add_argument("--n-mels", type=int, default=None, help="80, or 128 (large-v3 layout)")
     make.add_argument("--seed", type=int, default=0)
     fetch = sub.add_parser(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from scribe.architectures import architecture
 from scribe.capacity import footprint, packing
 
 logger = logging.getLogger(__name__)
@@ -254,8 +255,8 @@ def hf_cache_dir() -> Path:
 
 def download_bytes(model: str) -> int | None:
     """Disk a download takes: the published CTranslate2 conversions are float16."""
-    name = footprint.canonical_model(model)
-    return footprint.ARCHS[name].params * 2 if name else None
+    arch = architecture(model)
+    return arch.params * 2 if arch else None
 
 
 def check_disk(model: str, cache_dir: Path | None = None) -> CheckResult:

@@ -1,16 +1,19 @@
 """One model actor's GPU memory: ``fixed + batch * per_item`` bytes at peak.
 
 ``fixed`` is the weights plus the CUDA context, ``per_item`` what each 30 s chunk of a
-batch adds at peak. :func:`estimate` derives both from the architecture, so planning
-works with no GPU at hand; :func:`scribe.capacity.packing.calibrate` measures them on a card.
-:func:`memory_table` lists the built-in figures, published where a source gives one.
+batch adds at peak. :func:`built_in` takes both from the published measurements
+(:data:`PUBLISHED`, each with its source) where they cover the model, and otherwise from
+:func:`estimate`, which derives them from the architecture; ``scribe calibrate`` measures
+them on a card. :func:`memory_table` lists the built-in figures with their sources.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scribe.architectures import ARCHITECTURES, WhisperArchitecture, architecture, canonical_name
 from scribe.config import TranscribeOptions
 from scribe.errors import PlanError
 
@@ -42,36 +45,8 @@ ESTIMATE_FORMULA = (
 )
 
 
-@dataclass(frozen=True)
-class Arch:
-    """The shape of a Whisper model, from its model card (parameters) and config."""
-
-    params: int
-    d_model: int
-    encoder_layers: int
-    decoder_layers: int
-    heads: int
-    n_mels: int = 80
-
-
-ARCHS: dict[str, Arch] = {
-    "tiny": Arch(39_000_000, 384, 4, 4, 6),
-    "base": Arch(74_000_000, 512, 6, 6, 8),
-    "small": Arch(244_000_000, 768, 12, 12, 12),
-    "medium": Arch(769_000_000, 1024, 24, 24, 16),
-    "large-v1": Arch(1_550_000_000, 1280, 32, 32, 20),
-    "large-v2": Arch(1_550_000_000, 1280, 32, 32, 20),
-    "large-v3": Arch(1_550_000_000, 1280, 32, 32, 20, 128),
-    "large-v3-turbo": Arch(809_000_000, 1280, 32, 4, 20, 128),
-    "distil-large-v2": Arch(756_000_000, 1280, 32, 2, 20),
-    "distil-large-v3": Arch(756_000_000, 1280, 32, 2, 20, 128),
-    "distil-medium": Arch(394_000_000, 1024, 24, 2, 16),
-    "distil-small": Arch(166_000_000, 768, 12, 2, 12),
-}
 COMMON_MODELS = ("tiny", "base", "small", "medium", "large-v2", "large-v3", "large-v3-turbo",
                  "distil-large-v3")
-_ALIASES = {"large": "large-v3", "turbo": "large-v3-turbo", "whisper-large-v3-turbo":
-            "large-v3-turbo"}
 
 
 @dataclass(frozen=True)
@@ -85,32 +60,45 @@ class Figure:
     source: str
 
 
+# Published peaks, each as its source states it. Every source ran faster-whisper at beam 5;
+# "batch 1" is the sequential WhisperModel.transcribe, a larger batch its
+# BatchedInferencePipeline. nvidia-smi, which these tables read, counts MiB: where a source
+# writes "MB" the figure is taken as MB (1000^2), which errs low by under 5%.
 _README = ("published: faster-whisper README, Large-v2 on GPU (faster-whisper 1.1.0, beam 5, "
            "RTX 3070 Ti 8GB, CUDA 12.4; batch 8 = BatchedInferencePipeline)")
+_PR_856 = ("published: faster-whisper PR #856 (batched inference), large-v3 fp16 on a V100S, "
+           "beam 5, sequential vs batch 16")
+_ISSUE_1030 = ("published: faster-whisper #1030 (benchmark of turbo), RTX 2080 Ti, beam 5, "
+               "sequential, 13 min of audio")
+_MB = 1000**2
 PUBLISHED: tuple[Figure, ...] = (
-    Figure("large-v2", "float16", 1, 4525 * 1000**2, _README),
-    Figure("large-v2", "float16", 8, 6090 * 1000**2, _README),
-    Figure("large-v2", "int8", 1, 2926 * 1000**2, _README),
-    Figure("large-v2", "int8", 8, 4500 * 1000**2, _README),
+    Figure("large-v2", "float16", 1, 4525 * _MB, _README),
+    Figure("large-v2", "float16", 8, 6090 * _MB, _README),
+    Figure("large-v2", "int8", 1, 2926 * _MB, _README),
+    Figure("large-v2", "int8", 8, 4500 * _MB, _README),
+    Figure("large-v3", "float16", 1, 4644 * MiB, _PR_856),
+    Figure("large-v3", "float16", 16, 9024 * MiB, _PR_856),
+    Figure("large-v3", "int8", 1, 2953 * _MB, _ISSUE_1030),
+    Figure("large-v3-turbo", "float16", 1, 2537 * _MB, _ISSUE_1030),
+    Figure("large-v3-turbo", "int8", 1, 1545 * _MB, _ISSUE_1030),
+    Figure("distil-large-v3", "float16", 1, 2409 * _MB, _ISSUE_1030),
+    Figure("distil-large-v3", "int8", 1, 1481 * _MB, _ISSUE_1030),
 )
+# The sources' beam: a plan for a wider beam cannot lean on them.
+_PUBLISHED_BEAM = 5
+# int8_float16 holds the same int8 weights as int8 with activations in half precision, not
+# float32, so int8's published peaks bound it from above.
+_BOUNDED_BY = {"int8_float16": "int8", "int8_bfloat16": "int8"}
 
 
-def canonical_model(model: str) -> str | None:
-    """The :data:`ARCHS` key for a model name, repo id or converted directory, or None."""
-    name = model.rstrip("/").rsplit("/", 1)[-1].lower().removesuffix("-ct2")
-    name = name.replace("faster-distil-whisper-", "distil-").replace("distil-whisper-", "distil-")
-    name = name.removeprefix("faster-whisper-").removeprefix("whisper-").removesuffix(".en")
-    name = _ALIASES.get(name, name)
-    return name if name in ARCHS else None
-
-
-def arch_for(model: str) -> Arch:
+def arch_for(model: str) -> WhisperArchitecture:
     """The architecture of ``model``; :class:`PlanError` when it is not a known Whisper."""
-    name = canonical_model(model)
-    if name is None:
+    arch = architecture(model)
+    if arch is None:
         raise PlanError(f"no built-in memory figures for model {model!r} (known: "
-                        f"{', '.join(ARCHS)}); run `scribe calibrate` on a GPU to measure it")
-    return ARCHS[name]
+                        f"{', '.join(ARCHITECTURES)}); run `scribe calibrate` on a GPU to "
+                        "measure it")
+    return arch
 
 
 @dataclass(frozen=True)
@@ -167,16 +155,78 @@ def estimate_for(options: TranscribeOptions) -> MemoryModel:
                     text_positions=decoder_positions(options))
 
 
+def published_model(model: str, compute_type: str) -> MemoryModel | None:
+    """One actor's memory from :data:`PUBLISHED`, or None where no source covers the model
+    and compute type. Two batch sizes give the line through them; a lone sequential figure
+    gives ``fixed``, with the per-chunk growth of the steepest two-figure line of that
+    compute type scaled by the two architectures' estimated per-chunk ratio."""
+    name = canonical_name(model)
+    points = _published_points(name, compute_type)
+    if not points and compute_type in _BOUNDED_BY:
+        bound = published_model(model, _BOUNDED_BY[compute_type])
+        return bound and dataclasses.replace(
+            bound, source=f"{bound.source}; {_BOUNDED_BY[compute_type]}'s figures, an upper "
+            f"bound for {compute_type}")
+    if len(points) >= 2:
+        return _line(points[0], points[-1])
+    if not points:
+        return None
+    lines = {m: _line(p[0], p[-1]) for m in dict.fromkeys(f.model for f in PUBLISHED)
+             if len(p := _published_points(m, compute_type)) >= 2}
+    if not lines:
+        return None
+    ref_model = max(lines, key=lambda m: lines[m].per_item)
+    ratio = estimate(model, compute_type).per_item / estimate(ref_model, compute_type).per_item
+    per_item = int(lines[ref_model].per_item * ratio)
+    point = points[0]
+    return MemoryModel(point.peak - point.batch_size * per_item, per_item,
+                       f"{point.source}; per chunk: {ref_model}'s published growth x "
+                       f"{ratio:.2f} (estimated ratio of the architectures)")
+
+
+def _published_points(name: str | None, compute_type: str) -> list[Figure]:
+    return sorted((f for f in PUBLISHED if (f.model, f.compute_type) == (name, compute_type)),
+                  key=lambda f: f.batch_size)
+
+
+def _line(low: Figure, high: Figure) -> MemoryModel:
+    per_item = (high.peak - low.peak) // (high.batch_size - low.batch_size)
+    source = f"{low.source} (line through batch {low.batch_size} and {high.batch_size})"
+    return MemoryModel(low.peak - low.batch_size * per_item, per_item, source)
+
+
+def built_in(model: str, compute_type: str, *, beam_size: int = 5,
+             text_positions: int = _TEXT_CTX) -> MemoryModel:
+    """One actor's memory without a measurement here: from the published figures where
+    they cover the model, compute type and beam, else :func:`estimate`."""
+    if beam_size <= _PUBLISHED_BEAM:
+        published = published_model(model, compute_type)
+        if published:
+            return published
+    return estimate(model, compute_type, beam_size=beam_size, text_positions=text_positions)
+
+
+def built_in_for(options: TranscribeOptions) -> MemoryModel:
+    """:func:`built_in` for resolved transcription options (model, compute type, beam)."""
+    assert options.model is not None and options.compute_type is not None
+    return built_in(options.model, options.compute_type, beam_size=options.beam_size,
+                    text_positions=decoder_positions(options))
+
+
 def memory_table(models: Sequence[str] = COMMON_MODELS,
                  compute_types: Sequence[str] = COMPUTE_TYPES,
                  batch_sizes: Sequence[int] = BATCH_SIZES) -> list[Figure]:
-    """The built-in per-actor figures: published where a source gives one, else estimated."""
+    """The built-in per-actor figures: published where a source gives one, else from the
+    published line or, where no source covers the model, estimated."""
     published = {(f.model, f.compute_type, f.batch_size): f for f in PUBLISHED}
     rows = []
     for model in models:
         for compute_type in compute_types:
-            memory = estimate(model, compute_type)
+            memory = built_in(model, compute_type)
+            # the estimate's source is its whole formula: too long for a table row
+            source = ("estimated from architecture" if memory.source.startswith("estimated")
+                      else memory.source)
             for batch in batch_sizes:
                 rows.append(published.get((model, compute_type, batch)) or Figure(
-                    model, compute_type, batch, memory.peak(batch), "estimated from architecture"))
+                    model, compute_type, batch, memory.peak(batch), source))
     return rows

@@ -1,9 +1,9 @@
 """Fill every GPU: how many model actors go on one card, with which ``num_gpus`` fraction
 and batch size, from the card's memory and a memory model of one actor
-(:mod:`scribe.capacity.footprint`: estimated from the architecture, or measured by
-:func:`calibrate`); the planner is the same either way. Fractions are always ``1/k`` and
-the same on every GPU: Ray can leave actors pending forever when fractions of different
-sizes fragment a card.
+(:mod:`scribe.capacity.footprint`: published figures or the architecture's estimate), or
+as ``scribe calibrate`` measured (:mod:`scribe.capacity.calibrate`: the fastest number of
+actors within memory). Fractions are always ``1/k`` and the same on every GPU: Ray can
+leave actors pending forever when fractions of different sizes fragment a card.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ import logging
 import math
 import os
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, canonical_model, estimate_for
-from scribe.config import SAMPLE_RATE, ResourceConfig, TranscribeOptions
+from scribe.architectures import canonical_name
+from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, built_in_for
+from scribe.capacity.throughput import Measurement
+from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ class GpuPlan:
     batch_size: int
     actor_peak: int
     source: str
+    throughput: str = ("unmeasured: actors chosen by memory alone (`scribe calibrate` on the "
+                       "card measures chunks/s for 1-4 actors)")
 
     @property
     def fraction(self) -> float:
@@ -161,6 +163,7 @@ class Plan:
     cpu: CpuPlan | None = None
     memory: MemoryModel | None = None
     created: str = ""
+    throughput: tuple[Measurement, ...] = ()  # what calibrate measured, every run
 
 
 def plan_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -189,7 +192,8 @@ def read_plan(path: str | os.PathLike[str] | None = None) -> Plan | None:
                     gpu=GpuPlan(**data["gpu"]) if data.get("gpu") else None,
                     cpu=CpuPlan(**data["cpu"]) if data.get("cpu") else None,
                     memory=MemoryModel(**data["memory"]) if data.get("memory") else None,
-                    created=str(data.get("created", "")))
+                    created=str(data.get("created", "")),
+                    throughput=tuple(Measurement(**m) for m in data.get("throughput") or ()))
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise PlanError(f"cannot read plan file {source}: {exc}") from exc
 
@@ -212,7 +216,7 @@ def gpu_plan_text(plan: GpuPlan) -> str:
     gpu = f"{plan.gpu_name} " if plan.gpu_name else ""
     lines += [f"GPU: {gpu}{_gib(plan.gpu_total)}, planned within {_gib(plan.budget)} "
               f"(headroom {_gib(plan.gpu_total - plan.budget)} for allocator caches)",
-              f"source: {plan.source}"]
+              f"source: {plan.source}", f"throughput: {plan.throughput}"]
     return "\n".join(lines)
 
 
@@ -255,65 +259,6 @@ def _gpu_info(pynvml: Any, index: int) -> GpuInfo:
                    int(info.total), int(info.free))
 
 
-@contextmanager
-def _peak_used(index: int, interval_s: float = 0.005) -> Iterator[Callable[[], int]]:
-    """Sample the card's used memory in a thread; yields a reader of the peak so far.
-
-    Sampling, not a final reading: CTranslate2's caching allocator hands memory back
-    past its cache limit, so the peak can be gone by the time the call returns."""
-    import pynvml
-
-    pynvml.nvmlInit()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-    peak = [0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], int(pynvml.nvmlDeviceGetMemoryInfo(handle).used))
-            stop.wait(interval_s)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield lambda: peak[0]
-    finally:
-        stop.set()
-        thread.join()
-        pynvml.nvmlShutdown()
-
-
-def calibrate(options: TranscribeOptions, *, batch_size: int = 32,
-              gpu: GpuInfo) -> MemoryModel:
-    """Load one actor on ``gpu``, run a ``batch_size`` batch of synthetic audio, and
-    measure what the load and the batch took. Needs the card to itself."""
-    import numpy as np
-
-    from scribe.pipeline.features import log_mel
-    from scribe.pipeline.whisper import ChunkInput, WhisperEngine
-
-    options = options.model_copy(update={"device": "cuda"}).resolved()
-    before = gpu.total - gpu.free
-    with _peak_used(gpu.index) as peak:
-        engine = WhisperEngine(options)
-        time.sleep(0.05)  # one more sample after the load, before the batch
-        loaded = peak()
-        rng = np.random.default_rng(0)
-        # Noise with a speech-band tone: real-looking spectra, and decoding that tends to
-        # run long, which is the peak worth measuring.
-        t = np.arange(30 * SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
-        audio = (0.1 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * 220 * t))
-        features = log_mel(audio.astype(np.float32), engine.n_mels)
-        engine.transcribe([ChunkInput(features, 0.0, 30.0, group=str(i))
-                           for i in range(batch_size)])
-        top = peak()
-    fixed = loaded - before
-    per_item = max(0, top - loaded) // batch_size
-    return MemoryModel(fixed, per_item, f"measured here: {gpu.name}, {options.compute_type}, "
-                       f"batch {batch_size}, beam {options.beam_size}, "
-                       f"{time.strftime('%Y-%m-%d')}")
-
-
 # Binary throughout: a card sold as "24 GB" has 24 GiB (an RTX 3090 reports 24576 MiB).
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": MiB, "mb": MiB, "mib": MiB,
           "g": GiB, "gb": GiB, "gib": GiB, "t": 1024 * GiB, "tb": 1024 * GiB, "tib": 1024 * GiB}
@@ -329,11 +274,11 @@ def parse_size(text: str) -> int:
 
 def memory_for(options: TranscribeOptions, saved: Plan | None = None) -> MemoryModel:
     """The measured memory model from ``saved`` when it is for the same model and compute
-    type, else the architecture's estimate."""
+    type, else the built-in one (published figures, else the architecture's estimate)."""
     if saved and saved.memory and saved.gpu and (saved.gpu.model, saved.gpu.compute_type) == (
             options.model, options.compute_type):
         return saved.memory
-    return estimate_for(options)
+    return built_in_for(options)
 
 
 @dataclass(frozen=True)
@@ -382,7 +327,7 @@ def _gpu_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Pla
     if saved and saved.gpu:
         logger.warning("plan file is for %s/%s, not %s/%s: planning afresh", saved.gpu.model,
                        saved.gpu.compute_type, options.model, options.compute_type)
-    if gpus and options.model and canonical_model(options.model):
+    if gpus and options.model and canonical_name(options.model):
         plan = plan_for_gpus(memory_for(options, saved), gpus, model=options.model,
                              compute_type=str(options.compute_type),
                              batch_size=resources.model_batch_size,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scribe.architectures import n_mels_by_name
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
 from scribe.pipeline.features import Features, stack_padded
@@ -26,7 +27,6 @@ logger = logging.getLogger(__name__)
 # faster-whisper's batched defaults, kept in one place.
 _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
-_MEL_128_MODELS = ("large-v3", "large-v3-turbo", "turbo", "distil-large-v3")
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,7 @@ def model_n_mels(model: str) -> int:
             with open(config, encoding="utf-8") as f:
                 return int(json.load(f).get("feature_size", 80))
         return 80
-    name = model.rsplit("/", 1)[-1].removeprefix("faster-whisper-").removeprefix("faster-")
-    return 128 if name in _MEL_128_MODELS else 80
+    return n_mels_by_name(model)
 
 
 class WhisperEngine:

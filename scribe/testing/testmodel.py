@@ -13,13 +13,13 @@ merges up to Whisper's 50257 text tokens, then Whisper's special tokens at their
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +29,12 @@ from ctranslate2.specs import WhisperSpec, attention_spec, common_spec, transfor
 from ctranslate2.specs.whisper_spec import WhisperEncoderSpec
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
+from scribe.architectures import ARCHITECTURES, WhisperArchitecture, architecture
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["SIZES", "Arch", "cached_test_model", "make_test_model"]
+__all__ = ["cached_test_model", "make_test_model"]
 
-
-@dataclass(frozen=True)
-class Arch:
-    """The shape of a Whisper model: the same depth and width for encoder and decoder."""
-
-    layers: int
-    d_model: int
-    heads: int
-    n_mels: int = 80
-
-
-SIZES: dict[str, Arch] = {
-    "tiny": Arch(layers=4, d_model=384, heads=6),
-    "base": Arch(layers=6, d_model=512, heads=8),
-    "small": Arch(layers=12, d_model=768, heads=12),
-    # Only for completeness: about 1.5 B parameters, minutes and gigabytes to build.
-    "large-v3": Arch(layers=32, d_model=1280, heads=20, n_mels=128),
-}
 
 MARKER_FILE = "scribe-test-model.json"
 
@@ -88,7 +72,8 @@ def make_test_model(
 
     Args:
         out_dir: Directory to write into; created if missing, files in it are overwritten.
-        size: A key of ``SIZES`` (the layer count, width and heads of that Whisper size).
+        size: A Whisper model name (see :mod:`scribe.architectures`): its depths, width and
+            heads. The larger sizes take minutes and gigabytes to build.
         n_mels: 80 (vocabulary of the 80-mel models, 99 languages) or 128 (large-v3's
             layout, 100 languages); defaults to the size's own.
         seed: Seed of the weights; the same seed gives byte-identical ``model.bin``.
@@ -155,14 +140,14 @@ def _publish(tmp: Path, final: Path) -> None:
         logger.debug("test model %s was built concurrently; keeping that one", final)
 
 
-def _arch(size: str, n_mels: int | None) -> Arch:
-    if size not in SIZES:
-        raise ValueError(f"unknown test model size {size!r}; choose one of {sorted(SIZES)}")
-    arch = SIZES[size]
+def _arch(size: str, n_mels: int | None) -> WhisperArchitecture:
+    arch = architecture(size)
+    if arch is None:
+        raise ValueError(f"unknown test model size {size!r}; choose one of {list(ARCHITECTURES)}")
     mels = arch.n_mels if n_mels is None else n_mels
     if mels not in (80, 128):
         raise ValueError(f"n_mels must be 80 or 128, got {mels}")
-    return Arch(arch.layers, arch.d_model, arch.heads, mels)
+    return dataclasses.replace(arch, n_mels=mels)
 
 
 def _n_languages(n_mels: int) -> int:
@@ -249,9 +234,10 @@ def _vocabulary(tokenizer: Tokenizer) -> list[str]:
 # --- weights ---------------------------------------------------------------------------
 
 
-def _build_spec(arch: Arch, tokenizer: Tokenizer, rng: np.random.Generator) -> WhisperSpec:
+def _build_spec(arch: WhisperArchitecture, tokenizer: Tokenizer,
+                rng: np.random.Generator) -> WhisperSpec:
     tokens = _vocabulary(tokenizer)
-    spec = WhisperSpec(arch.layers, arch.heads, arch.layers, arch.heads)
+    spec = WhisperSpec(arch.encoder_layers, arch.heads, arch.decoder_layers, arch.heads)
     _fill_encoder(spec.encoder, arch, rng)
     _fill_decoder(spec.decoder, arch, len(tokens), rng)
     _set_config(spec, arch, tokenizer)
@@ -307,7 +293,8 @@ def _sinusoids(length: int, channels: int) -> Float16Array:
     return np.concatenate([np.sin(scaled), np.cos(scaled)], axis=1).astype(np.float16)
 
 
-def _fill_encoder(spec: WhisperEncoderSpec, arch: Arch, rng: np.random.Generator) -> None:
+def _fill_encoder(spec: WhisperEncoderSpec, arch: WhisperArchitecture,
+                  rng: np.random.Generator) -> None:
     d = arch.d_model
     spec.conv1.weight = _normal(rng, d, arch.n_mels, 3)
     spec.conv1.bias = _zeros(d)
@@ -322,7 +309,7 @@ def _fill_encoder(spec: WhisperEncoderSpec, arch: Arch, rng: np.random.Generator
 
 def _fill_decoder(
     spec: transformer_spec.TransformerDecoderSpec,
-    arch: Arch,
+    arch: WhisperArchitecture,
     vocab_size: int,
     rng: np.random.Generator,
 ) -> None:
@@ -342,7 +329,7 @@ def _fill_decoder(
 # --- config and side files -------------------------------------------------------------
 
 
-def _set_config(spec: WhisperSpec, arch: Arch, tokenizer: Tokenizer) -> None:
+def _set_config(spec: WhisperSpec, arch: WhisperArchitecture, tokenizer: Tokenizer) -> None:
     """What the converter's ``WhisperLoader.set_config`` writes for a real checkpoint."""
     config = spec.config
     config.suppress_ids = _suppress_ids(tokenizer)
@@ -353,12 +340,12 @@ def _set_config(spec: WhisperSpec, arch: Arch, tokenizer: Tokenizer) -> None:
     # the upper half of the decoder.
     config.alignment_heads = [
         (layer, head)
-        for layer in range(arch.layers // 2, arch.layers)
+        for layer in range(arch.decoder_layers // 2, arch.decoder_layers)
         for head in range(arch.heads)
     ]
 
 
-def _language_codes(arch: Arch) -> tuple[str, ...]:
+def _language_codes(arch: WhisperArchitecture) -> tuple[str, ...]:
     return _LANGUAGES[: _n_languages(arch.n_mels)]
 
 

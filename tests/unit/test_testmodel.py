@@ -223,3 +223,14 @@ def test_cached_model_tolerates_a_concurrent_builder(
 def test_rejects_unknown_shapes(tmp_path: Path, size: str, n_mels: int | None) -> None:
     with pytest.raises(ValueError):
         make_test_model(tmp_path, size, n_mels=n_mels)
+
+
+def test_decoder_depth_follows_the_architecture_table(tmp_path: Path) -> None:
+    # distil-small: 12 encoder layers, 2 decoder layers (the smallest distilled shape)
+    out = make_test_model(tmp_path / "distil", "distil-small", quantization="int8")
+    weights = (out / "model.bin").read_bytes()
+    assert b"encoder/layer_11/" in weights and b"decoder/layer_1/" in weights
+    assert b"decoder/layer_2/" not in weights
+    model = WhisperModel(str(out), device="cpu", compute_type="int8", cpu_threads=2)
+    segments, _ = model.transcribe(_noise(2), beam_size=1, max_new_tokens=4, language="en")
+    assert all(s.end >= s.start for s in segments)
