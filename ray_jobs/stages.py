@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from scribe.config import TranscribeOptions
-from scribe.errors import EmptyAudioError, ScribeError, describe
-from scribe.io.storage import open_input, resolve
-from scribe.pipeline.preprocess import AnalysedSession, analyse, iter_chunks
+from scribe.errors import ScribeError, describe
+from scribe.pipeline.preprocess import AnalysedSession, analyse_input, iter_chunks
+from scribe.pipeline.transcript import record_base
 from scribe.pipeline.whisper import ChunkInput, WhisperEngine
 
 logger = logging.getLogger(__name__)
@@ -54,16 +54,13 @@ class Preprocessor:
 
     def _session_blocks(self, sid: str, uri: str, language: str | None
                         ) -> Iterator[list[dict[str, Any]]]:
-        base: dict[str, Any] = {"session_id": sid, "uri": uri, "model": self.model,
-                                "language": language}
+        base = record_base(sid, model=self.model, uri=uri, language=language)
         try:
-            session = self._analyse(uri)
+            session = analyse_input(uri, self.options)
         except Exception as exc:  # any failure is this session's error record, never the job's
             yield [_error_row(base, exc)]
             return
-        base.update(duration_s=session.duration_s, speech_duration_s=session.speech_duration_s,
-                    timings=dict(session.timings), warnings=session.warnings,
-                    source=session.source)
+        base = record_base(sid, model=self.model, uri=uri, language=language, analysis=session)
         if not session.plans:
             yield [_row(base, "ok", "")]
             return
@@ -87,13 +84,6 @@ class Preprocessor:
             started = time.perf_counter()
         if rows:
             yield rows
-
-    def _analyse(self, uri: str) -> AnalysedSession:
-        fs, path = resolve(uri)
-        if fs.get_file_info(path).size == 0:
-            raise EmptyAudioError("the file is empty (0 bytes)")
-        with open_input(uri) as source:
-            return analyse(source, self.options)
 
 
 def _error_row(base: dict[str, Any], exc: Exception) -> dict[str, Any]:
@@ -139,13 +129,12 @@ class Transcriber:
 
     def _run(self, batch: Batch, todo: list[int]) -> dict[int, dict[str, Any]]:
         items = [self._item(batch, i) for i in todo]
-        start = time.perf_counter()
         outputs = self.engine.transcribe(items)
-        share = (time.perf_counter() - start) / len(items)
         sessions = len({item.group for item in items})
         return {
             i: {"segments": out.segments, "language": out.language,
-                "language_probability": out.language_probability, "model_s": share,
+                "language_probability": out.language_probability,
+                "model_s": out.timings["model"],
                 "batch_size": len(items), "batch_sessions": sessions}
             for i, out in zip(todo, outputs, strict=True)
         }

@@ -19,9 +19,9 @@ from typing import Any
 from ray import serve
 
 from scribe.config import ResourceConfig, TranscribeOptions
-from scribe.errors import EmptyAudioError, ScribeError, describe
+from scribe.errors import ScribeError, describe
 from scribe.pipeline.features import Features
-from scribe.pipeline.preprocess import PreparedChunk, analyse, iter_chunks
+from scribe.pipeline.preprocess import PreparedChunk, analyse_input, iter_chunks
 from scribe.pipeline.whisper import ChunkInput, ChunkOutput, WhisperEngine
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class Analysed:
     n_chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     code: str | None = None
     status: int = 200
@@ -86,17 +87,15 @@ class Preprocessor:
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as upload:
             for piece in pieces:
                 upload.write(await piece)
-            if upload.tell() == 0:
-                yield _failure(EmptyAudioError("the file is empty (0 bytes)"))
-                return
-            upload.seek(0)
             try:
-                session = await asyncio.to_thread(analyse, upload, options)
+                session = await asyncio.to_thread(analyse_input, upload, options)
             except ScribeError as exc:
                 yield _failure(exc)
                 return
-        yield Analysed(session.duration_s, session.speech_duration_s, len(session.plans),
-                       session.timings, session.warnings)
+        yield Analysed(duration_s=session.duration_s,
+                       speech_duration_s=session.speech_duration_s,
+                       n_chunks=len(session.plans), timings=session.timings,
+                       warnings=session.warnings, source=session.source)
         chunks = iter_chunks(session, self.n_mels)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             yield chunk
@@ -174,15 +173,11 @@ class Transcriber:
     def _run_group(self, jobs: list[ChunkJob], indices: list[int]) -> list[ChunkResult]:
         items = [ChunkInput(jobs[i].features, jobs[i].offset_s, jobs[i].duration_s, jobs[i].group,
                             jobs[i].options.language) for i in indices]
-        start = time.perf_counter()
         try:
             outputs = self.engine.transcribe(items, jobs[indices[0]].options)
         except Exception as exc:  # one group's failure must not fail the others
             logger.exception("model call failed for %d chunks", len(items))
             return [ChunkResult(None, len(jobs), describe(exc)) for _ in items]
-        share = (time.perf_counter() - start) / len(items)
-        for out in outputs:
-            out.timings["model"] = share
         return [ChunkResult(out, len(jobs)) for out in outputs]
 
 

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from scribe import config as cfg
 from scribe.config import TranscribeOptions
 from scribe.pipeline.preprocess import PreparedChunk
-from scribe.pipeline.transcript import AssembledChunk, ok_record
+from scribe.pipeline.transcript import AssembledChunk, ok_record, record_base
 from serve_app.deployments import Analysed, ChunkJob, ChunkResult
 from serve_app.protocol import AudioRequest, ModelCard, ModelList, Stats
 from serve_app.render import render
@@ -129,10 +129,7 @@ class Frontend:
 
     def _record(self, analysed: Analysed, chunks: list[AssembledChunk], request_id: str
                 ) -> dict[str, Any]:
-        base = {"session_id": request_id, "duration_s": analysed.duration_s,
-                "speech_duration_s": analysed.speech_duration_s,
-                "timings": analysed.timings, "warnings": analysed.warnings,
-                "model": self.config.transcribe.model}
+        base = record_base(request_id, model=self.config.transcribe.model, analysis=analysed)
         return ok_record(base, chunks)
 
     def models(self) -> ModelList:

@@ -8,13 +8,16 @@ The batch job's CPU actors and the online service's preprocessing deployment cal
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from scribe.config import SAMPLE_RATE, TranscribeOptions
+from scribe.errors import EmptyAudioError
+from scribe.io import storage
 from scribe.pipeline.audio import Audio, decode, peak_normalize, trim_silence
 from scribe.pipeline.chunking import ChunkPlan, chunk_samples, plan_chunks
 from scribe.pipeline.features import Features, log_mel
@@ -98,6 +101,25 @@ def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> Analyse
             "trimmed_end_s": end / SAMPLE_RATE,
         },
     )
+
+
+def analyse_input(source: str | IO[bytes], options: TranscribeOptions) -> AnalysedSession:
+    """:func:`analyse` one whole input, refusing an empty one (0 bytes) before decoding:
+    a uri, opened through :mod:`scribe.io.storage`, or a seekable file, read from its start."""
+    if isinstance(source, str):
+        fs, path = storage.resolve(source)
+        _refuse_empty(storage.file_info(fs, path, source).size)
+        with storage.open_input(source) as f:
+            return analyse(f, options)
+    source.seek(0, os.SEEK_END)
+    _refuse_empty(source.tell())
+    source.seek(0)
+    return analyse(source, options)
+
+
+def _refuse_empty(size: int | None) -> None:
+    if size == 0:
+        raise EmptyAudioError("the file is empty (0 bytes)")
 
 
 def iter_chunks(session: AnalysedSession, n_mels: int) -> Iterator[PreparedChunk]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from scribe.config import SAMPLE_RATE
 from scribe.io.formats import full_text
@@ -86,8 +86,35 @@ def session_language(chunks: Iterable[AssembledChunk]) -> tuple[str | None, floa
     return best, weight[best] / sum(weight.values())
 
 
+class Analysis(Protocol):
+    """What analysing a session's audio found, as a record reports it."""
+
+    duration_s: float
+    timings: dict[str, float]
+    warnings: list[str]
+    source: dict[str, Any]
+
+    @property
+    def speech_duration_s(self) -> float: ...
+
+
+def record_base(session_id: str, *, model: str | None, uri: str = "",
+                language: str | None = None, analysis: Analysis | None = None
+                ) -> dict[str, Any]:
+    """The fields a session's record starts from: which session, where, the model, the
+    language asked for, and what ``analysis`` found (zeros and empties before any)."""
+    return {
+        "session_id": session_id, "uri": uri, "model": model, "language": language,
+        "duration_s": analysis.duration_s if analysis else 0.0,
+        "speech_duration_s": analysis.speech_duration_s if analysis else 0.0,
+        "timings": dict(analysis.timings) if analysis else {},
+        "warnings": list(analysis.warnings) if analysis else [],
+        "source": dict(analysis.source) if analysis else {},
+    }
+
+
 def ok_record(base: dict[str, Any], chunks: list[AssembledChunk]) -> dict[str, Any]:
-    """A finished session's record: ``base`` (id, uri, durations, ...) plus its transcript."""
+    """A finished session's record: ``base`` (:func:`record_base`) plus its transcript."""
     segments = clamp_to(restore_segments(chunks), base.get("duration_s", 0.0))
     language, share = session_language(chunks)
     model_time = sum(c.output.timings.get("model", 0.0) for c in chunks)

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ class ChunkInput:
 
 @dataclass
 class ChunkOutput:
-    """The model's segments for one chunk, on the collapsed (speech-only) timeline."""
+    """The model's segments for one chunk, on the collapsed (speech-only) timeline.
+    ``timings["model"]`` is the chunk's share of its model call's time."""
 
     segments: list[dict[str, Any]]
     language: str
@@ -121,10 +123,12 @@ class WhisperEngine:
     def transcribe(
         self, items: Sequence[ChunkInput], options: TranscribeOptions | None = None
     ) -> list[ChunkOutput]:
-        """Transcribe ``items`` in one model call; outputs are in the same order."""
+        """Transcribe ``items`` in one model call; outputs are in the same order, each
+        with its share of the call's time."""
         if not items:
             return []
         opts = options or self.options
+        start = time.perf_counter()
         encoder_output = self.model.encode(stack_padded([i.features for i in items]))
         languages = self._languages(items, encoder_output, opts)
         tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
@@ -136,6 +140,9 @@ class WhisperEngine:
         ]
         if opts.word_timestamps:
             self._add_words(items, outputs, tokenizers, encoder_output)
+        share = (time.perf_counter() - start) / len(items)
+        for out in outputs:
+            out.timings["model"] = share
         return outputs
 
     def _languages(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,10 @@ from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
 from scribe.config import TranscribeOptions
-from scribe.errors import AudioDecodeError, InvalidInputError, ScribeError
+from scribe.errors import AudioDecodeError, EmptyAudioError, InvalidInputError, ScribeError
 from scribe.pipeline.audio import decode
 from scribe.pipeline.features import N_FRAMES
-from scribe.pipeline.preprocess import PreparedSession, preprocess
+from scribe.pipeline.preprocess import PreparedSession, analyse_input, preprocess
 from tests import media
 
 pytestmark = pytest.mark.unit
@@ -120,6 +121,20 @@ def test_matches_faster_whisper_batched_pipeline_without_trim_or_normalise() -> 
 def test_unreadable_input_raises_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(AudioDecodeError):
         preprocess(str(media.zero_bytes(tmp_path / "empty.wav")), OPTIONS, n_mels=80)
+
+
+def test_an_empty_input_is_refused_before_decoding(tmp_path: Path) -> None:
+    for source in (str(media.zero_bytes(tmp_path / "empty.wav")), io.BytesIO()):
+        with pytest.raises(EmptyAudioError, match="0 bytes"):
+            analyse_input(source, OPTIONS)
+
+
+def test_an_input_is_analysed_from_its_start(jfk: PreparedSession) -> None:
+    with open(JFK, "rb") as handle:
+        handle.seek(0, io.SEEK_END)  # as an upload is, once spooled
+        session = analyse_input(handle, OPTIONS)
+    assert session.speech_duration_s == analyse_input(str(JFK), OPTIONS).speech_duration_s
+    assert session.speech_duration_s == jfk.speech_duration_s
 
 
 def test_session_tree_outcomes_match_expectations(

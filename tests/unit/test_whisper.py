@@ -140,6 +140,15 @@ def test_chunk_output_is_plain_data(engine: WhisperEngine, sessions: dict[str, A
     assert all(isinstance(s["text"], str) and s["end"] >= s["start"] for s in out.segments)
 
 
+def test_each_output_carries_its_share_of_the_model_time(
+        engine: WhisperEngine, sessions: dict[str, Any]) -> None:
+    _, prepared = sessions["long"]
+    outputs = engine.transcribe(
+        [ChunkInput(c.features, c.offset_s, c.duration_s) for c in prepared.chunks])
+    shares = {out.timings["model"] for out in outputs}
+    assert len(outputs) > 1 and len(shares) == 1 and shares.pop() > 0
+
+
 def test_temperature_samples(engine: WhisperEngine, sessions: dict[str, Any]) -> None:
     _, prepared = sessions["multilingual.mp3"]
     items = [ChunkInput(c.features, c.offset_s, c.duration_s) for c in prepared.chunks] * 3
@@ -157,3 +166,17 @@ def test_segments_never_pass_the_recording() -> None:
     assert clamp_to(segs, 11.0) == [
         {"start": 0.0, "end": 3.0, "words": [{"start": 2.0, "end": 11.0}]},
         {"start": 9.0, "end": 11.0}]
+
+
+def test_ok_and_error_records_share_the_base_fields(sessions: dict[str, Any]) -> None:
+    from scribe.pipeline.transcript import error_record, ok_record, record_base
+
+    _, prepared = sessions["jfk.flac"]
+    before = record_base("s", model="m", uri="/s.wav", language="en")
+    after = record_base("s", model="m", uri="/s.wav", language="en", analysis=prepared)
+    assert set(before) == set(after)
+    assert (before["duration_s"], before["timings"], before["source"]) == (0.0, {}, {})
+    assert after["duration_s"] == prepared.duration_s and after["source"] == prepared.source
+    assert after["timings"] is not prepared.timings, "a copy: the record's own"
+    failed, done = error_record(before, "boom"), ok_record(after, [])
+    assert set(failed) == set(done) and done["model"] == failed["model"] == "m"
