@@ -1,36 +1,29 @@
 """The Ray Data stages: callable classes whose ``__init__`` loads state and whose
 ``__call__(batch)`` maps rows through the engine's pure functions.
 
-Rows between the stages are *chunks*: one per 30 s of speech, features as raw float32
-bytes (a binary column keeps ok and error rows in one schema). A session with no speech,
-or one that failed, is a single row with ``n_chunks == 0`` that skips the model.
+Batches are Arrow tables of :data:`ray_jobs.rows.SCHEMA`, one per session or chunk (see
+:mod:`ray_jobs.rows`); a session with no speech, or one that failed, is a single row with
+``n_chunks == 0`` that skips the model.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
+import pyarrow as pa
 
+from ray_jobs import rows
+from ray_jobs.rows import Row
 from scribe.config import TranscribeOptions
 from scribe.errors import ScribeError, describe
 from scribe.pipeline.preprocess import AnalysedSession, analyse_input, iter_chunks
 from scribe.pipeline.transcript import record_base
-from scribe.pipeline.whisper import ChunkInput, WhisperEngine
+from scribe.pipeline.whisper import WhisperEngine
 
 logger = logging.getLogger(__name__)
-
-Batch = dict[str, Any]
-CHUNK_COLUMNS = ("session_id", "uri", "chunk_index", "n_chunks", "status", "error",
-                 "session", "features", "n_frames", "chunk")
-
-
-def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> Batch:
-    return {name: [row[name] for row in rows] for name in names}
 
 
 class Preprocessor:
@@ -46,14 +39,14 @@ class Preprocessor:
         self.n_mels = n_mels
         self.model = model
 
-    def __call__(self, batch: Batch) -> Iterator[Batch]:
-        for sid, uri, language in zip(batch["session_id"], batch["uri"], batch["language"],
-                                      strict=True):
-            for rows in self._session_blocks(str(sid), str(uri), str(language) or None):
-                yield _columns(rows, CHUNK_COLUMNS)
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        for item in batch.to_pylist():
+            for block in self._session_blocks(item["session_id"], item["uri"],
+                                              item["language"] or None):
+                yield rows.encode(block)
 
     def _session_blocks(self, sid: str, uri: str, language: str | None
-                        ) -> Iterator[list[dict[str, Any]]]:
+                        ) -> Iterator[list[Row]]:
         base = record_base(sid, model=self.model, uri=uri, language=language)
         try:
             session = analyse_input(uri, self.options)
@@ -62,7 +55,7 @@ class Preprocessor:
             return
         base = record_base(sid, model=self.model, uri=uri, language=language, analysis=session)
         if not session.plans:
-            yield [_row(base, "ok", "")]
+            yield [rows.session_row(base)]
             return
         try:
             yield from self._chunk_blocks(base, session)
@@ -70,44 +63,25 @@ class Preprocessor:
             yield [_error_row(base, exc)]
 
     def _chunk_blocks(self, base: dict[str, Any], session: AnalysedSession
-                      ) -> Iterator[list[dict[str, Any]]]:
-        rows: list[dict[str, Any]] = []
+                      ) -> Iterator[list[Row]]:
+        block: list[Row] = []
         started = time.perf_counter()
-        for c in iter_chunks(session, self.n_mels):
-            chunk = {"offset_s": c.offset_s, "duration_s": c.duration_s, "ranges": c.segments,
-                     "features_s": time.perf_counter() - started}
-            rows.append(_row(base, "ok", "", index=c.index, n_chunks=len(session.plans),
-                             features=c.features, chunk=chunk))
-            if len(rows) == self.ROWS_PER_BLOCK:
-                yield rows
-                rows = []
+        for chunk in iter_chunks(session, self.n_mels):
+            block.append(rows.chunk_row(base, chunk, n_chunks=len(session.plans),
+                                        features_s=time.perf_counter() - started))
+            if len(block) == self.ROWS_PER_BLOCK:
+                yield block
+                block = []
             started = time.perf_counter()
-        if rows:
-            yield rows
+        if block:
+            yield block
 
 
-def _error_row(base: dict[str, Any], exc: Exception) -> dict[str, Any]:
+def _error_row(base: dict[str, Any], exc: Exception) -> Row:
     if not isinstance(exc, ScribeError):
         logger.error("unexpected error preprocessing session %s", base["session_id"],
                      exc_info=exc)
-    return _row(base, "error", describe(exc))
-
-
-def _row(base: dict[str, Any], status: str, error: str, *, index: int = -1, n_chunks: int = 0,
-         features: np.ndarray | None = None, chunk: dict[str, Any] | None = None
-         ) -> dict[str, Any]:
-    return {
-        "session_id": base["session_id"], "uri": base["uri"], "chunk_index": index,
-        "n_chunks": n_chunks, "status": status, "error": error,
-        "session": json.dumps(base),
-        "features": b"" if features is None else features.tobytes(),
-        "n_frames": 0 if features is None else features.shape[1],
-        "chunk": json.dumps(chunk or {}),
-    }
-
-
-RESULT_COLUMNS = ("session_id", "chunk_index", "n_chunks", "status", "error", "session",
-                  "chunk", "result")
+    return rows.session_row(base, describe(exc))
 
 
 class Transcriber:
@@ -117,33 +91,12 @@ class Transcriber:
         self.engine = WhisperEngine(options, cpu_threads=cpu_threads)
         self.n_mels = self.engine.n_mels
 
-    def __call__(self, batch: Batch) -> Batch:
-        n = len(batch["session_id"])
-        todo = [i for i in range(n) if batch["n_frames"][i] > 0]
-        results: dict[int, dict[str, Any]] = {}
-        if todo:
-            results = self._run(batch, todo)
-        out = {name: list(batch[name]) for name in RESULT_COLUMNS if name != "result"}
-        out["result"] = [json.dumps(results.get(i, {})) for i in range(n)]
-        return out
-
-    def _run(self, batch: Batch, todo: list[int]) -> dict[int, dict[str, Any]]:
-        items = [self._item(batch, i) for i in todo]
-        outputs = self.engine.transcribe(items)
-        sessions = len({item.group for item in items})
-        return {
-            i: {"segments": out.segments, "language": out.language,
-                "language_probability": out.language_probability,
-                "model_s": out.timings["model"],
-                "batch_size": len(items), "batch_sessions": sessions}
-            for i, out in zip(todo, outputs, strict=True)
-        }
-
-    def _item(self, batch: Batch, i: int) -> ChunkInput:
-        frames = int(batch["n_frames"][i])
-        features = np.frombuffer(batch["features"][i], dtype=np.float32).reshape(-1, frames)
-        chunk = json.loads(batch["chunk"][i])
-        session = json.loads(batch["session"][i])
-        return ChunkInput(features=features, offset_s=chunk["offset_s"],
-                          duration_s=chunk["duration_s"], group=str(batch["session_id"][i]),
-                          language=session.get("language"))
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        batch_rows = rows.decode(batch)
+        chunks = [row for row in batch_rows if row["features"] is not None]
+        if chunks:
+            items = [rows.model_input(row) for row in chunks]
+            sessions = len({item.group for item in items})
+            for row, out in zip(chunks, self.engine.transcribe(items), strict=True):
+                rows.set_output(row, out, batch_size=len(items), batch_sessions=sessions)
+        return rows.encode(batch_rows)

@@ -21,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray_jobs import rows
+from ray_jobs.rows import Row
 from scribe import config as cfg
 from scribe.capacity import doctor, packing
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
@@ -29,7 +31,7 @@ from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import render, summarize
 from scribe.pipeline.transcript import AssembledChunk, error_record, ok_record
-from scribe.pipeline.whisper import ChunkOutput, model_n_mels, resolve_model_path
+from scribe.pipeline.whisper import model_n_mels, resolve_model_path
 
 logger = logging.getLogger("ray_jobs.transcribe")
 
@@ -69,28 +71,25 @@ class SessionCollector:
         self.batch_sizes: list[int] = []
         self.batch_sessions: list[int] = []
 
-    def add(self, row: dict[str, Any]) -> dict[str, Any] | None:
-        sid = row["session_id"]
+    def add(self, row: Row) -> dict[str, Any] | None:
+        """Take one row (:mod:`ray_jobs.rows`); a record when it completes its session."""
+        base = row["session"]
+        sid = base["session_id"]
         if sid in self._failed:
             return None
-        base = json.loads(row["session"])
         if row["status"] != "ok":
             # a session can fail after some of its chunks left: drop them, report once
             self._failed.add(sid)
             self._pending.pop(sid, None)
             return error_record(base, row["error"])
-        if int(row["n_chunks"]) == 0:
+        if row["n_chunks"] == 0:
             return ok_record(base, [])
-        pending = self._pending.setdefault(sid, _Pending(int(row["n_chunks"]), base))
-        result = json.loads(row["result"])
-        self.batch_sizes.append(result["batch_size"])
-        self.batch_sessions.append(result["batch_sessions"])
-        output = ChunkOutput(result["segments"], result["language"],
-                             result["language_probability"], {"model": result["model_s"]})
-        chunk = json.loads(row["chunk"])
-        index = int(row["chunk_index"])
-        pending.features_s[index] = chunk["features_s"]
-        pending.chunks[index] = AssembledChunk(index, chunk["ranges"], output)
+        pending = self._pending.setdefault(sid, _Pending(row["n_chunks"], base))
+        self.batch_sizes.append(row["result"]["batch_size"])
+        self.batch_sessions.append(row["result"]["batch_sessions"])
+        chunk = rows.assembled(row)
+        pending.features_s[chunk.index] = row["chunk"]["features_s"]
+        pending.chunks[chunk.index] = chunk
         if len(pending.chunks) < pending.expected:
             return None
         del self._pending[sid]
@@ -214,7 +213,7 @@ def _leave_to_others(reserved_gpus: float) -> None:
 
 
 def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
-              resources: ResourceConfig, plan: Plan, n_mels: int) -> Iterator[dict[str, Any]]:
+              resources: ResourceConfig, plan: Plan, n_mels: int) -> Iterator[Row]:
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -224,7 +223,7 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
              for s in sessions]
     ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
-        Preprocessor, batch_size=1, batch_format="numpy",
+        Preprocessor, batch_size=1, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model},
         compute=ActorPoolStrategy(min_size=1, max_size=plan.preprocess_actors),
         num_cpus=plan.preprocess_cpus,
@@ -232,11 +231,13 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     model_resources: dict[str, Any] = (
         {"num_gpus": plan.model_gpus} if plan.device == "cuda" else {"num_cpus": plan.model_cpus})
     ds = ds.map_batches(
-        Transcriber, batch_size=plan.model_batch_size, batch_format="numpy",
+        Transcriber, batch_size=plan.model_batch_size, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "cpu_threads": plan.cpu_threads},
         compute=ActorPoolStrategy(size=plan.model_actors), **model_resources,
     )
-    yield from ds.iter_rows()
+    # whole blocks as they come, so a session is written as soon as its last chunk is back
+    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        yield from rows.decode(table)
 
 
 def run_job(config: JobConfig) -> dict[str, Any]:
