@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from scribe.pipeline.preprocess import PreparedChunk
-from scribe.pipeline.transcript import AssembledChunk
-from scribe.pipeline.whisper import ChunkInput, ChunkOutput
+from scribe.pipeline.chunking import Chunk, ChunkPlan
+from scribe.pipeline.whisper import ChunkOutput
 
 Row = dict[str, Any]
 
@@ -79,21 +78,20 @@ def session_row(base: dict[str, Any], error: str | None = None) -> Row:
             "n_chunks": 0, "session": base, "chunk": None, "features": None, "result": None}
 
 
-def chunk_row(base: dict[str, Any], chunk: PreparedChunk, *, n_chunks: int,
-              features_s: float) -> Row:
+def chunk_row(base: dict[str, Any], chunk: Chunk, *, n_chunks: int, features_s: float) -> Row:
     """One of a session's ``n_chunks`` chunks, with its features, for the model."""
-    place = {"index": chunk.index, "offset_s": chunk.offset_s, "duration_s": chunk.duration_s,
-             "ranges": chunk.segments, "features_s": features_s}
+    plan = chunk.plan
+    place = {"index": plan.index, "offset_s": plan.offset_s, "duration_s": plan.duration_s,
+             "ranges": plan.ranges, "features_s": features_s}
     return {"status": "ok", "error": "", "n_chunks": n_chunks, "session": base,
             "chunk": place, "features": chunk.features, "result": None}
 
 
-def model_input(row: Row) -> ChunkInput:
+def model_input(row: Row) -> Chunk:
     """A chunk row as the model takes it: grouped by session, in the session's language."""
-    session, chunk = row["session"], row["chunk"]
-    return ChunkInput(features=row["features"], offset_s=chunk["offset_s"],
-                      duration_s=chunk["duration_s"], group=session["session_id"],
-                      language=session["language"])
+    session = row["session"]
+    return Chunk(plan=_plan(row), features=row["features"], group=session["session_id"],
+                 language=session["language"])
 
 
 def set_output(row: Row, output: ChunkOutput, *, batch_size: int, batch_sessions: int) -> None:
@@ -105,13 +103,19 @@ def set_output(row: Row, output: ChunkOutput, *, batch_size: int, batch_sessions
                      "batch_sessions": batch_sessions}
 
 
-def assembled(row: Row) -> AssembledChunk:
+def model_output(row: Row) -> ChunkOutput:
     """A chunk row back from the model, as the assembler takes it."""
     result = row["result"]
-    output = ChunkOutput(segments=result["segments"], language=result["language"],
-                         language_probability=result["language_probability"],
-                         timings={"model": result["model_s"]})
-    return AssembledChunk(row["chunk"]["index"], row["chunk"]["ranges"], output)
+    return ChunkOutput(plan=_plan(row), segments=result["segments"],
+                       language=result["language"],
+                       language_probability=result["language_probability"],
+                       timings={"model": result["model_s"]})
+
+
+def _plan(row: Row) -> ChunkPlan:
+    chunk = row["chunk"]
+    return ChunkPlan(index=chunk["index"], offset_s=chunk["offset_s"],
+                     duration_s=chunk["duration_s"], ranges=chunk["ranges"])
 
 
 # --------------------------------------------------------------------------- Arrow

@@ -30,15 +30,15 @@ from scribe.errors import ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import render, summarize
-from scribe.pipeline.transcript import AssembledChunk, error_record, ok_record
-from scribe.pipeline.whisper import model_n_mels, resolve_model_path
+from scribe.pipeline.transcript import error_record, ok_record
+from scribe.pipeline.whisper import ChunkOutput, model_n_mels, resolve_model_path
 
 logger = logging.getLogger("ray_jobs.transcribe")
 
 
 @dataclass
-class Plan:
-    """How many actors of each kind, and what each holds."""
+class JobLayout:
+    """How many actors of each kind the job runs, and what each holds."""
 
     device: str
     model_actors: int
@@ -58,7 +58,7 @@ class _Pending:
     expected: int
     base: dict[str, Any]
     # by chunk index: a retried task may deliver a chunk twice; it must count once
-    chunks: dict[int, AssembledChunk] = field(default_factory=dict)
+    chunks: dict[int, ChunkOutput] = field(default_factory=dict)
     features_s: dict[int, float] = field(default_factory=dict)
 
 
@@ -87,9 +87,9 @@ class SessionCollector:
         pending = self._pending.setdefault(sid, _Pending(row["n_chunks"], base))
         self.batch_sizes.append(row["result"]["batch_size"])
         self.batch_sessions.append(row["result"]["batch_sessions"])
-        chunk = rows.assembled(row)
-        pending.features_s[chunk.index] = row["chunk"]["features_s"]
-        pending.chunks[chunk.index] = chunk
+        output = rows.model_output(row)
+        pending.features_s[output.plan.index] = row["chunk"]["features_s"]
+        pending.chunks[output.plan.index] = output
         if len(pending.chunks) < pending.expected:
             return None
         del self._pending[sid]
@@ -105,8 +105,8 @@ class SessionCollector:
 
 def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
                    cluster: dict[str, float], *, reserved_gpus: float = 0.0,
-                   saved: packing.Plan | None = None,
-                   gpus_here: Sequence[packing.GpuInfo] = ()) -> Plan:
+                   saved: packing.PackingPlan | None = None,
+                   gpus_here: Sequence[packing.GpuInfo] = ()) -> JobLayout:
     """Actor counts from the cluster's resources and the packing plan (the plan file, else
     a plan for the GPUs seen here, else the config), fields set in the config winning.
     ``reserved_gpus`` are held by others (Serve) and left to them."""
@@ -136,12 +136,18 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
         # feeders hold at most half the CPUs, so the model actors always fit beside them
         feeder_cpus = min(resources.preprocess_cpus, cpus / 2 / feeders)
         model_cpus = (cpus - feeders * feeder_cpus) / actors
-        return Plan(device, actors, 0.0, model_cpus, feeders, 0.0, shape.batch_size, threads,
-                    reserved_gpus, shape.source, feeder_cpus)
+        return JobLayout(device=device, model_actors=actors, model_gpus=0.0,
+                         model_cpus=model_cpus, preprocess_actors=feeders, gpus=0.0,
+                         model_batch_size=shape.batch_size, cpu_threads=threads,
+                         reserved_gpus=reserved_gpus, source=shape.source,
+                         preprocess_cpus=feeder_cpus)
     preprocess = resources.preprocess_actors or max(1, int(free_cpus // resources.preprocess_cpus))
-    return Plan(device, actors, gpu_fraction, model_cpus, preprocess,
-                actors * gpu_fraction if device == "cuda" else 0.0, shape.batch_size,
-                shape.cpu_threads, reserved_gpus, shape.source, resources.preprocess_cpus)
+    return JobLayout(device=device, model_actors=actors, model_gpus=gpu_fraction,
+                     model_cpus=model_cpus, preprocess_actors=preprocess,
+                     gpus=actors * gpu_fraction if device == "cuda" else 0.0,
+                     model_batch_size=shape.batch_size, cpu_threads=shape.cpu_threads,
+                     reserved_gpus=reserved_gpus, source=shape.source,
+                     preprocess_cpus=resources.preprocess_cpus)
 
 
 def _preflight(config: JobConfig) -> None:
@@ -213,7 +219,7 @@ def _leave_to_others(reserved_gpus: float) -> None:
 
 
 def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
-              resources: ResourceConfig, plan: Plan, n_mels: int) -> Iterator[Row]:
+              resources: ResourceConfig, layout: JobLayout, n_mels: int) -> Iterator[Row]:
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -225,15 +231,16 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     ds = ds.map_batches(
         Preprocessor, batch_size=1, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model},
-        compute=ActorPoolStrategy(min_size=1, max_size=plan.preprocess_actors),
-        num_cpus=plan.preprocess_cpus,
+        compute=ActorPoolStrategy(min_size=1, max_size=layout.preprocess_actors),
+        num_cpus=layout.preprocess_cpus,
     )
     model_resources: dict[str, Any] = (
-        {"num_gpus": plan.model_gpus} if plan.device == "cuda" else {"num_cpus": plan.model_cpus})
+        {"num_gpus": layout.model_gpus} if layout.device == "cuda"
+        else {"num_cpus": layout.model_cpus})
     ds = ds.map_batches(
-        Transcriber, batch_size=plan.model_batch_size, batch_format="pyarrow",
-        fn_constructor_kwargs={"options": options, "cpu_threads": plan.cpu_threads},
-        compute=ActorPoolStrategy(size=plan.model_actors), **model_resources,
+        Transcriber, batch_size=layout.model_batch_size, batch_format="pyarrow",
+        fn_constructor_kwargs={"options": options, "cpu_threads": layout.cpu_threads},
+        compute=ActorPoolStrategy(size=layout.model_actors), **model_resources,
     )
     # whole blocks as they come, so a session is written as soon as its last chunk is back
     for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -258,22 +265,22 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     if not ray.is_initialized():
         ray.init(logging_level=logging.WARNING)
     reserved = _held_gpus()
-    plan = plan_resources(config.transcribe, config.resources,
+    layout = plan_resources(config.transcribe, config.resources,
                           ray.cluster_resources(),  # type: ignore[no-untyped-call]
                           reserved_gpus=reserved, saved=packing.read_plan(),
                           gpus_here=packing.read_gpus())
     _leave_to_others(reserved)
-    options = config.transcribe.model_copy(update={"device": plan.device}).resolved()
+    options = config.transcribe.model_copy(update={"device": layout.device}).resolved()
     assert options.model is not None
-    _preflight_nodes(options, plan.device)
+    _preflight_nodes(options, layout.device)
     n_mels = model_n_mels(resolve_model_path(options.model))
-    logger.info("plan: %s", plan)
-    records, collector = _run(todo, options, config, plan, n_mels)
+    logger.info("plan: %s", layout)
+    records, collector = _run(todo, options, config, layout, n_mels)
     wall = time.perf_counter() - start
     summary = summarize(
-        records, wall_s=wall, gpus=plan.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
+        records, wall_s=wall, gpus=layout.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
         skipped=len(done), extra={
-            "model": options.model, "device": plan.device, "plan": plan.__dict__,
+            "model": options.model, "device": layout.device, "plan": layout.__dict__,
             "mean_batch_size": _mean(collector.batch_sizes),
             "max_batch_sessions": max(collector.batch_sessions, default=0),
         })
@@ -283,7 +290,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
 
 
 def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
-         plan: Plan, n_mels: int) -> tuple[list[dict[str, Any]], SessionCollector]:
+         layout: JobLayout, n_mels: int) -> tuple[list[dict[str, Any]], SessionCollector]:
     """Stream rows, write each finished session in the background, return all records."""
     collector = SessionCollector()
     records: list[dict[str, Any]] = []
@@ -291,7 +298,7 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
         return records, collector
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers:
         futures = []
-        for row in _pipeline(todo, options, config.resources, plan, n_mels):
+        for row in _pipeline(todo, options, config.resources, layout, n_mels):
             record = collector.add(row)
             if record is not None:
                 records.append(record)

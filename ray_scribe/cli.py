@@ -79,7 +79,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not gpus:
         # on CPU a bigger batch is slower per chunk (see packing.job_shape): batch 1
         cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size or 1)
-        path = packing.write_plan(packing.Plan("cpu", cpu=cpu), args.plan_file)
+        path = packing.write_plan(packing.PackingPlan(device="cpu", cpu=cpu), args.plan_file)
         sys.stdout.write(f"no GPU here (NVML sees none): nothing to measure. "
                          f"{packing.render_cpu_plan(cpu)}\nwrote {path}\n")
         return 0
@@ -90,7 +90,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     memory = packing.calibrate(options, batch_size=batch, gpu=gpus[0])
     plan = packing.plan_for_gpus(memory, gpus, model=options.model,
                                  compute_type=options.compute_type, batch_size=batch)
-    path = packing.write_plan(packing.Plan("cuda", gpu=plan, memory=memory), args.plan_file)
+    path = packing.write_plan(packing.PackingPlan(device="cuda", gpu=plan, memory=memory),
+                              args.plan_file)
     sys.stdout.write(f"{packing.render_gpu_plan(plan)}\nwrote {path}\n")
     return 0
 

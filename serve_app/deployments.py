@@ -20,9 +20,9 @@ from ray import serve
 
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
-from scribe.pipeline.features import Features
-from scribe.pipeline.preprocess import PreparedChunk, analyse_input, iter_chunks
-from scribe.pipeline.whisper import ChunkInput, ChunkOutput, WhisperEngine
+from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.preprocess import analyse_input, iter_chunks
+from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +46,10 @@ class Analysed:
     status: int = 200
 
 
-@dataclass(frozen=True)
-class ChunkJob:
-    """One chunk for the model, with its request's options."""
-
-    features: Features
-    offset_s: float
-    duration_s: float
-    group: str
-    options: TranscribeOptions
-
-
 @dataclass
 class ChunkResult:
-    """The model's output for one job, and the size of the batch it ran in."""
+    """The model's output for one chunk (or why there is none), and the size of the batch
+    it ran in."""
 
     output: ChunkOutput | None
     batch_size: int
@@ -77,7 +67,7 @@ class Preprocessor:
         return True
 
     async def prepare(self, pieces: Sequence[Any], options: TranscribeOptions
-                      ) -> AsyncIterator[Analysed | PreparedChunk]:
+                      ) -> AsyncIterator[Analysed | Chunk]:
         """Decode the upload held in ``pieces`` (object refs to its bytes, in order);
         yield an :class:`Analysed`, then each chunk as its features are computed.
 
@@ -133,8 +123,9 @@ class Transcriber:
         """Answers only when this replica is up: the readiness probe's ping."""
         return True
 
-    async def transcribe(self, job: ChunkJob) -> ChunkResult:
-        """One chunk; concurrent calls are gathered into one model batch."""
+    async def transcribe(self, chunk: Chunk, options: TranscribeOptions) -> ChunkResult:
+        """One chunk with its request's options; concurrent calls are gathered into one
+        model batch."""
         # serve.batch closes a batch batch_wait_timeout_s after its first chunk arrives and
         # queues it behind the running one. Under load that cuts the chunks arriving during
         # a model call into many tiny batches. A chunk arriving while the model is busy
@@ -142,11 +133,11 @@ class Transcriber:
         # everything that came meanwhile (up to max_batch_size) and starts as it ends.
         remaining = self._busy_until - time.monotonic()
         self._batch_control.set_batch_wait_timeout_s(max(self._idle_wait_s, remaining))
-        result: ChunkResult = await self._batch(job)
+        result: ChunkResult = await self._batch((chunk, options))
         return result
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def _batch(self, jobs: list[ChunkJob]) -> list[ChunkResult]:
+    async def _batch(self, jobs: list[tuple[Chunk, TranscribeOptions]]) -> list[ChunkResult]:
         start = time.monotonic()
         self._busy_until = start + self._call_s
         try:
@@ -160,25 +151,26 @@ class Transcriber:
         self._batch_sizes.observe(len(jobs))
         return results
 
-    def _run(self, jobs: list[ChunkJob]) -> list[ChunkResult]:
+    def _run(self, jobs: list[tuple[Chunk, TranscribeOptions]]) -> list[ChunkResult]:
         groups: defaultdict[TranscribeOptions, list[int]] = defaultdict(list)
-        for i, job in enumerate(jobs):
-            groups[options_key(job.options)].append(i)
-        results: list[ChunkResult] = [ChunkResult(None, len(jobs))] * len(jobs)
+        for i, (_, options) in enumerate(jobs):
+            groups[options_key(options)].append(i)
+        results = [ChunkResult(output=None, batch_size=len(jobs))] * len(jobs)
         for indices in groups.values():
             for i, result in zip(indices, self._run_group(jobs, indices), strict=True):
                 results[i] = result
         return results
 
-    def _run_group(self, jobs: list[ChunkJob], indices: list[int]) -> list[ChunkResult]:
-        items = [ChunkInput(jobs[i].features, jobs[i].offset_s, jobs[i].duration_s, jobs[i].group,
-                            jobs[i].options.language) for i in indices]
+    def _run_group(self, jobs: list[tuple[Chunk, TranscribeOptions]], indices: list[int]
+                   ) -> list[ChunkResult]:
+        items = [jobs[i][0] for i in indices]
         try:
-            outputs = self.engine.transcribe(items, jobs[indices[0]].options)
+            outputs = self.engine.transcribe(items, jobs[indices[0]][1])
         except Exception as exc:  # one group's failure must not fail the others
             logger.exception("model call failed for %d chunks", len(items))
-            return [ChunkResult(None, len(jobs), describe(exc)) for _ in items]
-        return [ChunkResult(out, len(jobs)) for out in outputs]
+            return [ChunkResult(output=None, batch_size=len(jobs), error=describe(exc))
+                    for _ in items]
+        return [ChunkResult(output=out, batch_size=len(jobs)) for out in outputs]
 
 
 def _batch_size_metric() -> Any:

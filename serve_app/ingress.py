@@ -8,6 +8,7 @@ neither transcript text nor audio is ever logged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -22,9 +23,10 @@ from starlette.responses import Response
 
 from scribe import config as cfg
 from scribe.config import TranscribeOptions
-from scribe.pipeline.preprocess import PreparedChunk
-from scribe.pipeline.transcript import AssembledChunk, ok_record, record_base
-from serve_app.deployments import Analysed, ChunkJob, ChunkResult
+from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.transcript import ok_record, record_base
+from scribe.pipeline.whisper import ChunkOutput
+from serve_app.deployments import Analysed, ChunkResult
 from serve_app.protocol import AudioRequest, ModelCard, ModelList, Stats
 from serve_app.render import render
 from serve_app.settings import ServeConfig
@@ -98,23 +100,22 @@ class Frontend:
                     time.perf_counter() - start)
         return render(self._record(analysed, chunks, request_id), request)
 
-    async def _model(self, stream: AsyncIterator[PreparedChunk], options: TranscribeOptions,
-                     request_id: str) -> list[AssembledChunk]:
+    async def _model(self, stream: AsyncIterator[Chunk], options: TranscribeOptions,
+                     request_id: str) -> list[ChunkOutput]:
         """Each chunk through the transcriber as it arrives, ``window`` at a time at most."""
         window = asyncio.Semaphore(self.window)
 
-        async def one(chunk: PreparedChunk) -> AssembledChunk:
+        async def one(chunk: Chunk) -> ChunkOutput:
             try:
-                job = ChunkJob(chunk.features, chunk.offset_s, chunk.duration_s, request_id,
-                               options)
+                mine = dataclasses.replace(chunk, group=request_id, language=options.language)
                 result: ChunkResult = await _call(
-                    self.transcriber.transcribe.remote(job), self.retry_after_s)
+                    self.transcriber.transcribe.remote(mine, options), self.retry_after_s)
             finally:
                 window.release()
             if result.output is None:
                 raise ApiError(500, f"the model failed: {result.error}", code="model_error")
             self.batch_sizes[result.batch_size] += 1
-            return AssembledChunk(chunk.index, chunk.segments, result.output)
+            return result.output
 
         tasks = []
         try:
@@ -127,7 +128,7 @@ class Frontend:
             raise errors.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    def _record(self, analysed: Analysed, chunks: list[AssembledChunk], request_id: str
+    def _record(self, analysed: Analysed, chunks: list[ChunkOutput], request_id: str
                 ) -> dict[str, Any]:
         base = record_base(request_id, model=self.config.transcribe.model, analysis=analysed)
         return ok_record(base, chunks)

@@ -19,20 +19,9 @@ from scribe.config import SAMPLE_RATE, TranscribeOptions
 from scribe.errors import EmptyAudioError
 from scribe.io import storage
 from scribe.pipeline.audio import Audio, decode, peak_normalize, trim_silence
-from scribe.pipeline.chunking import ChunkPlan, chunk_samples, plan_chunks
-from scribe.pipeline.features import Features, log_mel
-from scribe.pipeline.vad import SampleRange, speech_ranges
-
-
-@dataclass(frozen=True)
-class PreparedChunk:
-    """A chunk ready for the model: its features and where it sits in its session."""
-
-    index: int
-    features: Features
-    offset_s: float
-    duration_s: float
-    segments: list[SampleRange]
+from scribe.pipeline.chunking import Chunk, ChunkPlan, chunk_samples, plan_chunks
+from scribe.pipeline.features import log_mel
+from scribe.pipeline.vad import speech_ranges
 
 
 @dataclass
@@ -58,7 +47,7 @@ class PreparedSession:
 
     duration_s: float
     speech_duration_s: float
-    chunks: list[PreparedChunk]
+    chunks: list[Chunk]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
@@ -122,15 +111,14 @@ def _refuse_empty(size: int | None) -> None:
         raise EmptyAudioError("the file is empty (0 bytes)")
 
 
-def iter_chunks(session: AnalysedSession, n_mels: int) -> Iterator[PreparedChunk]:
+def iter_chunks(session: AnalysedSession, n_mels: int) -> Iterator[Chunk]:
     """Each planned chunk with its log-mel features, computed when it is asked for."""
     session.timings.setdefault("features", 0.0)
     for plan in session.plans:
         with _stage(session.timings, "features"):
             features = log_mel(chunk_samples(session.samples, plan, origin=session.origin),
                                n_mels)
-        yield PreparedChunk(plan.index, features, plan.offset_s, plan.duration_s,
-                            plan.segments)
+        yield Chunk(plan=plan, features=features)
 
 
 def preprocess(

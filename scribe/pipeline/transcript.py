@@ -9,32 +9,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from scribe.config import SAMPLE_RATE
 from scribe.io.formats import full_text
-from scribe.pipeline.vad import SampleRange
 from scribe.pipeline.whisper import ChunkOutput
 
 SEGMENT_KEYS = ("start", "end", "text", "avg_logprob", "no_speech_prob", "compression_ratio")
 
 
-@dataclass(frozen=True)
-class AssembledChunk:
-    """A chunk's model output with the sample ranges it covers in the session."""
-
-    index: int
-    ranges: list[SampleRange]
-    output: ChunkOutput
-
-
-def restore_segments(chunks: Iterable[AssembledChunk]) -> list[dict[str, Any]]:
+def restore_segments(chunks: Iterable[ChunkOutput]) -> list[dict[str, Any]]:
     """All segments of a session, in order, with timestamps on the session's timeline."""
     from faster_whisper.transcribe import Segment, Word, restore_speech_timestamps
 
-    ordered = sorted(chunks, key=lambda c: c.index)
-    speech = [r for c in ordered for r in c.ranges]
+    ordered = sorted(chunks, key=lambda c: c.plan.index)
+    speech = [r for c in ordered for r in c.plan.ranges]
     segments = [
         Segment(
             id=0, seek=0, start=round(s["start"], 3), end=round(s["end"], 3), text=s["text"],
@@ -43,7 +32,7 @@ def restore_segments(chunks: Iterable[AssembledChunk]) -> list[dict[str, Any]]:
             words=[Word(**w) for w in s["words"]] if s.get("words") else None,
             temperature=0.0,
         )
-        for c in ordered for s in c.output.segments
+        for c in ordered for s in c.segments
     ]
     if speech:
         segments = list(restore_speech_timestamps(segments, speech, SAMPLE_RATE))
@@ -75,11 +64,11 @@ def clamp_to(segments: list[dict[str, Any]], duration_s: float) -> list[dict[str
     return segments
 
 
-def session_language(chunks: Iterable[AssembledChunk]) -> tuple[str | None, float]:
+def session_language(chunks: Iterable[ChunkOutput]) -> tuple[str | None, float]:
     """The language spoken most (by chunk duration), and the share of chunks' weight it has."""
     weight: defaultdict[str, float] = defaultdict(float)
     for c in chunks:
-        weight[c.output.language] += sum(r["end"] - r["start"] for r in c.ranges) or 1
+        weight[c.language] += sum(r["end"] - r["start"] for r in c.plan.ranges) or 1
     if not weight:
         return None, 0.0
     best = max(weight, key=weight.__getitem__)
@@ -113,11 +102,11 @@ def record_base(session_id: str, *, model: str | None, uri: str = "",
     }
 
 
-def ok_record(base: dict[str, Any], chunks: list[AssembledChunk]) -> dict[str, Any]:
+def ok_record(base: dict[str, Any], chunks: list[ChunkOutput]) -> dict[str, Any]:
     """A finished session's record: ``base`` (:func:`record_base`) plus its transcript."""
     segments = clamp_to(restore_segments(chunks), base.get("duration_s", 0.0))
     language, share = session_language(chunks)
-    model_time = sum(c.output.timings.get("model", 0.0) for c in chunks)
+    model_time = sum(c.timings.get("model", 0.0) for c in chunks)
     timings = dict(base.get("timings", {}))
     timings["model"] = model_time
     return {**empty_record(base), "status": "ok", "language": language,

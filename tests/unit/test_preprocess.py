@@ -40,12 +40,12 @@ def _assert_consistent(session: PreparedSession, n_mels: int) -> None:
     assert set(session.timings) == STAGES
     assert all(t >= 0 for t in session.timings.values())
     assert 0 <= session.speech_duration_s <= session.duration_s
-    assert [c.index for c in session.chunks] == list(range(len(session.chunks)))
+    assert [c.plan.index for c in session.chunks] == list(range(len(session.chunks)))
     for c in session.chunks:
         assert c.features.shape[0] == n_mels
         assert 0 < c.features.shape[1] <= N_FRAMES
         assert c.features.dtype == np.float32
-        assert c.features.shape[1] == int(round(c.duration_s * SR)) // 160
+        assert c.features.shape[1] == int(round(c.plan.duration_s * SR)) // 160
 
 
 def test_real_clip_gives_chunks(jfk: PreparedSession) -> None:
@@ -65,7 +65,7 @@ def test_real_clip_source_info(jfk: PreparedSession) -> None:
 def test_segments_lie_inside_the_trimmed_range(jfk: PreparedSession) -> None:
     start = jfk.source["trimmed_start_s"] * SR
     end = jfk.source["trimmed_end_s"] * SR
-    segments = [s for c in jfk.chunks for s in c.segments]
+    segments = [s for c in jfk.chunks for s in c.plan.ranges]
     assert segments
     assert all(start <= s["start"] < s["end"] <= end for s in segments)
 
@@ -102,7 +102,7 @@ def test_without_vad_chunks_cover_the_trimmed_audio(tmp_path: Path) -> None:
     _assert_consistent(session, 80)
     kept = session.source["trimmed_end_s"] - session.source["trimmed_start_s"]
     assert session.speech_duration_s == pytest.approx(kept)
-    assert [c.duration_s for c in session.chunks][:2] == [30.0, 30.0]
+    assert [c.plan.duration_s for c in session.chunks][:2] == [30.0, 30.0]
 
 
 def test_matches_faster_whisper_batched_pipeline_without_trim_or_normalise() -> None:
@@ -113,7 +113,7 @@ def test_matches_faster_whisper_batched_pipeline_without_trim_or_normalise() -> 
                                                      min_silence_duration_ms=160))
     pieces, metadata = collect_chunks(audio, speech, max_duration=30)
     theirs = [FeatureExtractor(feature_size=80)(p)[..., :-1] for p in pieces]
-    assert [c.offset_s for c in ours.chunks] == [m["offset"] for m in metadata]
+    assert [c.plan.offset_s for c in ours.chunks] == [m["offset"] for m in metadata]
     for chunk, features in zip(ours.chunks, theirs, strict=True):
         np.testing.assert_array_equal(chunk.features, features)
 
@@ -171,7 +171,7 @@ def test_long_session(tmp_path: Path) -> None:
     _assert_consistent(session, 128)
     assert session.duration_s == pytest.approx(600.0, abs=0.05)
     assert len(session.chunks) >= 600 * 0.5 / OPTIONS.chunk_length_s
-    assert all(c.duration_s <= OPTIONS.chunk_length_s for c in session.chunks)
+    assert all(c.plan.duration_s <= OPTIONS.chunk_length_s for c in session.chunks)
 
 
 def test_errors_are_scribe_errors_with_4xx(session_tree: tuple[Path, dict[str, str]]) -> None:

@@ -68,11 +68,12 @@ def test_a_chunk_row_round_trips_before_and_after_the_model(
     assert any("words" in s for out in outputs for s in out.segments)
     for row, out in zip(before, outputs, strict=True):
         rows.set_output(row, out, batch_size=len(before), batch_sessions=1)
-    for decoded, row in zip(_round_trip(before), before, strict=True):
+    for decoded, row, chunk in zip(_round_trip(before), before, chunks, strict=True):
         _assert_same(decoded, row)
-        back = rows.assembled(decoded)
-        assert back.output.segments == row["result"]["segments"]
-        assert back.output.timings["model"] == row["result"]["model_s"] > 0
+        back = rows.model_output(decoded)
+        assert back.plan == chunk.plan
+        assert back.segments == row["result"]["segments"]
+        assert back.timings["model"] == row["result"]["model_s"] > 0
 
 
 def test_error_and_no_speech_rows_share_the_schema(base: dict[str, Any]) -> None:

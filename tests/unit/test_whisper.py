@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 from typing import Any
@@ -13,8 +14,8 @@ from faster_whisper import BatchedInferencePipeline
 from scribe.config import TranscribeOptions
 from scribe.pipeline.audio import decode
 from scribe.pipeline.preprocess import PreparedSession, preprocess
-from scribe.pipeline.transcript import AssembledChunk, restore_segments, session_language
-from scribe.pipeline.whisper import ChunkInput, ChunkOutput, WhisperEngine, model_n_mels
+from scribe.pipeline.transcript import restore_segments, session_language
+from scribe.pipeline.whisper import ChunkOutput, WhisperEngine, model_n_mels
 from tests.media import speech, write_audio
 
 pytestmark = pytest.mark.unit
@@ -64,13 +65,12 @@ def _ours(engine: WhisperEngine, prepared: dict[str, PreparedSession], batch_siz
     """Every session's segments when all chunks are shuffled into shared batches."""
     items = [(name, c) for name, p in prepared.items() for c in p.chunks]
     random.Random(seed).shuffle(items)
-    results: dict[str, list[AssembledChunk]] = {name: [] for name in prepared}
+    results: dict[str, list[ChunkOutput]] = {name: [] for name in prepared}
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
-        outputs = engine.transcribe([
-            ChunkInput(c.features, c.offset_s, c.duration_s, group=name) for name, c in batch])
-        for (name, chunk), out in zip(batch, outputs, strict=True):
-            results[name].append(AssembledChunk(chunk.index, chunk.segments, out))
+        outputs = engine.transcribe([dataclasses.replace(c, group=name) for name, c in batch])
+        for (name, _), out in zip(batch, outputs, strict=True):
+            results[name].append(out)
     return {name: [(s["start"], s["end"], s["text"]) for s in restore_segments(chunks)]
             for name, chunks in results.items()}
 
@@ -88,20 +88,17 @@ def test_cross_session_batches_equal_faster_whispers_batched_pipeline(
 
 
 def _one_session(engine: WhisperEngine, prepared: PreparedSession,
-                 options: TranscribeOptions) -> list[AssembledChunk]:
+                 options: TranscribeOptions) -> list[ChunkOutput]:
     """All of one session's chunks through one model call, ready to assemble."""
-    outputs = engine.transcribe([
-        ChunkInput(c.features, c.offset_s, c.duration_s, group="s") for c in prepared.chunks
-    ], options)
-    return [AssembledChunk(c.index, c.segments, o)
-            for c, o in zip(prepared.chunks, outputs, strict=True)]
+    return engine.transcribe([dataclasses.replace(c, group="s") for c in prepared.chunks],
+                             options)
 
 
 def test_detected_language_is_voted_per_session(engine: WhisperEngine,
                                                 sessions: dict[str, Any]) -> None:
     _, prepared = sessions["long"]
     chunks = _one_session(engine, prepared, engine.options.model_copy(update={"language": None}))
-    outputs = [c.output for c in chunks]
+    outputs = chunks
     assert len({o.language for o in outputs}) == 1, "one session, one language in a batch"
     language, share = session_language(chunks)
     assert language == outputs[0].language and share == 1.0
@@ -135,7 +132,7 @@ def test_unknown_model_is_a_clear_error() -> None:
 def test_chunk_output_is_plain_data(engine: WhisperEngine, sessions: dict[str, Any]) -> None:
     _, prepared = sessions["hotwords.mp3"]
     c = prepared.chunks[0]
-    (out,) = engine.transcribe([ChunkInput(c.features, c.offset_s, c.duration_s)])
+    (out,) = engine.transcribe([c])
     assert isinstance(out, ChunkOutput) and out.language == "en"
     assert all(isinstance(s["text"], str) and s["end"] >= s["start"] for s in out.segments)
 
@@ -143,15 +140,14 @@ def test_chunk_output_is_plain_data(engine: WhisperEngine, sessions: dict[str, A
 def test_each_output_carries_its_share_of_the_model_time(
         engine: WhisperEngine, sessions: dict[str, Any]) -> None:
     _, prepared = sessions["long"]
-    outputs = engine.transcribe(
-        [ChunkInput(c.features, c.offset_s, c.duration_s) for c in prepared.chunks])
+    outputs = engine.transcribe(prepared.chunks)
     shares = {out.timings["model"] for out in outputs}
     assert len(outputs) > 1 and len(shares) == 1 and shares.pop() > 0
 
 
 def test_temperature_samples(engine: WhisperEngine, sessions: dict[str, Any]) -> None:
     _, prepared = sessions["multilingual.mp3"]
-    items = [ChunkInput(c.features, c.offset_s, c.duration_s) for c in prepared.chunks] * 3
+    items = prepared.chunks * 3
     hot = engine.options.model_copy(update={"temperature": 1.0, "max_new_tokens": 24})
     texts = {" ".join(s["text"] for s in o.segments) for o in engine.transcribe(items, hot)}
     greedy = {" ".join(s["text"] for s in o.segments) for o in engine.transcribe(items)}
