@@ -19,6 +19,7 @@ from ray_jobs import rows
 from ray_jobs.rows import Row
 from scribe.config import TranscribeOptions
 from scribe.errors import ScribeError, describe
+from scribe.io.sessions import SessionRef
 from scribe.pipeline.preprocess import AnalysedSession, analyse_input, iter_chunks
 from scribe.pipeline.transcript import record_base
 from scribe.pipeline.whisper import WhisperEngine
@@ -40,27 +41,29 @@ class Preprocessor:
         self.model = model
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        for item in batch.to_pylist():
-            for block in self._session_blocks(item["session_id"], item["uri"],
-                                              item["language"] or None):
+        """``batch``: sessions as :meth:`SessionRef.to_dict` rows."""
+        for ref in map(SessionRef.from_dict, batch.to_pylist()):
+            for block in self._session_blocks(ref):
                 yield rows.encode(block)
 
-    def _session_blocks(self, sid: str, uri: str, language: str | None
-                        ) -> Iterator[list[Row]]:
-        base = record_base(sid, model=self.model, uri=uri, language=language)
+    def _session_blocks(self, ref: SessionRef) -> Iterator[list[Row]]:
+        def base(analysis: AnalysedSession | None = None) -> dict[str, Any]:
+            return record_base(ref.session_id, model=self.model, uri=ref.uri,
+                               language=ref.language, analysis=analysis)
+
         try:
-            session = analyse_input(uri, self.options)
+            session = analyse_input(ref.uri, self.options, size=ref.size)
         except Exception as exc:  # any failure is this session's error record, never the job's
-            yield [_error_row(base, exc)]
+            yield [_error_row(base(), exc)]
             return
-        base = record_base(sid, model=self.model, uri=uri, language=language, analysis=session)
+        analysed = base(session)
         if not session.plans:
-            yield [rows.session_row(base)]
+            yield [rows.session_row(analysed)]
             return
         try:
-            yield from self._chunk_blocks(base, session)
+            yield from self._chunk_blocks(analysed, session)
         except Exception as exc:
-            yield [_error_row(base, exc)]
+            yield [_error_row(analysed, exc)]
 
     def _chunk_blocks(self, base: dict[str, Any], session: AnalysedSession
                       ) -> Iterator[list[Row]]:

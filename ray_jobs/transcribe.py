@@ -26,7 +26,7 @@ from ray_jobs.rows import Row
 from scribe import config as cfg
 from scribe.capacity import doctor, packing
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
-from scribe.errors import ScribeError, describe
+from scribe.errors import PlanError, ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import render, summarize
@@ -84,7 +84,7 @@ class SessionCollector:
             return error_record(base, row["error"])
         if row["n_chunks"] == 0:
             return ok_record(base, [])
-        pending = self._pending.setdefault(sid, _Pending(row["n_chunks"], base))
+        pending = self._pending.setdefault(sid, _Pending(expected=row["n_chunks"], base=base))
         self.batch_sizes.append(row["result"]["batch_size"])
         self.batch_sessions.append(row["result"]["batch_sessions"])
         output = rows.model_output(row)
@@ -117,7 +117,7 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
                               resources, saved, gpus_here)
     if device == "cuda":
         if gpus - reserved_gpus <= 0:
-            raise ScribeError(f"device is cuda but the Ray cluster has no GPUs free "
+            raise PlanError(f"device is cuda but the Ray cluster has no GPUs free "
                               f"({gpus:g} in all, {reserved_gpus:g} held by others)")
         gpu_fraction = 1.0 / shape.actors_per_gpu
         actors = resources.model_actors or packing.actors_on(gpus - reserved_gpus,
@@ -225,8 +225,7 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
 
     from ray_jobs.stages import Preprocessor, Transcriber
 
-    items = [{"session_id": s.session_id, "uri": s.uri, "language": s.language or ""}
-             for s in sessions]
+    items = [s.to_dict() for s in sessions]
     ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
         Preprocessor, batch_size=1, batch_format="pyarrow",
@@ -333,8 +332,8 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     cfg.add_arguments(parser.add_argument_group("transcription"), TranscribeOptions)
     cfg.add_arguments(parser.add_argument_group("resources"), ResourceConfig)
     args = vars(parser.parse_args(argv))
-    base = cfg.load_yaml(args.pop("config")) if args.get("config") else {}
-    args.pop("config", None)
+    config_file = args.pop("config")
+    base = cfg.load_yaml(config_file) if config_file else {}
     if "input" not in args and "input" not in base or "output" not in args and "output" not in base:
         parser.error("--input and --output are required (as flags or in --config)")
     config: JobConfig = cfg.build(JobConfig, base, args)

@@ -92,12 +92,16 @@ def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> Analyse
     )
 
 
-def analyse_input(source: str | IO[bytes], options: TranscribeOptions) -> AnalysedSession:
+def analyse_input(source: str | IO[bytes], options: TranscribeOptions, *,
+                  size: int | None = None) -> AnalysedSession:
     """:func:`analyse` one whole input, refusing an empty one (0 bytes) before decoding:
-    a uri, opened through :mod:`scribe.io.storage`, or a seekable file, read from its start."""
+    a uri, opened through :mod:`scribe.io.storage` (its ``size``, when a listing already
+    read it, spares a stat), or a seekable file, read from its start."""
     if isinstance(source, str):
-        fs, path = storage.resolve(source)
-        _refuse_empty(storage.file_info(fs, path, source).size)
+        if size is None:
+            fs, path = storage.resolve(source)
+            size = storage.file_info(fs, path, source).size
+        _refuse_empty(size)
         with storage.open_input(source) as f:
             return analyse(f, options)
     source.seek(0, os.SEEK_END)

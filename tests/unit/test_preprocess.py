@@ -129,6 +129,11 @@ def test_an_empty_input_is_refused_before_decoding(tmp_path: Path) -> None:
             analyse_input(source, OPTIONS)
 
 
+def test_a_listed_size_spares_the_stat() -> None:
+    with pytest.raises(EmptyAudioError):
+        analyse_input(str(JFK), OPTIONS, size=0)  # the listing said so; nothing was read
+
+
 def test_an_input_is_analysed_from_its_start(jfk: PreparedSession) -> None:
     with open(JFK, "rb") as handle:
         handle.seek(0, io.SEEK_END)  # as an upload is, once spooled

@@ -14,6 +14,7 @@ import ray_jobs
 from ray_jobs import rows
 from ray_jobs.stages import Preprocessor, Transcriber
 from scribe.config import TranscribeOptions
+from scribe.io.sessions import SessionRef, list_sessions
 from scribe.pipeline.preprocess import analyse_input, iter_chunks
 from scribe.pipeline.transcript import record_base
 from scribe.pipeline.whisper import WhisperEngine
@@ -88,10 +89,10 @@ def test_error_and_no_speech_rows_share_the_schema(base: dict[str, Any]) -> None
 
 def test_the_stages_read_and_write_only_the_schema(
         options: TranscribeOptions, tmp_path: Path) -> None:
-    silent = media.write_audio(tmp_path / "silent.wav", media.silence(2.0))
-    sessions = pa.table({"session_id": ["jfk", "silent", "empty"],
-                         "uri": [JFK, str(silent), str(media.zero_bytes(tmp_path / "e.wav"))],
-                         "language": ["", "", ""]})
+    media.write_audio(tmp_path / "silent.wav", media.silence(2.0))
+    media.zero_bytes(tmp_path / "empty.wav")
+    refs = [SessionRef(session_id="jfk", uri=JFK), *list_sessions(str(tmp_path))]
+    sessions = pa.Table.from_pylist([ref.to_dict() for ref in refs])  # the job's input rows
     blocks = [block for i in range(3)
               for block in Preprocessor(options, 80, "tiny")(sessions.slice(i, 1))]
     assert all(block.schema == rows.SCHEMA for block in blocks)
