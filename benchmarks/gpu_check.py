@@ -13,6 +13,7 @@ prints a table. Every step records its error instead of stopping the check.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -193,7 +194,7 @@ def _row(m: throughput.Measurement) -> dict[str, Any]:
 def words_step(model_dir: str, mode: Mode) -> dict[str, Any]:
     """jfk.flac through the engine (decode, VAD, features, batched model) on the device."""
     from scribe.pipeline.preprocess import preprocess
-    from scribe.pipeline.whisper import ChunkInput, WhisperEngine
+    from scribe.pipeline.whisper import WhisperEngine
 
     compute_type = "int8_float16" if mode.device == "cuda" else "int8"
     options = TranscribeOptions(model=model_dir, device=mode.device, compute_type=compute_type,
@@ -201,7 +202,7 @@ def words_step(model_dir: str, mode: Mode) -> dict[str, Any]:
     engine = WhisperEngine(options, cpu_threads=mode.cpu_threads)
     prepared = preprocess(str(JFK), options, engine.n_mels)
     began = time.monotonic()
-    outputs = engine.transcribe([ChunkInput(c.features, c.offset_s, c.duration_s, group="jfk")
+    outputs = engine.transcribe([dataclasses.replace(c, group="jfk")
                                  for c in prepared.chunks])
     model_s = time.monotonic() - began
     text = " ".join(s["text"].strip() for out in outputs for s in out.segments)

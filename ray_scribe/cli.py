@@ -94,7 +94,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not gpus:
         # on CPU a bigger batch is slower per chunk (see packing.job_shape): batch 1
         cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size or 1)
-        path = packing.write_plan(packing.Plan("cpu", cpu=cpu), args.plan_file)
+        path = packing.write_plan(packing.PackingPlan(device="cpu", cpu=cpu), args.plan_file)
         sys.stdout.write(f"no GPU here (NVML sees none): nothing to measure. "
                          f"{packing.cpu_plan_text(cpu)}\nwrote {path}\n")
         return 0

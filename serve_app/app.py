@@ -108,7 +108,7 @@ def _cluster_gpus() -> float:
 
 
 def transcriber_resources(options: TranscribeOptions, resources: ResourceConfig,
-                          saved: packing.Plan | None, gpus_here: Sequence[packing.GpuInfo]
+                          saved: packing.PackingPlan | None, gpus_here: Sequence[packing.GpuInfo]
                           ) -> ResourceConfig:
     """``resources`` with the packing plan's shape for the model replicas, as the batch job
     takes it (:func:`scribe.capacity.packing.job_shape`): actors per GPU and batch size on GPUs,

@@ -20,10 +20,10 @@ from typing import Any
 from ray import serve
 
 from scribe.config import ResourceConfig, TranscribeOptions
-from scribe.errors import EmptyAudioError, ScribeError, describe
-from scribe.pipeline.features import Features
-from scribe.pipeline.preprocess import PreparedChunk, analyse, iter_chunks
-from scribe.pipeline.whisper import ChunkInput, ChunkOutput, WhisperEngine
+from scribe.errors import ScribeError, describe
+from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.preprocess import analyse_input, iter_chunks
+from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
 from serve_app.metrics import batch_histogram
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Analysed:
     n_chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     code: str | None = None
     status: int = 200
@@ -56,20 +57,10 @@ class KnownVoices:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class ChunkJob:
-    """One chunk for the model, with its request's options."""
-
-    features: Features
-    offset_s: float
-    duration_s: float
-    group: str
-    options: TranscribeOptions
-
-
 @dataclass
 class ChunkResult:
-    """The model's output for one job, and the size of the batch it ran in."""
+    """The model's output for one chunk (or why there is none), and the size of the batch
+    it ran in."""
 
     output: ChunkOutput | None
     batch_size: int
@@ -87,7 +78,7 @@ class Preprocessor:
         return True
 
     async def prepare(self, pieces: Sequence[Any], options: TranscribeOptions
-                      ) -> AsyncIterator[Analysed | PreparedChunk]:
+                      ) -> AsyncIterator[Analysed | Chunk]:
         """Decode the upload held in ``pieces`` (object refs to its bytes, in order);
         yield an :class:`Analysed`, then each chunk as its features are computed.
 
@@ -97,17 +88,15 @@ class Preprocessor:
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as upload:
             for piece in pieces:
                 upload.write(await piece)
-            if upload.tell() == 0:
-                yield _failure(EmptyAudioError("the file is empty (0 bytes)"))
-                return
-            upload.seek(0)
             try:
-                session = await asyncio.to_thread(analyse, upload, options)
+                session = await asyncio.to_thread(analyse_input, upload, options)
             except ScribeError as exc:
                 yield _failure(exc)
                 return
-        yield Analysed(session.duration_s, session.speech_duration_s, len(session.plans),
-                       session.timings, session.warnings)
+        yield Analysed(duration_s=session.duration_s,
+                       speech_duration_s=session.speech_duration_s,
+                       n_chunks=len(session.plans), timings=session.timings,
+                       warnings=session.warnings, source=session.source)
         chunks = iter_chunks(session, self.n_mels)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             yield chunk
@@ -159,8 +148,9 @@ class Transcriber:
         """Answers only when this replica is up: the readiness probe's ping."""
         return True
 
-    async def transcribe(self, job: ChunkJob) -> ChunkResult:
-        """One chunk; concurrent calls are gathered into one model batch."""
+    async def transcribe(self, chunk: Chunk, options: TranscribeOptions) -> ChunkResult:
+        """One chunk with its request's options; concurrent calls are gathered into one
+        model batch."""
         # serve.batch closes a batch batch_wait_timeout_s after its first chunk arrives and
         # queues it behind the running one. Under load that cuts the chunks arriving during
         # a model call into many tiny batches. A chunk arriving while the model is busy
@@ -168,11 +158,11 @@ class Transcriber:
         # everything that came meanwhile (up to max_batch_size) and starts as it ends.
         remaining = self._busy_until - time.monotonic()
         self._batch_control.set_batch_wait_timeout_s(max(self._idle_wait_s, remaining))
-        result: ChunkResult = await self._batch(job)
+        result: ChunkResult = await self._batch((chunk, options))
         return result
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def _batch(self, jobs: list[ChunkJob]) -> list[ChunkResult]:
+    async def _batch(self, jobs: list[tuple[Chunk, TranscribeOptions]]) -> list[ChunkResult]:
         start = time.monotonic()
         self._busy_until = start + self._call_s
         try:
@@ -186,29 +176,26 @@ class Transcriber:
         self._batch_sizes.observe(len(jobs))
         return results
 
-    def _run(self, jobs: list[ChunkJob]) -> list[ChunkResult]:
+    def _run(self, jobs: list[tuple[Chunk, TranscribeOptions]]) -> list[ChunkResult]:
         groups: defaultdict[TranscribeOptions, list[int]] = defaultdict(list)
-        for i, job in enumerate(jobs):
-            groups[options_key(job.options)].append(i)
-        results: list[ChunkResult] = [ChunkResult(None, len(jobs))] * len(jobs)
+        for i, (_, options) in enumerate(jobs):
+            groups[options_key(options)].append(i)
+        results = [ChunkResult(output=None, batch_size=len(jobs))] * len(jobs)
         for indices in groups.values():
             for i, result in zip(indices, self._run_group(jobs, indices), strict=True):
                 results[i] = result
         return results
 
-    def _run_group(self, jobs: list[ChunkJob], indices: list[int]) -> list[ChunkResult]:
-        items = [ChunkInput(jobs[i].features, jobs[i].offset_s, jobs[i].duration_s, jobs[i].group,
-                            jobs[i].options.language) for i in indices]
-        start = time.perf_counter()
+    def _run_group(self, jobs: list[tuple[Chunk, TranscribeOptions]], indices: list[int]
+                   ) -> list[ChunkResult]:
+        items = [jobs[i][0] for i in indices]
         try:
-            outputs = self.engine.transcribe(items, jobs[indices[0]].options)
+            outputs = self.engine.transcribe(items, jobs[indices[0]][1])
         except Exception as exc:  # one group's failure must not fail the others
             logger.exception("model call failed for %d chunks", len(items))
-            return [ChunkResult(None, len(jobs), describe(exc)) for _ in items]
-        share = (time.perf_counter() - start) / len(items)
-        for out in outputs:
-            out.timings["model"] = share
-        return [ChunkResult(out, len(jobs)) for out in outputs]
+            return [ChunkResult(output=None, batch_size=len(jobs), error=describe(exc))
+                    for _ in items]
+        return [ChunkResult(output=out, batch_size=len(jobs)) for out in outputs]
 
 
 # Deployment objects apart from the classes, so type checkers still see the classes.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import logging
 import math
 import os
@@ -24,10 +25,11 @@ from starlette.responses import Response
 
 from scribe import config as cfg
 from scribe.config import TranscribeOptions
-from scribe.pipeline.preprocess import PreparedChunk
+from scribe.pipeline.chunking import Chunk
 from scribe.pipeline.speakers.diarize import SpeakerRequest
-from scribe.pipeline.transcript import AssembledChunk, ok_record
-from serve_app.deployments import Analysed, ChunkJob, ChunkResult, KnownVoices
+from scribe.pipeline.transcript import ok_record, record_base
+from scribe.pipeline.whisper import ChunkOutput
+from serve_app.deployments import Analysed, ChunkResult, KnownVoices
 from serve_app.metrics import Answer, OnlineMetrics
 from serve_app.protocol import (
     ApiError,
@@ -125,24 +127,22 @@ class Frontend:
         return SpeakerRequest(num_speakers=options.num_speakers, known=dict(
             zip(request.known_speaker_names, known.embeddings, strict=True)))
 
-    async def _model(self, stream: AsyncIterator[PreparedChunk], options: TranscribeOptions,
-                     request_id: str) -> list[AssembledChunk]:
+    async def _model(self, stream: AsyncIterator[Chunk], options: TranscribeOptions,
+                     request_id: str) -> list[ChunkOutput]:
         """Each chunk through the transcriber as it arrives, ``window`` at a time at most."""
         window = asyncio.Semaphore(self.window)
 
-        async def one(chunk: PreparedChunk) -> AssembledChunk:
+        async def one(chunk: Chunk) -> ChunkOutput:
             try:
-                job = ChunkJob(chunk.features, chunk.offset_s, chunk.duration_s, request_id,
-                               options)
+                mine = dataclasses.replace(chunk, group=request_id, language=options.language)
                 result: ChunkResult = await _call(
-                    self.transcriber.transcribe.remote(job), self.retry_after_s)
+                    self.transcriber.transcribe.remote(mine, options), self.retry_after_s)
             finally:
                 window.release()
             if result.output is None:
                 raise ApiError(500, f"the model failed: {result.error}", code="model_error")
             self.batch_sizes[result.batch_size] += 1
-            return AssembledChunk(chunk.index, chunk.segments, result.output, chunk.channel,
-                                  chunk.voices)
+            return result.output
 
         tasks = []
         try:
@@ -155,12 +155,9 @@ class Frontend:
             raise errors.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    def _record(self, analysed: Analysed, chunks: list[AssembledChunk], request_id: str,
+    def _record(self, analysed: Analysed, chunks: list[ChunkOutput], request_id: str,
                 speakers: SpeakerRequest | None) -> dict[str, Any]:
-        base = {"session_id": request_id, "duration_s": analysed.duration_s,
-                "speech_duration_s": analysed.speech_duration_s,
-                "timings": analysed.timings, "warnings": analysed.warnings,
-                "model": self.config.transcribe.model}
+        base = record_base(request_id, model=self.config.transcribe.model, analysis=analysed)
         return ok_record(base, chunks, speakers)
 
     def models(self) -> ModelList:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from scribe.capacity import throughput
 from scribe.capacity.footprint import MemoryModel
-from scribe.capacity.packing import GpuInfo, GpuPlan, Plan, headroom
+from scribe.capacity.packing import GpuInfo, GpuPlan, PackingPlan, headroom
 from scribe.capacity.throughput import Measurement
 from scribe.config import TranscribeOptions
 from scribe.errors import PlanError
@@ -24,7 +24,7 @@ BATCH_SIZES = (8, 16, 32)
 
 def calibrate_gpu(options: TranscribeOptions, gpu: GpuInfo, *,
                   actors: Sequence[int] = ACTORS, batch_sizes: Sequence[int] = BATCH_SIZES,
-                  rounds: int = 3) -> Plan:
+                  rounds: int = 3) -> PackingPlan:
     """Measure every (k, batch) on ``gpu`` and plan the fastest within its free memory.
     Needs the card to itself."""
     opts = options.model_copy(update={"device": "cuda"}).resolved()
@@ -33,7 +33,8 @@ def calibrate_gpu(options: TranscribeOptions, gpu: GpuInfo, *,
     return plan_from(table, opts, gpu)
 
 
-def plan_from(table: Sequence[Measurement], options: TranscribeOptions, gpu: GpuInfo) -> Plan:
+def plan_from(table: Sequence[Measurement], options: TranscribeOptions,
+              gpu: GpuInfo) -> PackingPlan:
     """The plan a measured ``table`` gives: its fastest run within the card's budget."""
     assert options.model is not None and options.compute_type is not None
     budget = min(gpu.total, gpu.free) - headroom(gpu.total)
@@ -46,7 +47,7 @@ def plan_from(table: Sequence[Measurement], options: TranscribeOptions, gpu: Gpu
     plan = GpuPlan(options.model, options.compute_type, gpu.name, gpu.total, budget,
                    best.actors, best.batch_size, best.actor_peak, memory.source,
                    throughput=describe(best, table))
-    return Plan("cuda", gpu=plan, memory=memory, throughput=tuple(table))
+    return PackingPlan(device="cuda", gpu=plan, memory=memory, throughput=tuple(table))
 
 
 def measured_memory(table: Sequence[Measurement], gpu: GpuInfo,

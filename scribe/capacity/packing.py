@@ -96,8 +96,9 @@ def plan_gpu(memory: MemoryModel, *, model: str, compute_type: str, total: int,
     actors = max(1, min(max_actors, budget // memory.peak(batch)))
     if not fixed_batch:
         batch = _grown_batch(memory, budget // actors, batch, max_batch)
-    return GpuPlan(model, compute_type, gpu_name, total, budget, actors, batch,
-                   memory.peak(batch), memory.source)
+    return GpuPlan(model=model, compute_type=compute_type, gpu_name=gpu_name, gpu_total=total,
+                   budget=budget, actors_per_gpu=actors, batch_size=batch,
+                   actor_peak=memory.peak(batch), source=memory.source)
 
 
 def _grown_batch(memory: MemoryModel, per_actor: int, batch: int, max_batch: int) -> int:
@@ -140,7 +141,8 @@ def plan_cpu(cores: int, *, threads_per_actor: int | None = None,
     speed-up flattens) at batch 1: on CPU a bigger batch is slower per chunk (see
     :func:`job_shape`). Preprocessing actors share the cores: they need a few percent."""
     threads = threads_per_actor or min(4, max(1, cores))
-    return CpuPlan(cores, max(1, cores // threads), threads, batch_size)
+    return CpuPlan(cores=cores, actors=max(1, cores // threads), threads_per_actor=threads,
+                   batch_size=batch_size)
 
 
 def cpu_cores() -> int:
@@ -155,7 +157,7 @@ def cpu_cores() -> int:
 
 
 @dataclass(frozen=True)
-class Plan:
+class PackingPlan:
     """What ``scribe calibrate`` writes and the job and Serve read."""
 
     device: Literal["cuda", "cpu"]
@@ -171,7 +173,7 @@ def plan_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get(PLAN_ENV) or DEFAULT_PLAN_PATH).expanduser()
 
 
-def write_plan(plan: Plan, path: str | os.PathLike[str] | None = None) -> Path:
+def write_plan(plan: PackingPlan, path: str | os.PathLike[str] | None = None) -> Path:
     """Write ``plan`` as JSON (which is also YAML) and return where."""
     target = plan_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -181,19 +183,20 @@ def write_plan(plan: Plan, path: str | os.PathLike[str] | None = None) -> Path:
     return target
 
 
-def read_plan(path: str | os.PathLike[str] | None = None) -> Plan | None:
+def read_plan(path: str | os.PathLike[str] | None = None) -> PackingPlan | None:
     """The plan in ``path`` (JSON or YAML); None when there is no file."""
     source = plan_path(path)
     if not source.is_file():
         return None
     try:
         data = yaml.safe_load(source.read_text(encoding="utf-8"))
-        return Plan(device=data["device"],
-                    gpu=GpuPlan(**data["gpu"]) if data.get("gpu") else None,
-                    cpu=CpuPlan(**data["cpu"]) if data.get("cpu") else None,
-                    memory=MemoryModel(**data["memory"]) if data.get("memory") else None,
-                    created=str(data.get("created", "")),
-                    throughput=tuple(Measurement(**m) for m in data.get("throughput") or ()))
+        return PackingPlan(device=data["device"],
+                           gpu=GpuPlan(**data["gpu"]) if data.get("gpu") else None,
+                           cpu=CpuPlan(**data["cpu"]) if data.get("cpu") else None,
+                           memory=MemoryModel(**data["memory"]) if data.get("memory") else None,
+                           created=str(data.get("created", "")),
+                           throughput=tuple(Measurement(**m)
+                                            for m in data.get("throughput") or ()))
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise PlanError(f"cannot read plan file {source}: {exc}") from exc
 
@@ -255,8 +258,8 @@ def _gpu_info(pynvml: Any, index: int) -> GpuInfo:
     handle = pynvml.nvmlDeviceGetHandleByIndex(index)
     info = pynvml.nvmlDeviceGetMemoryInfo(handle)
     name = pynvml.nvmlDeviceGetName(handle)
-    return GpuInfo(index, name.decode() if isinstance(name, bytes) else str(name),
-                   int(info.total), int(info.free))
+    return GpuInfo(index=index, name=name.decode() if isinstance(name, bytes) else str(name),
+                   total=int(info.total), free=int(info.free))
 
 
 # Binary throughout: a card sold as "24 GB" has 24 GiB (an RTX 3090 reports 24576 MiB).
@@ -272,7 +275,7 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-def memory_for(options: TranscribeOptions, saved: Plan | None = None) -> MemoryModel:
+def memory_for(options: TranscribeOptions, saved: PackingPlan | None = None) -> MemoryModel:
     """The measured memory model from ``saved`` when it is for the same model and compute
     type, else the built-in one (published figures, else the architecture's estimate)."""
     if saved and saved.memory and saved.gpu and (saved.gpu.model, saved.gpu.compute_type) == (
@@ -292,7 +295,7 @@ class JobShape:
     source: str
 
 
-def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Plan | None,
+def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: PackingPlan | None,
               gpus: Sequence[GpuInfo] = ()) -> JobShape:
     """The model actors' shape for resolved ``options``: the plan file, else a plan for the
     GPUs seen here, else the config; any field set in the config or by a flag wins."""
@@ -300,14 +303,16 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Plan
         shape = _gpu_shape(options, resources, saved, gpus)
     elif saved and saved.cpu:
         # threads and batch from the plan; how many actors follows from the cluster's CPUs
-        shape = JobShape(1, saved.cpu.batch_size, saved.cpu.threads_per_actor, 0.0,
-                         f"plan file ({saved.created})")
+        shape = JobShape(actors_per_gpu=1, batch_size=saved.cpu.batch_size,
+                         cpu_threads=saved.cpu.threads_per_actor, model_cpus=0.0,
+                         source=f"plan file ({saved.created})")
     else:
         # Measured with CTranslate2 int8 on CPU (base, 2 cores, one job): batch 16 is
         # slower per chunk than batch 1 (1.19 s vs 0.72 s, 2 threads), and two 1-thread
         # actors side by side spent 33 s of model time where one 2-thread actor spent 18 s.
         # So: batch 1, actors of up to 4 threads; model_cpus 0 = decided with the cluster.
-        shape = JobShape(1, 1, 0, 0.0, "CPU default: actors of up to 4 threads, batch 1")
+        shape = JobShape(actors_per_gpu=1, batch_size=1, cpu_threads=0, model_cpus=0.0,
+                         source="CPU default: actors of up to 4 threads, batch 1")
     explicit = resources.model_fields_set
     return dataclasses.replace(
         shape,
@@ -318,12 +323,11 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Plan
         cpu_threads=resources.cpu_threads if "cpu_threads" in explicit else shape.cpu_threads)
 
 
-def _gpu_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Plan | None,
+def _gpu_shape(options: TranscribeOptions, resources: ResourceConfig, saved: PackingPlan | None,
                gpus: Sequence[GpuInfo]) -> JobShape:
     if saved and saved.gpu and (saved.gpu.model, saved.gpu.compute_type) == (
             options.model, options.compute_type):
-        return JobShape(saved.gpu.actors_per_gpu, saved.gpu.batch_size, 0, 0.0,
-                        f"plan file ({saved.created}; {saved.gpu.source})")
+        return _gpu_job_shape(saved.gpu, f"plan file ({saved.created}; {saved.gpu.source})")
     if saved and saved.gpu:
         logger.warning("plan file is for %s/%s, not %s/%s: planning afresh", saved.gpu.model,
                        saved.gpu.compute_type, options.model, options.compute_type)
@@ -332,7 +336,12 @@ def _gpu_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Pla
                              compute_type=str(options.compute_type),
                              batch_size=resources.model_batch_size,
                              fixed_batch="model_batch_size" in resources.model_fields_set)
-        return JobShape(plan.actors_per_gpu, plan.batch_size, 0, 0.0,
-                        f"planned for {plan.gpu_name} here; {plan.source}")
-    return JobShape(resources.actors_per_gpu, resources.model_batch_size, 0, 0.0,
-                    "config (no plan file, and no GPU here to plan from)")
+        return _gpu_job_shape(plan, f"planned for {plan.gpu_name} here; {plan.source}")
+    return JobShape(actors_per_gpu=resources.actors_per_gpu,
+                    batch_size=resources.model_batch_size, cpu_threads=0, model_cpus=0.0,
+                    source="config (no plan file, and no GPU here to plan from)")
+
+
+def _gpu_job_shape(plan: GpuPlan, source: str) -> JobShape:
+    return JobShape(actors_per_gpu=plan.actors_per_gpu, batch_size=plan.batch_size,
+                    cpu_threads=0, model_cpus=0.0, source=source)

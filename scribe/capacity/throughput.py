@@ -182,13 +182,15 @@ def _actor(options_json: str, features_path: str, batch_sizes: list[int], rounds
     try:
         import numpy as np
 
-        from scribe.pipeline.whisper import ChunkInput, WhisperEngine
+        from scribe.pipeline.chunking import Chunk, ChunkPlan
+        from scribe.pipeline.whisper import WhisperEngine
 
         engine = WhisperEngine(TranscribeOptions.model_validate_json(options_json),
                                cpu_threads=cpu_threads)
         features = np.load(features_path)
         for batch in batch_sizes:
-            items = [ChunkInput(features, 0.0, CHUNK_S, group=str(i)) for i in range(batch)]
+            plan = ChunkPlan(index=0, offset_s=0.0, duration_s=CHUNK_S, ranges=[])
+            items = [Chunk(plan=plan, features=features, group=str(i)) for i in range(batch)]
             engine.transcribe(items)  # warm-up: allocator caches, cuBLAS handles
             barrier.wait()
             start, tokens = time.time(), 0

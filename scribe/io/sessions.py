@@ -91,7 +91,7 @@ class SessionRef:
     num_speakers: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict (one row of a Ray dataset)."""
+        """A plain dict: one row of the batch job's input dataset."""
         return asdict(self)
 
     @classmethod

@@ -1,21 +1,30 @@
 """Pack speech into model-sized chunks, exactly as faster-whisper's batched pipeline does.
 
 A chunk is speech regions concatenated up to ``chunk_length_s``. Its ``offset_s`` lives on
-the *collapsed* timeline (speech only), and ``segments`` keeps the regions' sample ranges on
+the *collapsed* timeline (speech only), and ``ranges`` keeps the regions' sample ranges on
 the session's own timeline, so timestamps can be mapped back later.
+
+Two of the engine's three chunk types live here: :class:`ChunkPlan`, where a chunk lies, and
+:class:`Chunk`, a planned chunk with its features, as the model takes it. The third,
+:class:`scribe.pipeline.whisper.ChunkOutput`, is what the model made of one.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from faster_whisper.vad import collect_chunks
 
 from scribe.config import SAMPLE_RATE
 from scribe.pipeline.audio import Audio
+from scribe.pipeline.features import Features
 from scribe.pipeline.vad import SampleRange
+
+if TYPE_CHECKING:
+    from scribe.pipeline.speakers.voices import VoiceWindow
 
 _NO_AUDIO: Audio = np.zeros(0, dtype=np.float32)
 
@@ -24,12 +33,26 @@ _NO_AUDIO: Audio = np.zeros(0, dtype=np.float32)
 class ChunkPlan:
     """Where one chunk's speech lies: ranges on the session's timeline, and its place on the
     collapsed timeline. Planning needs no samples, so a long session's chunks can be built
-    one at a time."""
+    one at a time. With speaker labels on, ``channel`` is the channel it was cut from (one
+    speaker per channel) and ``voices`` its speech windows' embeddings (voices)."""
 
     index: int
     offset_s: float
     duration_s: float
-    segments: list[SampleRange]
+    ranges: list[SampleRange]
+    channel: int | None = None
+    voices: tuple[VoiceWindow, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A planned chunk with its log-mel features, ready for the model. ``group`` names its
+    session (for the language vote) and ``language`` is the one asked for, if any."""
+
+    plan: ChunkPlan
+    features: Features
+    group: str = ""
+    language: str | None = None
 
 
 def plan_chunks(
@@ -50,15 +73,15 @@ def plan_chunks(
     kept = [(m, r) for m, r in zip(metadata, owners, strict=True) if r]
     return [
         ChunkPlan(index=i, offset_s=float(meta["offset"]), duration_s=float(meta["duration"]),
-                  segments=[{"start": r["start"] + origin, "end": r["end"] + origin}
-                            for r in ranges])
+                  ranges=[{"start": r["start"] + origin, "end": r["end"] + origin}
+                          for r in ranges])
         for i, (meta, ranges) in enumerate(kept)
     ]
 
 
 def chunk_samples(samples: Audio, plan: ChunkPlan, *, origin: int = 0) -> Audio:
     """The chunk's audio: its speech ranges of ``samples`` (which start at ``origin``)."""
-    pieces = [samples[r["start"] - origin: r["end"] - origin] for r in plan.segments]
+    pieces = [samples[r["start"] - origin: r["end"] - origin] for r in plan.ranges]
     joined: Audio = np.concatenate(pieces) if len(pieces) > 1 else pieces[0].copy()
     return joined
 

@@ -9,41 +9,30 @@ The batch job's CPU actors and the online service's preprocessing deployment cal
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from scribe.config import SAMPLE_RATE, TranscribeOptions
+from scribe.errors import EmptyAudioError
+from scribe.io import storage
 from scribe.pipeline.audio import Audio, DecodedAudio, decode, peak_normalize, trim_silence
-from scribe.pipeline.chunking import ChunkPlan, chunk_samples, plan_chunks
-from scribe.pipeline.features import Features, log_mel
+from scribe.pipeline.chunking import Chunk, ChunkPlan, chunk_samples, plan_chunks
+from scribe.pipeline.features import log_mel
 from scribe.pipeline.speakers import channels as speaker_channels
-from scribe.pipeline.speakers.voices import VoiceWindow
-from scribe.pipeline.vad import SampleRange, speech_ranges
-
-
-@dataclass(frozen=True)
-class PreparedChunk:
-    """A chunk ready for the model: its features and where it sits in its session."""
-
-    index: int
-    features: Features
-    offset_s: float
-    duration_s: float
-    segments: list[SampleRange]
-    channel: int | None = None
-    voices: list[VoiceWindow] = field(default_factory=list)
+from scribe.pipeline.vad import speech_ranges
 
 
 @dataclass
 class AnalysedSession:
     """A decoded session and its chunk plan; features not computed yet.
 
-    With one speaker per channel, ``channel_samples`` holds each channel and ``channels``
-    says which channel each plan (by index) was cut from; ``voices`` holds each plan's
-    embedded voice windows when speakers come from voices."""
+    With one speaker per channel, ``channel_samples`` holds each channel, and each plan
+    says which one it was cut from; with speakers from voices, each plan carries its
+    embedded voice windows."""
 
     samples: Audio
     origin: int
@@ -53,8 +42,6 @@ class AnalysedSession:
     warnings: list[str] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
     channel_samples: list[Audio] = field(default_factory=list)
-    channels: dict[int, int] = field(default_factory=dict)
-    voices: dict[int, list[VoiceWindow]] = field(default_factory=dict)
 
     @property
     def speech_duration_s(self) -> float:
@@ -67,7 +54,7 @@ class PreparedSession:
 
     duration_s: float
     speech_duration_s: float
-    chunks: list[PreparedChunk]
+    chunks: list[Chunk]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
@@ -133,18 +120,19 @@ def _plan_mono(session: AnalysedSession, options: TranscribeOptions) -> None:
         session.plans = plan_chunks(speech, options.chunk_length_s, origin=session.origin)
     if options.speakers != "off":
         with _stage(session.timings, "speakers"):
-            session.voices = _embed_voices(session, options)
+            session.plans = _embed_voices(session, options)
 
 
-def _embed_voices(session: AnalysedSession, options: TranscribeOptions
-                  ) -> dict[int, list[VoiceWindow]]:
+def _embed_voices(session: AnalysedSession, options: TranscribeOptions) -> list[ChunkPlan]:
+    """The plans, each with its speech windows' embeddings."""
     from scribe.pipeline.speakers.encoder import load_encoder
     from scribe.pipeline.speakers.voices import embed_speech
 
     encoder = load_encoder(options.speaker_encoder, options.speaker_encoder_path)
-    found = embed_speech(session.samples, [p.segments for p in session.plans], encoder,
+    found = embed_speech(session.samples, [p.ranges for p in session.plans], encoder,
                          origin=session.origin)
-    return {p.index: w for p, w in zip(session.plans, found, strict=True)}
+    return [dataclasses.replace(p, voices=tuple(w))
+            for p, w in zip(session.plans, found, strict=True)]
 
 
 def _plan_channels(session: AnalysedSession, split: list[Audio],
@@ -159,24 +147,45 @@ def _plan_channels(session: AnalysedSession, split: list[Audio],
             speech = speaker_channels.drop_bleed(speech, samples, split[1 - number])
         with _stage(session.timings, "chunk"):
             plans = plan_chunks(speech, options.chunk_length_s, origin=session.origin)
-        for plan in plans:
-            plan = dataclasses.replace(plan, index=len(session.plans))
-            session.plans.append(plan)
-            session.channels[plan.index] = number
+        first = len(session.plans)
+        session.plans.extend([dataclasses.replace(plan, index=first + i, channel=number)
+                              for i, plan in enumerate(plans)])
     session.channel_samples = split
     session.samples = split[0]  # the mono mix is not transcribed: let it go
 
 
-def iter_chunks(session: AnalysedSession, n_mels: int) -> Iterator[PreparedChunk]:
+def analyse_input(source: str | IO[bytes], options: TranscribeOptions, *,
+                  size: int | None = None) -> AnalysedSession:
+    """:func:`analyse` one whole input, refusing an empty one (0 bytes) before decoding:
+    a uri, opened through :mod:`scribe.io.storage` (its ``size``, when a listing already
+    read it, spares a stat), or a seekable file, read from its start."""
+    if isinstance(source, str):
+        if size is None:
+            fs, path = storage.resolve(source)
+            size = storage.file_info(fs, path, source).size
+        _refuse_empty(size)
+        with storage.open_input(source) as f:
+            return analyse(f, options)
+    source.seek(0, os.SEEK_END)
+    _refuse_empty(source.tell())
+    source.seek(0)
+    return analyse(source, options)
+
+
+def _refuse_empty(size: int | None) -> None:
+    if size == 0:
+        raise EmptyAudioError("the file is empty (0 bytes)")
+
+
+def iter_chunks(session: AnalysedSession, n_mels: int) -> Iterator[Chunk]:
     """Each planned chunk with its log-mel features, computed when it is asked for."""
     session.timings.setdefault("features", 0.0)
     for plan in session.plans:
-        channel = session.channels.get(plan.index)
-        samples = session.samples if channel is None else session.channel_samples[channel]
+        samples = (session.samples if plan.channel is None
+                   else session.channel_samples[plan.channel])
         with _stage(session.timings, "features"):
             features = log_mel(chunk_samples(samples, plan, origin=session.origin), n_mels)
-        yield PreparedChunk(plan.index, features, plan.offset_s, plan.duration_s,
-                            plan.segments, channel, session.voices.get(plan.index, []))
+        yield Chunk(plan=plan, features=features)
 
 
 def preprocess(

@@ -9,36 +9,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from scribe.config import SAMPLE_RATE
 from scribe.io.formats import full_text
 from scribe.pipeline.speakers.diarize import SpeakerRequest, speaker_segments
-from scribe.pipeline.speakers.voices import VoiceWindow
-from scribe.pipeline.vad import SampleRange
 from scribe.pipeline.whisper import ChunkOutput
 
 SEGMENT_KEYS = ("start", "end", "text", "avg_logprob", "no_speech_prob", "compression_ratio")
 
 
-@dataclass(frozen=True)
-class AssembledChunk:
-    """A chunk's model output with the sample ranges it covers in the session."""
-
-    index: int
-    ranges: list[SampleRange]
-    output: ChunkOutput
-    channel: int | None = None
-    voices: list[VoiceWindow] = field(default_factory=list)
-
-
-def restore_segments(chunks: Iterable[AssembledChunk]) -> list[dict[str, Any]]:
+def restore_segments(chunks: Iterable[ChunkOutput]) -> list[dict[str, Any]]:
     """All segments of a session, in order, with timestamps on the session's timeline."""
     from faster_whisper.transcribe import Segment, Word, restore_speech_timestamps
 
-    ordered = sorted(chunks, key=lambda c: c.index)
-    speech = [r for c in ordered for r in c.ranges]
+    ordered = sorted(chunks, key=lambda c: c.plan.index)
+    speech = [r for c in ordered for r in c.plan.ranges]
     segments = [
         Segment(
             id=0, seek=0, start=round(s["start"], 3), end=round(s["end"], 3), text=s["text"],
@@ -47,24 +33,24 @@ def restore_segments(chunks: Iterable[AssembledChunk]) -> list[dict[str, Any]]:
             words=[Word(**w) for w in s["words"]] if s.get("words") else None,
             temperature=0.0,
         )
-        for c in ordered for s in c.output.segments
+        for c in ordered for s in c.segments
     ]
     if speech:
         segments = list(restore_speech_timestamps(segments, speech, SAMPLE_RATE))
     return [_segment_dict(i, seg) for i, seg in enumerate(segments)]
 
 
-def _segments(chunks: list[AssembledChunk], speakers: SpeakerRequest | None
+def _segments(chunks: list[ChunkOutput], speakers: SpeakerRequest | None
               ) -> list[dict[str, Any]]:
     """The session's segments; with one speaker per channel each channel is restored on
     its own timeline (its own speech ranges) and the two are merged by time."""
     if speakers is None:
         return restore_segments(chunks)
-    by_channel: defaultdict[int | None, list[AssembledChunk]] = defaultdict(list)
+    by_channel: defaultdict[int | None, list[ChunkOutput]] = defaultdict(list)
     for c in chunks:
-        by_channel[c.channel].append(c)
+        by_channel[c.plan.channel].append(c)
     restored = {channel: restore_segments(group) for channel, group in by_channel.items()}
-    windows = [w for c in chunks for w in c.voices]
+    windows = [w for c in chunks for w in c.plan.voices]
     return speaker_segments(restored, windows, speakers)
 
 
@@ -93,24 +79,53 @@ def clamp_to(segments: list[dict[str, Any]], duration_s: float) -> list[dict[str
     return segments
 
 
-def session_language(chunks: Iterable[AssembledChunk]) -> tuple[str | None, float]:
+def session_language(chunks: Iterable[ChunkOutput]) -> tuple[str | None, float]:
     """The language spoken most (by chunk duration), and the share of chunks' weight it has."""
     weight: defaultdict[str, float] = defaultdict(float)
     for c in chunks:
-        weight[c.output.language] += sum(r["end"] - r["start"] for r in c.ranges) or 1
+        weight[c.language] += sum(r["end"] - r["start"] for r in c.plan.ranges) or 1
     if not weight:
         return None, 0.0
     best = max(weight, key=weight.__getitem__)
     return best, weight[best] / sum(weight.values())
 
 
-def ok_record(base: dict[str, Any], chunks: list[AssembledChunk],
+class Analysis(Protocol):
+    """What analysing a session's audio found, as a record reports it."""
+
+    duration_s: float
+    timings: dict[str, float]
+    warnings: list[str]
+    source: dict[str, Any]
+
+    @property
+    def speech_duration_s(self) -> float: ...
+
+
+def record_base(session_id: str, *, model: str | None, uri: str = "",
+                language: str | None = None, analysis: Analysis | None = None,
+                speakers: str = "off", num_speakers: int | None = None) -> dict[str, Any]:
+    """The fields a session's record starts from: which session, where, the model, the
+    language asked for, how to label its speakers, and what ``analysis`` found (zeros and
+    empties before any)."""
+    return {
+        "session_id": session_id, "uri": uri, "model": model, "language": language,
+        "speakers": speakers, "num_speakers": num_speakers,
+        "duration_s": analysis.duration_s if analysis else 0.0,
+        "speech_duration_s": analysis.speech_duration_s if analysis else 0.0,
+        "timings": dict(analysis.timings) if analysis else {},
+        "warnings": list(analysis.warnings) if analysis else [],
+        "source": dict(analysis.source) if analysis else {},
+    }
+
+
+def ok_record(base: dict[str, Any], chunks: list[ChunkOutput],
               speakers: SpeakerRequest | None = None) -> dict[str, Any]:
-    """A finished session's record: ``base`` (id, uri, durations, ...) plus its transcript;
+    """A finished session's record: ``base`` (:func:`record_base`) plus its transcript;
     with ``speakers``, a ``speaker`` on every segment and word."""
     segments = clamp_to(_segments(chunks, speakers), base.get("duration_s", 0.0))
     language, share = session_language(chunks)
-    model_time = sum(c.output.timings.get("model", 0.0) for c in chunks)
+    model_time = sum(c.timings.get("model", 0.0) for c in chunks)
     timings = dict(base.get("timings", {}))
     timings["model"] = model_time
     return {**empty_record(base), "status": "ok", "language": language,

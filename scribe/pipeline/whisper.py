@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any
 from scribe.architectures import n_mels_by_name
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
-from scribe.pipeline.features import Features, stack_padded
+from scribe.pipeline.chunking import Chunk, ChunkPlan
+from scribe.pipeline.features import stack_padded
 
 logger = logging.getLogger(__name__)
 
@@ -29,21 +31,13 @@ _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 
-@dataclass(frozen=True)
-class ChunkInput:
-    """One chunk for the model. ``group`` names its session, for the language vote."""
-
-    features: Features
-    offset_s: float
-    duration_s: float
-    group: str = ""
-    language: str | None = None
-
-
 @dataclass
 class ChunkOutput:
-    """The model's segments for one chunk, on the collapsed (speech-only) timeline."""
+    """The model's segments for one chunk, on the collapsed (speech-only) timeline, with
+    the chunk's plan (to map them back onto the session's). ``timings["model"]`` is the
+    chunk's share of its model call's time."""
 
+    plan: ChunkPlan
     segments: list[dict[str, Any]]
     language: str
     language_probability: float
@@ -118,27 +112,33 @@ class WhisperEngine:
         return self._tokenizers[key]
 
     def transcribe(
-        self, items: Sequence[ChunkInput], options: TranscribeOptions | None = None
+        self, items: Sequence[Chunk], options: TranscribeOptions | None = None
     ) -> list[ChunkOutput]:
-        """Transcribe ``items`` in one model call; outputs are in the same order."""
+        """Transcribe ``items`` in one model call; outputs are in the same order, each
+        with its share of the call's time."""
         if not items:
             return []
         opts = options or self.options
+        start = time.perf_counter()
         encoder_output = self.model.encode(stack_padded([i.features for i in items]))
         languages = self._languages(items, encoder_output, opts)
         tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
         results = self._generate(encoder_output, tokenizers, opts)
         outputs = [
-            ChunkOutput(self._split(item, tok, res), lang, prob)
+            ChunkOutput(plan=item.plan, segments=self._split(item.plan, tok, res),
+                        language=lang, language_probability=prob)
             for item, tok, res, (lang, prob) in zip(
                 items, tokenizers, results, languages, strict=True)
         ]
         if opts.word_timestamps:
             self._add_words(items, outputs, tokenizers, encoder_output)
+        share = (time.perf_counter() - start) / len(items)
+        for out in outputs:
+            out.timings["model"] = share
         return outputs
 
     def _languages(
-        self, items: Sequence[ChunkInput], encoder_output: Any, opts: TranscribeOptions
+        self, items: Sequence[Chunk], encoder_output: Any, opts: TranscribeOptions
     ) -> list[tuple[str, float]]:
         """Each chunk's language: given, else the vote of its session's chunks in the batch."""
         given = [item.language or opts.language for item in items]
@@ -200,15 +200,15 @@ class WhisperEngine:
             })
         return outputs
 
-    def _split(self, item: ChunkInput, tokenizer: Any, result: dict[str, Any]
+    def _split(self, plan: ChunkPlan, tokenizer: Any, result: dict[str, Any]
                ) -> list[dict[str, Any]]:
         """Cut one chunk's tokens into segments at its timestamp tokens."""
         from faster_whisper.transcribe import get_compression_ratio
 
-        segment_size = int(math.ceil(item.duration_s) * self.model.frames_per_second)
+        segment_size = int(math.ceil(plan.duration_s) * self.model.frames_per_second)
         subsegments, _, _ = self.model._split_segments_by_timestamps(
-            tokenizer=tokenizer, tokens=result["tokens"], time_offset=item.offset_s,
-            segment_size=segment_size, segment_duration=item.duration_s, seek=0,
+            tokenizer=tokenizer, tokens=result["tokens"], time_offset=plan.offset_s,
+            segment_size=segment_size, segment_duration=plan.duration_s, seek=0,
         )
         segments = []
         for sub in subsegments:
@@ -218,11 +218,11 @@ class WhisperEngine:
                 "tokens": list(sub["tokens"]), "avg_logprob": result["avg_logprob"],
                 "no_speech_prob": result["no_speech_prob"],
                 "compression_ratio": get_compression_ratio(text),
-                "seek": int(item.offset_s * self.model.frames_per_second),
+                "seek": int(plan.offset_s * self.model.frames_per_second),
             })
         return segments
 
-    def _add_words(self, items: Sequence[ChunkInput], outputs: list[ChunkOutput],
+    def _add_words(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
                    tokenizers: list[Any], encoder_output: Any) -> None:
         """Word timestamps by cross-attention alignment, one call per language in the batch."""
         by_language: defaultdict[str, list[int]] = defaultdict(list)
@@ -233,7 +233,7 @@ class WhisperEngine:
                 stack_padded([items[i].features for i in indices]))
             self.model.add_word_timestamps(
                 [outputs[i].segments for i in indices], tokenizers[indices[0]], encoded,
-                [int(math.ceil(items[i].duration_s) * self.model.frames_per_second)
+                [int(math.ceil(items[i].plan.duration_s) * self.model.frames_per_second)
                  for i in indices],
                 _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, 0.0,
             )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from scribe.config import TranscribeOptions
 from scribe.pipeline.preprocess import preprocess
-from scribe.pipeline.whisper import ChunkInput, WhisperEngine
+from scribe.pipeline.whisper import WhisperEngine
 
 pytestmark = pytest.mark.gpu
 
@@ -17,8 +19,7 @@ def test_engine_batches_on_cuda(tiny_model: str, compute_type: str) -> None:
                                 beam_size=1, max_new_tokens=8, language="en")
     engine = WhisperEngine(options)
     prepared = preprocess("examples/sessions/multilingual.mp3", options, engine.n_mels)
-    items = [ChunkInput(c.features, c.offset_s, c.duration_s, group="m")
-             for c in prepared.chunks]
+    items = [dataclasses.replace(c, group="m") for c in prepared.chunks]
     outputs = engine.transcribe(items * 4)
     assert len(outputs) == 4 * len(items)
     assert [o.segments for o in outputs[: len(items)]] == [

@@ -68,7 +68,7 @@ def _gpu_plan(model: str = "large-v3", compute_type: str = "float16") -> Any:
 
     memory = footprint.MemoryModel(4 * 1024**3, 200 * 1024**2, "measured here")
     gpu = packing.plan_gpu(memory, model=model, compute_type=compute_type, total=24 * 1024**3)
-    return packing.Plan("cuda", gpu=gpu, memory=memory, created="now")
+    return packing.PackingPlan(device="cuda", gpu=gpu, memory=memory, created="now")
 
 
 def test_transcriber_replicas_take_the_plan_files_shape_on_gpu() -> None:
@@ -99,7 +99,7 @@ def test_transcriber_replicas_on_cpu_follow_a_cpu_plan_only() -> None:
     unplanned = transcriber_resources(options, ResourceConfig(), None, ())
     assert unplanned == ResourceConfig(), "no plan: the config's batch, so requests share calls"
     assert model_actor_options(options, unplanned) == {"num_cpus": 1}
-    saved = packing.Plan("cpu", cpu=packing.plan_cpu(8, threads_per_actor=2))
+    saved = packing.PackingPlan(device="cpu", cpu=packing.plan_cpu(8, threads_per_actor=2))
     planned = transcriber_resources(options, ResourceConfig(), saved, ())
     assert (planned.cpu_threads, planned.model_batch_size) == (2, 1)
     # Threads share the cores with the preprocessor: the replica still reserves one CPU,

@@ -28,7 +28,7 @@ class AudioChunk:
 def make_chunks(samples: np.ndarray, speech: list[SampleRange], chunk_length_s: int, *,
                 origin: int = 0) -> list[AudioChunk]:
     return [AudioChunk(p.index, chunk_samples(samples, p, origin=origin), p.offset_s,
-                       p.duration_s, p.segments)
+                       p.duration_s, p.ranges)
             for p in plan_chunks(speech, chunk_length_s, origin=origin)]
 
 pytestmark = pytest.mark.unit

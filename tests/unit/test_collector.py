@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
+from ray_jobs import rows
 from ray_jobs.transcribe import SessionCollector
 
 pytestmark = pytest.mark.unit
@@ -19,15 +19,14 @@ def _row(sid: str, index: int, n: int, *, status: str = "ok", text: str = "hi") 
     base = {"session_id": sid, "uri": f"/x/{sid}.wav", "duration_s": 10.0 * n,
             "speech_duration_s": 5.0 * n, "timings": {"decode": 0.1}, "warnings": [],
             "source": {}, "model": "m", "language": None}
-    return {"session_id": sid, "chunk_index": index, "n_chunks": n, "status": status,
-            "error": "audio_decode_error: boom" if status == "error" else "",
-            "session": json.dumps(base),
-            "chunk": json.dumps({"offset_s": index * 10.0, "duration_s": 10.0,
-                                 "ranges": [{"start": start, "end": start + 160_000}],
-                                 "features_s": 0.01}),
-            "result": json.dumps({"segments": [seg], "language": "en",
-                                  "language_probability": 1.0, "model_s": 0.2,
-                                  "batch_size": 4, "batch_sessions": 2})}
+    row = {"status": status, "error": "audio_decode_error: boom" if status == "error" else "",
+           "n_chunks": n, "session": base,
+           "chunk": {"index": index, "offset_s": index * 10.0, "duration_s": 10.0,
+                     "ranges": [{"start": start, "end": start + 160_000}], "features_s": 0.01},
+           "features": None,
+           "result": {"segments": [seg], "language": "en", "language_probability": 1.0,
+                      "model_s": 0.2, "batch_size": 4, "batch_sessions": 2}}
+    return rows.decode(rows.encode([row]))[0]  # as the driver gets it from the dataset
 
 
 def test_out_of_order_and_repeated_chunks_complete_once() -> None:

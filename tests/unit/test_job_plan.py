@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from ray_jobs.transcribe import plan_resources
+from ray_jobs.transcribe import parse_args, plan_resources
 from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.errors import PlanError
 
 pytestmark = pytest.mark.unit
 
@@ -35,3 +38,17 @@ def test_gpu_actors_take_one_over_k_of_each_gpu() -> None:
     plan = plan_resources(gpu, ResourceConfig(actors_per_gpu=3), {"CPU": 32, "GPU": 2})
     assert plan.model_actors == 6 and plan.model_gpus == pytest.approx(1 / 3)
     assert plan.gpus == pytest.approx(2.0)
+
+
+def test_cuda_without_free_gpus_is_a_plan_error() -> None:
+    gpu = TranscribeOptions(model="/models/x", device="cuda")
+    with pytest.raises(PlanError, match="no GPUs free"):
+        plan_resources(gpu, ResourceConfig(), {"CPU": 8, "GPU": 1}, reserved_gpus=1.0)
+
+
+def test_the_config_file_and_flags_both_count(tmp_path: Path) -> None:
+    config = tmp_path / "job.yaml"
+    config.write_text("input: /in\noutput: /out\nresources:\n  model_actors: 3\n")
+    job = parse_args(["--config", str(config), "--output", "/elsewhere"])
+    assert (job.input, job.output, job.resources.model_actors) == ("/in", "/elsewhere", 3)
+    assert parse_args(["--input", "/a", "--output", "/b"]).input == "/a"

@@ -137,7 +137,8 @@ def test_cpu_plans_are_actors_of_up_to_four_threads_at_batch_one() -> None:
 def test_plan_files_round_trip(tmp_path: Path) -> None:
     memory = footprint.estimate("large-v3", "float16")
     gpu = packing.plan_gpu(memory, model="large-v3", compute_type="float16", total=24 * GiB)
-    path = packing.write_plan(packing.Plan("cuda", gpu=gpu, memory=memory), tmp_path / "p.json")
+    path = packing.write_plan(packing.PackingPlan(device="cuda", gpu=gpu, memory=memory),
+                              tmp_path / "p.json")
     back = packing.read_plan(path)
     assert back is not None and back.gpu == gpu and back.memory == memory and back.created
     assert packing.read_plan(tmp_path / "missing.json") is None
@@ -158,7 +159,7 @@ def _options(model: str = "large-v3") -> TranscribeOptions:
 def test_the_job_takes_its_shape_from_the_plan_file() -> None:
     memory = footprint.MemoryModel(4 * GiB, 200 * MiB, "measured here")
     gpu = packing.plan_gpu(memory, model="large-v3", compute_type="float16", total=24 * GiB)
-    saved = packing.Plan("cuda", gpu=gpu, memory=memory, created="now")
+    saved = packing.PackingPlan(device="cuda", gpu=gpu, memory=memory, created="now")
     shape = packing.job_shape(_options(), ResourceConfig(), saved)
     assert (shape.actors_per_gpu, shape.batch_size) == (gpu.actors_per_gpu, gpu.batch_size)
     assert "plan file" in shape.source
@@ -166,7 +167,7 @@ def test_the_job_takes_its_shape_from_the_plan_file() -> None:
 
 def test_flags_and_config_override_the_plan() -> None:
     gpu = _plan("large-v3", "float16", 24 * GiB)
-    saved = packing.Plan("cuda", gpu=gpu)
+    saved = packing.PackingPlan(device="cuda", gpu=gpu)
     shape = packing.job_shape(_options(), ResourceConfig(actors_per_gpu=3), saved)
     assert shape.actors_per_gpu == 3 and shape.batch_size == gpu.batch_size
     shape = packing.job_shape(_options(), ResourceConfig(model_batch_size=4), saved)
@@ -179,14 +180,14 @@ def test_without_a_plan_the_job_plans_for_the_gpus_it_sees() -> None:
     assert shape.actors_per_gpu >= 4 and "RTX 3090" in shape.source
     blind = packing.job_shape(_options(), ResourceConfig(), None, [])
     assert (blind.actors_per_gpu, blind.batch_size) == (2, 16)
-    other = packing.Plan("cuda", gpu=_plan("small", "float16", 24 * GiB))
+    other = packing.PackingPlan(device="cuda", gpu=_plan("small", "float16", 24 * GiB))
     # a plan for another model is set aside: large-v3 planned afresh, two per 24 GB card
     assert packing.job_shape(_options(), ResourceConfig(), other, gpus).actors_per_gpu == 2
 
 
 def test_cpu_jobs_take_threads_from_a_cpu_plan() -> None:
     options = TranscribeOptions(model="small", device="cpu").resolved()
-    saved = packing.Plan("cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
+    saved = packing.PackingPlan(device="cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
     shape = packing.job_shape(options, ResourceConfig(), saved)
     assert (shape.cpu_threads, shape.model_cpus, shape.batch_size) == (4, 0.0, 8)
     default = packing.job_shape(options, ResourceConfig(), None)
@@ -237,7 +238,7 @@ def test_the_batch_job_plans_from_the_packing_plan() -> None:
 
     gpu = dataclasses.replace(_plan("large-v3", "float16", 24 * GiB), actors_per_gpu=3,
                               batch_size=24)
-    saved = packing.Plan("cuda", gpu=gpu, created="now")
+    saved = packing.PackingPlan(device="cuda", gpu=gpu, created="now")
     options = TranscribeOptions(model="large-v3", compute_type="float16")
     plan = plan_resources(options, ResourceConfig(), {"GPU": 2, "CPU": 16}, saved=saved)
     assert (plan.device, plan.model_actors, plan.model_batch_size) == ("cuda", 6, 24)
@@ -257,7 +258,7 @@ def test_the_batch_job_on_cpu_keeps_its_defaults_without_a_plan() -> None:
     options = TranscribeOptions(model="small", device="cpu")
     plain = plan_resources(options, ResourceConfig(), {"CPU": 2})
     assert (plain.model_actors, plain.model_cpus, plain.preprocess_actors) == (1, 1.0, 1)
-    saved = packing.Plan("cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
+    saved = packing.PackingPlan(device="cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
     planned = plan_resources(options, ResourceConfig(), {"CPU": 16}, saved=saved)
     assert (planned.model_actors, planned.cpu_threads, planned.model_batch_size) == (4, 4, 8)
     assert planned.model_actors * planned.model_cpus + planned.preprocess_actors * (

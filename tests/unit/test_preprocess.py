@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,10 @@ from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
 from scribe.config import TranscribeOptions
-from scribe.errors import AudioDecodeError, InvalidInputError, ScribeError
+from scribe.errors import AudioDecodeError, EmptyAudioError, InvalidInputError, ScribeError
 from scribe.pipeline.audio import decode
 from scribe.pipeline.features import N_FRAMES
-from scribe.pipeline.preprocess import PreparedSession, preprocess
+from scribe.pipeline.preprocess import PreparedSession, analyse_input, preprocess
 from tests import media
 
 pytestmark = pytest.mark.unit
@@ -39,12 +40,12 @@ def _assert_consistent(session: PreparedSession, n_mels: int) -> None:
     assert set(session.timings) == STAGES
     assert all(t >= 0 for t in session.timings.values())
     assert 0 <= session.speech_duration_s <= session.duration_s
-    assert [c.index for c in session.chunks] == list(range(len(session.chunks)))
+    assert [c.plan.index for c in session.chunks] == list(range(len(session.chunks)))
     for c in session.chunks:
         assert c.features.shape[0] == n_mels
         assert 0 < c.features.shape[1] <= N_FRAMES
         assert c.features.dtype == np.float32
-        assert c.features.shape[1] == int(round(c.duration_s * SR)) // 160
+        assert c.features.shape[1] == int(round(c.plan.duration_s * SR)) // 160
 
 
 def test_real_clip_gives_chunks(jfk: PreparedSession) -> None:
@@ -64,7 +65,7 @@ def test_real_clip_source_info(jfk: PreparedSession) -> None:
 def test_segments_lie_inside_the_trimmed_range(jfk: PreparedSession) -> None:
     start = jfk.source["trimmed_start_s"] * SR
     end = jfk.source["trimmed_end_s"] * SR
-    segments = [s for c in jfk.chunks for s in c.segments]
+    segments = [s for c in jfk.chunks for s in c.plan.ranges]
     assert segments
     assert all(start <= s["start"] < s["end"] <= end for s in segments)
 
@@ -101,7 +102,7 @@ def test_without_vad_chunks_cover_the_trimmed_audio(tmp_path: Path) -> None:
     _assert_consistent(session, 80)
     kept = session.source["trimmed_end_s"] - session.source["trimmed_start_s"]
     assert session.speech_duration_s == pytest.approx(kept)
-    assert [c.duration_s for c in session.chunks][:2] == [30.0, 30.0]
+    assert [c.plan.duration_s for c in session.chunks][:2] == [30.0, 30.0]
 
 
 def test_matches_faster_whisper_batched_pipeline_without_trim_or_normalise() -> None:
@@ -112,7 +113,7 @@ def test_matches_faster_whisper_batched_pipeline_without_trim_or_normalise() -> 
                                                      min_silence_duration_ms=160))
     pieces, metadata = collect_chunks(audio, speech, max_duration=30)
     theirs = [FeatureExtractor(feature_size=80)(p)[..., :-1] for p in pieces]
-    assert [c.offset_s for c in ours.chunks] == [m["offset"] for m in metadata]
+    assert [c.plan.offset_s for c in ours.chunks] == [m["offset"] for m in metadata]
     for chunk, features in zip(ours.chunks, theirs, strict=True):
         np.testing.assert_array_equal(chunk.features, features)
 
@@ -120,6 +121,25 @@ def test_matches_faster_whisper_batched_pipeline_without_trim_or_normalise() -> 
 def test_unreadable_input_raises_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(AudioDecodeError):
         preprocess(str(media.zero_bytes(tmp_path / "empty.wav")), OPTIONS, n_mels=80)
+
+
+def test_an_empty_input_is_refused_before_decoding(tmp_path: Path) -> None:
+    for source in (str(media.zero_bytes(tmp_path / "empty.wav")), io.BytesIO()):
+        with pytest.raises(EmptyAudioError, match="0 bytes"):
+            analyse_input(source, OPTIONS)
+
+
+def test_a_listed_size_spares_the_stat() -> None:
+    with pytest.raises(EmptyAudioError):
+        analyse_input(str(JFK), OPTIONS, size=0)  # the listing said so; nothing was read
+
+
+def test_an_input_is_analysed_from_its_start(jfk: PreparedSession) -> None:
+    with open(JFK, "rb") as handle:
+        handle.seek(0, io.SEEK_END)  # as an upload is, once spooled
+        session = analyse_input(handle, OPTIONS)
+    assert session.speech_duration_s == analyse_input(str(JFK), OPTIONS).speech_duration_s
+    assert session.speech_duration_s == jfk.speech_duration_s
 
 
 def test_session_tree_outcomes_match_expectations(
@@ -156,7 +176,7 @@ def test_long_session(tmp_path: Path) -> None:
     _assert_consistent(session, 128)
     assert session.duration_s == pytest.approx(600.0, abs=0.05)
     assert len(session.chunks) >= 600 * 0.5 / OPTIONS.chunk_length_s
-    assert all(c.duration_s <= OPTIONS.chunk_length_s for c in session.chunks)
+    assert all(c.plan.duration_s <= OPTIONS.chunk_length_s for c in session.chunks)
 
 
 def test_errors_are_scribe_errors_with_4xx(session_tree: tuple[Path, dict[str, str]]) -> None:

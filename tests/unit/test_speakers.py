@@ -18,8 +18,8 @@ from scribe.pipeline.speakers import assign, channels, cluster, weights
 from scribe.pipeline.speakers.diarize import SpeakerRequest, voice_turns
 from scribe.pipeline.speakers.encoder import LstmEncoder, level, load_encoder
 from scribe.pipeline.speakers.voices import embed_speech
-from scribe.pipeline.transcript import AssembledChunk, ok_record
-from scribe.pipeline.whisper import ChunkInput, WhisperEngine
+from scribe.pipeline.transcript import ok_record
+from scribe.pipeline.whisper import WhisperEngine
 from tests import conversations
 from tests.media import EXAMPLES
 
@@ -132,13 +132,10 @@ def test_channel_path_puts_each_segment_on_its_speaker(real_model: str) -> None:
                                 language="en", speakers="auto", word_timestamps=True)
     engine = WhisperEngine(options, cpu_threads=1)
     prepared = preprocess(STEREO, options, engine.n_mels)
-    assert {c.channel for c in prepared.chunks} == {0, 1}
-    outputs = engine.transcribe([ChunkInput(c.features, c.offset_s, c.duration_s)
-                                 for c in prepared.chunks], options)
+    assert {c.plan.channel for c in prepared.chunks} == {0, 1}
+    outputs = engine.transcribe(prepared.chunks, options)
     record = ok_record({"session_id": "s", "duration_s": prepared.duration_s},
-                       [AssembledChunk(c.index, c.segments, o, c.channel, c.voices)
-                        for c, o in zip(prepared.chunks, outputs, strict=True)],
-                       SpeakerRequest())
+                       outputs, SpeakerRequest())
     said = {s["speaker"]: s["text"] for s in record["segments"]}
     assert said.keys() == {"left", "right"}
     assert "horizon" in said["right"] and "wizard" in said["left"]

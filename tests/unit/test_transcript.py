@@ -1,37 +1,34 @@
 """Assembly: a session's chunks back into segments on its own timeline, its language
-voted over its chunks, and nothing past the end of the recording."""
+voted over its chunks, nothing past the end of the recording, and the record's fields."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from scribe.config import TranscribeOptions
 from scribe.pipeline.preprocess import PreparedSession
-from scribe.pipeline.transcript import AssembledChunk, restore_segments, session_language
-from scribe.pipeline.whisper import ChunkInput, WhisperEngine
+from scribe.pipeline.transcript import restore_segments, session_language
+from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
 
 pytestmark = pytest.mark.unit
 
 
 def _one_session(engine: WhisperEngine, prepared: PreparedSession,
-                 options: TranscribeOptions) -> list[AssembledChunk]:
+                 options: TranscribeOptions) -> list[ChunkOutput]:
     """All of one session's chunks through one model call, ready to assemble."""
-    outputs = engine.transcribe([
-        ChunkInput(c.features, c.offset_s, c.duration_s, group="s") for c in prepared.chunks
-    ], options)
-    return [AssembledChunk(c.index, c.segments, o)
-            for c, o in zip(prepared.chunks, outputs, strict=True)]
+    return engine.transcribe([dataclasses.replace(c, group="s") for c in prepared.chunks],
+                             options)
 
 
 def test_detected_language_is_voted_per_session(engine: WhisperEngine,
                                                 clips: dict[str, Any]) -> None:
     _, prepared = clips["long"]
-    chunks = _one_session(engine, prepared, engine.options.model_copy(update={"language": None}))
-    outputs = [c.output for c in chunks]
+    outputs = _one_session(engine, prepared, engine.options.model_copy(update={"language": None}))
     assert len({o.language for o in outputs}) == 1, "one session, one language in a batch"
-    language, share = session_language(chunks)
+    language, share = session_language(outputs)
     assert language == outputs[0].language and share == 1.0
 
 
@@ -55,3 +52,17 @@ def test_segments_never_pass_the_recording() -> None:
     assert clamp_to(segs, 11.0) == [
         {"start": 0.0, "end": 3.0, "words": [{"start": 2.0, "end": 11.0}]},
         {"start": 9.0, "end": 11.0}]
+
+
+def test_ok_and_error_records_share_the_base_fields(clips: dict[str, Any]) -> None:
+    from scribe.pipeline.transcript import error_record, ok_record, record_base
+
+    _, prepared = clips["jfk.flac"]
+    before = record_base("s", model="m", uri="/s.wav", language="en")
+    after = record_base("s", model="m", uri="/s.wav", language="en", analysis=prepared)
+    assert set(before) == set(after)
+    assert (before["duration_s"], before["timings"], before["source"]) == (0.0, {}, {})
+    assert after["duration_s"] == prepared.duration_s and after["source"] == prepared.source
+    assert after["timings"] is not prepared.timings, "a copy: the record's own"
+    failed, done = error_record(before, "boom"), ok_record(after, [])
+    assert set(failed) == set(done) and done["model"] == failed["model"] == "m"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -11,8 +12,8 @@ from faster_whisper import BatchedInferencePipeline
 
 from scribe.config import TranscribeOptions
 from scribe.pipeline.preprocess import PreparedSession
-from scribe.pipeline.transcript import AssembledChunk, restore_segments
-from scribe.pipeline.whisper import ChunkInput, ChunkOutput, WhisperEngine, model_n_mels
+from scribe.pipeline.transcript import restore_segments
+from scribe.pipeline.whisper import ChunkOutput, WhisperEngine, model_n_mels
 
 pytestmark = pytest.mark.unit
 
@@ -31,13 +32,12 @@ def _ours(engine: WhisperEngine, prepared: dict[str, PreparedSession], batch_siz
     """Every session's segments when all chunks are shuffled into shared batches."""
     items = [(name, c) for name, p in prepared.items() for c in p.chunks]
     random.Random(seed).shuffle(items)
-    results: dict[str, list[AssembledChunk]] = {name: [] for name in prepared}
+    results: dict[str, list[ChunkOutput]] = {name: [] for name in prepared}
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
-        outputs = engine.transcribe([
-            ChunkInput(c.features, c.offset_s, c.duration_s, group=name) for name, c in batch])
-        for (name, chunk), out in zip(batch, outputs, strict=True):
-            results[name].append(AssembledChunk(chunk.index, chunk.segments, out))
+        outputs = engine.transcribe([dataclasses.replace(c, group=name) for name, c in batch])
+        for (name, _), out in zip(batch, outputs, strict=True):
+            results[name].append(out)
     return {name: [(s["start"], s["end"], s["text"]) for s in restore_segments(chunks)]
             for name, chunks in results.items()}
 
@@ -70,14 +70,22 @@ def test_unknown_model_is_a_clear_error() -> None:
 def test_chunk_output_is_plain_data(engine: WhisperEngine, clips: dict[str, Any]) -> None:
     _, prepared = clips["hotwords.mp3"]
     c = prepared.chunks[0]
-    (out,) = engine.transcribe([ChunkInput(c.features, c.offset_s, c.duration_s)])
+    (out,) = engine.transcribe([c])
     assert isinstance(out, ChunkOutput) and out.language == "en"
     assert all(isinstance(s["text"], str) and s["end"] >= s["start"] for s in out.segments)
 
 
+def test_each_output_carries_its_share_of_the_model_time(
+        engine: WhisperEngine, clips: dict[str, Any]) -> None:
+    _, prepared = clips["long"]
+    outputs = engine.transcribe(prepared.chunks)
+    shares = {out.timings["model"] for out in outputs}
+    assert len(outputs) > 1 and len(shares) == 1 and shares.pop() > 0
+
+
 def test_temperature_samples(engine: WhisperEngine, clips: dict[str, Any]) -> None:
     _, prepared = clips["multilingual.mp3"]
-    items = [ChunkInput(c.features, c.offset_s, c.duration_s) for c in prepared.chunks] * 3
+    items = prepared.chunks * 3
     hot = engine.options.model_copy(update={"temperature": 1.0, "max_new_tokens": 24})
     texts = {" ".join(s["text"] for s in o.segments) for o in engine.transcribe(items, hot)}
     greedy = {" ".join(s["text"] for s in o.segments) for o in engine.transcribe(items)}

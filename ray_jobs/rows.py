@@ -1,0 +1,184 @@
+"""The rows between the batch job's stages: one Arrow schema, and the only code that writes
+or reads it.
+
+A row is one chunk of a session on its way to the model (``features`` set) or back from
+it (``result`` set, ``features`` dropped), or a session alone: one that failed (``status``
+``"error"``) or one with no speech (``n_chunks`` 0); such a row has no ``chunk``. Every row
+carries its session's record base (``session``), so the driver can build the record from
+whichever of a session's rows arrives last.
+
+The columns are typed Arrow (structs, lists, a map), never JSON text: features travel as
+float32 ``[n_mels][frames]`` lists and come back as numpy arrays without a copy. In Python
+a row is a dict keyed by :data:`SCHEMA`'s names, as :func:`decode` gives it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from scribe.pipeline.chunking import Chunk, ChunkPlan
+from scribe.pipeline.speakers.voices import VoiceWindow
+from scribe.pipeline.whisper import ChunkOutput
+
+Row = dict[str, Any]
+
+_RANGE = pa.struct([("start", pa.int64()), ("end", pa.int64())])
+_SOURCE = pa.struct([
+    ("sample_rate", pa.int64()), ("channels", pa.int64()), ("codec", pa.string()),
+    ("trimmed_start_s", pa.float64()), ("trimmed_end_s", pa.float64()),
+])
+SESSION = pa.struct([
+    ("session_id", pa.string()), ("uri", pa.string()), ("model", pa.string()),
+    ("language", pa.string()), ("duration_s", pa.float64()),
+    ("speech_duration_s", pa.float64()), ("timings", pa.map_(pa.string(), pa.float64())),
+    ("warnings", pa.list_(pa.string())), ("source", _SOURCE),
+    ("speakers", pa.string()), ("num_speakers", pa.int32()),
+])
+"""A record's base fields: what the session is, what analysing its audio found, and how
+its speakers are to be labelled."""
+
+_VOICE = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()),
+                    ("embedding", pa.list_(pa.float32()))])
+CHUNK = pa.struct([
+    ("index", pa.int32()), ("offset_s", pa.float64()), ("duration_s", pa.float64()),
+    ("ranges", pa.list_(_RANGE)), ("features_s", pa.float64()),
+    ("channel", pa.int32()), ("voices", pa.list_(_VOICE)),
+])
+"""Where a chunk lies (collapsed timeline; sample ranges on the session's; the channel it
+was cut from), its speech windows' speaker embeddings, and how long its features took."""
+
+FEATURES = pa.list_(pa.list_(pa.float32()))
+"""A chunk's log-mel features, ``[n_mels][frames]``."""
+
+_WORD = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("word", pa.string()),
+                   ("probability", pa.float64())])
+_SEGMENT = pa.struct([
+    ("start", pa.float64()), ("end", pa.float64()), ("text", pa.string()),
+    ("tokens", pa.list_(pa.int32())), ("avg_logprob", pa.float64()),
+    ("no_speech_prob", pa.float64()), ("compression_ratio", pa.float64()),
+    ("seek", pa.int64()), ("words", pa.list_(_WORD)),
+])
+RESULT = pa.struct([
+    ("segments", pa.list_(_SEGMENT)), ("language", pa.string()),
+    ("language_probability", pa.float64()), ("model_s", pa.float64()),
+    ("batch_size", pa.int32()), ("batch_sessions", pa.int32()),
+])
+"""The model's output for a chunk, and the batch it ran in."""
+
+SCHEMA = pa.schema([
+    ("status", pa.string()), ("error", pa.string()), ("n_chunks", pa.int32()),
+    ("session", SESSION), ("chunk", CHUNK), ("features", FEATURES), ("result", RESULT),
+])
+"""Every row between the stages, ok or error, before the model or after it."""
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def session_row(base: dict[str, Any], error: str | None = None) -> Row:
+    """A session alone: failed (with ``error``), or ok with no speech."""
+    return {"status": "ok" if error is None else "error", "error": error or "",
+            "n_chunks": 0, "session": base, "chunk": None, "features": None, "result": None}
+
+
+def chunk_row(base: dict[str, Any], chunk: Chunk, *, n_chunks: int, features_s: float) -> Row:
+    """One of a session's ``n_chunks`` chunks, with its features, for the model."""
+    plan = chunk.plan
+    place = {"index": plan.index, "offset_s": plan.offset_s, "duration_s": plan.duration_s,
+             "ranges": plan.ranges, "features_s": features_s, "channel": plan.channel,
+             "voices": [dataclasses.asdict(v) for v in plan.voices]}
+    return {"status": "ok", "error": "", "n_chunks": n_chunks, "session": base,
+            "chunk": place, "features": chunk.features, "result": None}
+
+
+def model_input(row: Row) -> Chunk:
+    """A chunk row as the model takes it: grouped by session, in the session's language."""
+    session = row["session"]
+    return Chunk(plan=_plan(row), features=row["features"], group=session["session_id"],
+                 language=session["language"])
+
+
+def set_output(row: Row, output: ChunkOutput, *, batch_size: int, batch_sessions: int) -> None:
+    """``row`` after the model: its output in, its features (no longer needed) out."""
+    row["features"] = None
+    row["result"] = {"segments": output.segments, "language": output.language,
+                     "language_probability": output.language_probability,
+                     "model_s": output.timings["model"], "batch_size": batch_size,
+                     "batch_sessions": batch_sessions}
+
+
+def model_output(row: Row) -> ChunkOutput:
+    """A chunk row back from the model, as the assembler takes it."""
+    result = row["result"]
+    return ChunkOutput(plan=_plan(row), segments=result["segments"],
+                       language=result["language"],
+                       language_probability=result["language_probability"],
+                       timings={"model": result["model_s"]})
+
+
+def _plan(row: Row) -> ChunkPlan:
+    chunk = row["chunk"]
+    return ChunkPlan(index=chunk["index"], offset_s=chunk["offset_s"],
+                     duration_s=chunk["duration_s"], ranges=chunk["ranges"],
+                     channel=chunk["channel"],
+                     voices=tuple(VoiceWindow(**v) for v in chunk["voices"] or ()))
+
+
+# --------------------------------------------------------------------------- Arrow
+
+
+def encode(rows: list[Row]) -> pa.Table:
+    """``rows`` as one table of :data:`SCHEMA`."""
+    arrays = []
+    for field in SCHEMA:
+        values = [row[field.name] for row in rows]
+        if field.name == "session":
+            values = [{**s, "source": s["source"] or None} for s in values]
+        arrays.append(_features_array(values) if field.name == "features"
+                      else pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def decode(table: pa.Table) -> list[Row]:
+    """The rows of a :data:`SCHEMA` table, exactly as :func:`encode` took them."""
+    rows: list[Row] = table.drop_columns(["features"]).to_pylist()
+    for row, features in zip(rows, _features_of(table.column("features")), strict=True):
+        row["features"] = features
+        session = row["session"]
+        session["timings"] = dict(session["timings"])
+        session["source"] = session["source"] or {}
+        for segment in (row["result"] or {}).get("segments", []):
+            if segment["words"] is None:
+                del segment["words"]
+    return rows
+
+
+def _features_array(features: list[np.ndarray | None]) -> pa.Array:
+    present = [np.ascontiguousarray(f, dtype=np.float32) for f in features if f is not None]
+    values = pa.array(np.concatenate([f.ravel() for f in present]) if present
+                      else np.zeros(0, np.float32))
+    frames = np.repeat([f.shape[1] for f in present], [f.shape[0] for f in present])
+    mels = pa.ListArray.from_arrays(_offsets(frames), values)
+    per_row = [0 if f is None else f.shape[0] for f in features]
+    return pa.ListArray.from_arrays(_offsets(per_row), mels, type=FEATURES,
+                                    mask=pa.array([f is None for f in features]))
+
+
+def _offsets(lengths: Any) -> pa.Array:
+    return pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]), pa.int32())
+
+
+def _features_of(column: pa.ChunkedArray) -> list[np.ndarray | None]:
+    """Each row's features as a read-only ``[n_mels, frames]`` view of the column."""
+    out: list[np.ndarray | None] = []
+    for value in (v for chunk in column.chunks for v in chunk):
+        if not value.is_valid:
+            out.append(None)
+            continue
+        mels = value.values
+        out.append(mels.flatten().to_numpy().reshape(len(mels), -1))
+    return out

@@ -1,0 +1,116 @@
+"""The rows between the batch job's stages: one typed Arrow schema, every kind of row."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import ray_jobs
+from ray_jobs import rows
+from ray_jobs.stages import Preprocessor, Transcriber
+from scribe.config import TranscribeOptions
+from scribe.io.sessions import SessionRef, list_sessions
+from scribe.pipeline.preprocess import analyse_input, iter_chunks
+from scribe.pipeline.transcript import record_base
+from scribe.pipeline.whisper import WhisperEngine
+from tests import media
+
+pytestmark = pytest.mark.unit
+
+JFK = str(media.EXAMPLES / "jfk.flac")
+
+
+@pytest.fixture(scope="module")
+def options(test_options: TranscribeOptions) -> TranscribeOptions:
+    return test_options.model_copy(update={"word_timestamps": True})
+
+
+@pytest.fixture(scope="module")
+def analysed(options: TranscribeOptions) -> Any:
+    return analyse_input(JFK, options)
+
+
+@pytest.fixture(scope="module")
+def base(analysed: Any) -> dict[str, Any]:
+    return record_base("jfk", model="tiny", uri=JFK, analysis=analysed)
+
+
+def _round_trip(batch: list[rows.Row]) -> list[rows.Row]:
+    table = rows.encode(batch)
+    assert table.schema == rows.SCHEMA
+    return rows.decode(table)
+
+
+def _assert_same(decoded: rows.Row, row: rows.Row) -> None:
+    features = decoded.pop("features")
+    expected = {**row, "features": None}
+    if row["features"] is None:
+        assert features is None
+    else:
+        assert features.dtype == np.float32 and features.shape == row["features"].shape
+        np.testing.assert_array_equal(features, row["features"])
+    assert {**decoded, "features": None} == expected
+
+
+def test_a_chunk_row_round_trips_before_and_after_the_model(
+        options: TranscribeOptions, analysed: Any, base: dict[str, Any]) -> None:
+    chunks = list(iter_chunks(analysed, 80))
+    before = [rows.chunk_row(base, c, n_chunks=len(chunks), features_s=0.5) for c in chunks]
+    for decoded, row in zip(_round_trip(before), before, strict=True):
+        _assert_same(decoded, row)
+        assert decoded["session"]["source"]["codec"] == "flac", "the real source, typed"
+    engine = WhisperEngine(options)
+    outputs = engine.transcribe([rows.model_input(r) for r in before])
+    assert any("words" in s for out in outputs for s in out.segments)
+    for row, out in zip(before, outputs, strict=True):
+        rows.set_output(row, out, batch_size=len(before), batch_sessions=1)
+    for decoded, row, chunk in zip(_round_trip(before), before, chunks, strict=True):
+        _assert_same(decoded, row)
+        back = rows.model_output(decoded)
+        assert back.plan == chunk.plan
+        assert back.segments == row["result"]["segments"]
+        assert back.timings["model"] == row["result"]["model_s"] > 0
+
+
+def test_error_and_no_speech_rows_share_the_schema(base: dict[str, Any]) -> None:
+    early = record_base("bad", model="tiny", uri="/bad.mp3", language="fr")
+    batch = [rows.session_row(early, "audio_decode_error: boom"), rows.session_row(base)]
+    error, silent = _round_trip(batch)
+    _assert_same(error, batch[0])
+    _assert_same(silent, batch[1])
+    assert (error["status"], error["n_chunks"], error["chunk"]) == ("error", 0, None)
+    assert (silent["status"], silent["error"], silent["result"]) == ("ok", "", None)
+
+
+def test_the_stages_read_and_write_only_the_schema(
+        options: TranscribeOptions, tmp_path: Path) -> None:
+    media.write_audio(tmp_path / "silent.wav", media.silence(2.0))
+    media.zero_bytes(tmp_path / "empty.wav")
+    refs = [SessionRef(session_id="jfk", uri=JFK), *list_sessions(str(tmp_path))]
+    sessions = pa.Table.from_pylist([ref.to_dict() for ref in refs])  # the job's input rows
+    blocks = [block for i in range(3)
+              for block in Preprocessor(options, 80, "tiny")(sessions.slice(i, 1))]
+    assert all(block.schema == rows.SCHEMA for block in blocks)
+    out = Transcriber(options)(pa.concat_tables(blocks))
+    assert out.schema == rows.SCHEMA
+    by_session = {r["session"]["session_id"]: r for r in rows.decode(out)}
+    assert by_session["jfk"]["result"]["segments"] and by_session["jfk"]["features"] is None
+    assert by_session["silent"]["status"] == "ok" and by_session["silent"]["result"] is None
+    assert by_session["empty"]["status"] == "error" and "0 bytes" in by_session["empty"]["error"]
+
+
+def test_the_schema_is_declared_once() -> None:
+    """Only ray_jobs/rows.py declares Arrow types; no stage or driver parses JSON rows."""
+    for path in Path(ray_jobs.__file__).parent.glob("*.py"):
+        calls = {f"{n.func.value.id}.{n.func.attr}"
+                 for n in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                 and isinstance(n.func.value, ast.Name)}
+        if path.name != "rows.py":
+            assert not {c for c in calls if c.startswith("pa.")}, path.name
+            assert "json.loads" not in calls, path.name
