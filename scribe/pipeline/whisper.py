@@ -19,6 +19,7 @@ from typing import Any
 
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
+from scribe.pipeline.bundled import bundled_model_path
 from scribe.pipeline.features import Features, stack_padded
 
 logger = logging.getLogger(__name__)
@@ -51,9 +52,13 @@ class ChunkOutput:
 
 
 def resolve_model_path(model: str) -> str:
-    """A local directory for ``model``: itself when it is one, else the (cached) download."""
+    """A local directory for ``model``: itself when it is one, the installed tiny.en for its
+    names (see :mod:`scribe.pipeline.bundled`), else the (cached) download."""
     if os.path.isdir(model):
         return model
+    bundled = bundled_model_path(model)
+    if bundled is not None:
+        return bundled
     from faster_whisper.utils import download_model
 
     try:
