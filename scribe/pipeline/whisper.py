@@ -211,7 +211,7 @@ class WhisperEngine:
         """Cut one chunk's tokens into segments at its timestamp tokens."""
         from faster_whisper.transcribe import get_compression_ratio
 
-        segment_size = int(math.ceil(item.duration_s) * self.model.frames_per_second)
+        segment_size = self._frames(item)
         subsegments, _, _ = self.model._split_segments_by_timestamps(
             tokenizer=tokenizer, tokens=result["tokens"], time_offset=item.offset_s,
             segment_size=segment_size, segment_duration=item.duration_s, seek=0,
@@ -230,16 +230,49 @@ class WhisperEngine:
 
     def _add_words(self, items: Sequence[ChunkInput], outputs: list[ChunkOutput],
                    tokenizers: list[Any], encoder_output: Any) -> None:
-        """Word timestamps by cross-attention alignment, one call per language in the batch."""
+        """Word timestamps: one batched alignment per language in the batch, then
+        faster-whisper's word placement chunk by chunk.
+
+        ``add_word_timestamps`` carries the last word's end from one list element to the
+        next, so over a whole batch one session's last word would steer another's first.
+        Each chunk starts instead from its own offset (speech ran up to its cut), which no
+        neighbour changes.
+        """
         by_language: defaultdict[str, list[int]] = defaultdict(list)
         for i, out in enumerate(outputs):
             by_language[out.language].append(i)
         for indices in by_language.values():
             encoded = encoder_output if len(indices) == len(items) else self.model.encode(
                 stack_padded([items[i].features for i in indices]))
-            self.model.add_word_timestamps(
-                [outputs[i].segments for i in indices], tokenizers[indices[0]], encoded,
-                [int(math.ceil(items[i].duration_s) * self.model.frames_per_second)
-                 for i in indices],
-                _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, 0.0,
-            )
+            tokenizer = tokenizers[indices[0]]
+            text_tokens = [[t for s in outputs[i].segments for t in s["tokens"]
+                            if t < tokenizer.eot] for i in indices]
+            alignments = self.model.find_alignment(
+                tokenizer, text_tokens, encoded, [self._frames(items[i]) for i in indices])
+            for i, alignment in zip(indices, alignments, strict=True):
+                if outputs[i].segments:
+                    self._place_words(items[i], outputs[i].segments, tokenizer, alignment)
+
+    def _frames(self, item: ChunkInput) -> int:
+        return int(math.ceil(item.duration_s) * self.model.frames_per_second)
+
+    def _place_words(self, item: ChunkInput, segments: list[dict[str, Any]], tokenizer: Any,
+                     alignment: list[dict[str, Any]]) -> None:
+        """faster-whisper's own word placement for one chunk, on its precomputed alignment."""
+        from faster_whisper import WhisperModel
+
+        WhisperModel.add_word_timestamps(
+            _Aligned(alignment, self.model.frames_per_second), [segments], tokenizer, None,
+            self._frames(item), _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, item.offset_s)
+
+
+@dataclass(frozen=True)
+class _Aligned:
+    """What ``WhisperModel.add_word_timestamps`` reads from its model when placing one
+    chunk's words: the frame rate, and the alignment the batch already computed."""
+
+    alignment: list[dict[str, Any]]
+    frames_per_second: int
+
+    def find_alignment(self, *_: Any) -> list[list[dict[str, Any]]]:
+        return [self.alignment]
