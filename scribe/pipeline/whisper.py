@@ -21,6 +21,12 @@ from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
 from scribe.pipeline.bundled import bundled_model_path
 from scribe.pipeline.features import Features, stack_padded
+from scribe.pipeline.safeguards import (
+    best_attempt,
+    drop_hallucinations,
+    is_silence,
+    needs_fallback,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +34,7 @@ logger = logging.getLogger(__name__)
 _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 _MEL_128_MODELS = ("large-v3", "large-v3-turbo", "turbo", "distil-large-v3")
+_BEST_OF = 5  # samples per fallback decode, faster-whisper's best_of
 
 
 @dataclass(frozen=True)
@@ -133,14 +140,16 @@ class WhisperEngine:
         encoder_output = self.model.encode(stack_padded([i.features for i in items]))
         languages = self._languages(items, encoder_output, opts)
         tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
-        results = self._generate(encoder_output, tokenizers, opts)
+        results = self._fall_back(items, tokenizers, self._generate(
+            encoder_output, tokenizers, opts), opts)
         outputs = [
-            ChunkOutput(self._split(item, tok, res), lang, prob)
+            ChunkOutput([] if is_silence(res, opts) else self._split(item, tok, res), lang, prob)
             for item, tok, res, (lang, prob) in zip(
                 items, tokenizers, results, languages, strict=True)
         ]
         if opts.word_timestamps:
             self._add_words(items, outputs, tokenizers, encoder_output)
+            self._drop_hallucinations(items, outputs, opts)
         return outputs
 
     def _languages(
@@ -168,7 +177,8 @@ class WhisperEngine:
         return chosen
 
     def _generate(
-        self, encoder_output: Any, tokenizers: list[Any], opts: TranscribeOptions
+        self, encoder_output: Any, tokenizers: list[Any], opts: TranscribeOptions,
+        best_of: int = 1,
     ) -> list[dict[str, Any]]:
         from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -185,7 +195,8 @@ class WhisperEngine:
         # CTranslate2 samples only with sampling_topk=0 (its default, 1, is greedy whatever
         # the temperature), and sampling is single-beam, as in faster-whisper's fallback.
         sampling: dict[str, Any] = (
-            {"beam_size": 1, "sampling_topk": 0} if opts.temperature > 0
+            {"beam_size": 1, "sampling_topk": 0, "num_hypotheses": best_of}
+            if opts.temperature > 0
             else {"beam_size": opts.beam_size})
         results = self.model.model.generate(
             encoder_output, prompts, patience=1.0,
@@ -202,9 +213,33 @@ class WhisperEngine:
             outputs.append({
                 "avg_logprob": cum_logprob / (len(tokens) + 1),
                 "no_speech_prob": result.no_speech_prob,
-                "tokens": tokens,
+                "tokens": tokens, "temperature": opts.temperature,
             })
         return outputs
+
+    def _fall_back(self, items: Sequence[ChunkInput], tokenizers: list[Any],
+                   results: list[dict[str, Any]], opts: TranscribeOptions
+                   ) -> list[dict[str, Any]]:
+        """Re-decode the chunks that fail the quality gates, at each fallback temperature in
+        turn, all failing chunks of the batch in one call, until they pass.
+
+        CTranslate2's encoder output cannot be sliced, so the failing chunks are encoded
+        again: one encoder pass over a few chunks, small beside the decoding it guards.
+        """
+        attempts = [[r] for r in results]
+        failing = [i for i, r in enumerate(results) if needs_fallback(r, tokenizers[i], opts)]
+        for temperature in opts.temperature_fallback:
+            if not failing:
+                break
+            encoded = self.model.encode(stack_padded([items[i].features for i in failing]))
+            retried = self._generate(encoded, [tokenizers[i] for i in failing], opts.model_copy(
+                update={"temperature": temperature}), best_of=_BEST_OF)
+            for i, result in zip(failing, retried, strict=True):
+                attempts[i].append(result)
+            failing = [i for i in failing if needs_fallback(attempts[i][-1], tokenizers[i], opts)]
+        logger.debug("%d of %d chunks fell back", sum(len(a) > 1 for a in attempts), len(items))
+        return [best_attempt(a, tokenizers[i], opts) if i in failing else a[-1]
+                for i, a in enumerate(attempts)]
 
     def _split(self, item: ChunkInput, tokenizer: Any, result: dict[str, Any]
                ) -> list[dict[str, Any]]:
@@ -252,6 +287,15 @@ class WhisperEngine:
             for i, alignment in zip(indices, alignments, strict=True):
                 if outputs[i].segments:
                     self._place_words(items[i], outputs[i].segments, tokenizer, alignment)
+
+    def _drop_hallucinations(self, items: Sequence[ChunkInput], outputs: list[ChunkOutput],
+                             opts: TranscribeOptions) -> None:
+        threshold = opts.hallucination_silence_threshold
+        if threshold is None:
+            return
+        for item, out in zip(items, outputs, strict=True):
+            out.segments = drop_hallucinations(
+                out.segments, item.offset_s, item.offset_s + item.duration_s, threshold)
 
     def _frames(self, item: ChunkInput) -> int:
         return int(math.ceil(item.duration_s) * self.model.frames_per_second)
