@@ -117,3 +117,16 @@ def test_words_in_order_inside_their_segment_and_the_audio(
             assert seg["start"] <= w["start"] <= w["end"] <= seg["end"], (seg, w)
             times += [w["start"], w["end"]]
     assert times == sorted(times) and times[-1] <= duration
+
+
+def test_safeguards_keep_room_tone_wordless(engine: WhisperEngine,
+                                            options: TranscribeOptions) -> None:
+    """40 s of low noise with VAD off: tiny.en makes up a repetition loop and a "thank you
+    for watching"; the fallback and the no-speech gate (the defaults) leave no words."""
+    noise = (np.random.default_rng(0).standard_normal(40 * 16_000) * 0.004).astype(np.float32)
+    raw = options.model_copy(update={"vad_filter": False, "trim_silence": False})
+    prepared = _prepare(noise, raw)
+    items = [ChunkInput(c.features, c.offset_s, c.duration_s) for c in prepared.chunks]
+    ungated = raw.model_copy(update={"temperature_fallback": (), "no_speech_threshold": None})
+    assert any(o.segments for o in engine.transcribe(items, ungated))
+    assert all(o.segments == [] for o in engine.transcribe(items, raw))
