@@ -228,7 +228,7 @@ class WhisperEngine:
         """
         attempts = [[r] for r in results]
         failing = [i for i, r in enumerate(results) if needs_fallback(r, tokenizers[i], opts)]
-        for temperature in opts.temperature_fallback:
+        for temperature in [t for t in opts.temperature_fallback if t > opts.temperature]:
             if not failing:
                 break
             encoded = self.model.encode(stack_padded([items[i].features for i in failing]))

@@ -108,9 +108,27 @@ def test_fallback_redecodes_only_failing_chunks_batched(
     for lp, before, after in zip(logprobs, greedy, outputs, strict=True):
         if lp >= threshold:
             assert after.segments == before.segments
+    calls.clear()
+    engine.transcribe(items, gated.model_copy(update={"temperature": 1.0}))
+    assert len(calls) == 1, "no fallback to temperatures below the one asked for"
 
 
 def test_no_speech_gate_silences_chunks(engine: WhisperEngine, items: list[ChunkInput]) -> None:
     strict = engine.options.model_copy(update={"no_speech_threshold": 0.0,
                                                "log_prob_threshold": 0.0})
     assert all(o.segments == [] for o in engine.transcribe(items, strict))
+
+
+def test_fallback_temperatures_are_flags() -> None:
+    import argparse
+
+    from scribe.config import add_arguments, build
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, TranscribeOptions)
+    none = vars(parser.parse_args(["--temperature-fallback"]))
+    two = vars(parser.parse_args(["--temperature-fallback", "0.3", "0.7"]))
+    assert build(TranscribeOptions, {}, none).temperature_fallback == ()
+    assert build(TranscribeOptions, {}, two).temperature_fallback == (0.3, 0.7)
+    assert build(TranscribeOptions, {"temperature_fallback": [0.5]}, {}).temperature_fallback \
+        == (0.5,)
