@@ -2,7 +2,7 @@
 over one chunk's decoding result, so the batched model stage can apply them per chunk.
 
 A result is the dict :meth:`WhisperEngine._generate` returns per chunk: ``tokens``,
-``avg_logprob``, ``no_speech_prob`` and ``temperature``.
+``avg_logprob`` and ``no_speech_prob``.
 """
 
 from __future__ import annotations
