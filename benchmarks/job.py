@@ -88,8 +88,10 @@ def job(model_path: str, src: Path, batch_size: int | None) -> None:
 
     out = Path(tempfile.mkdtemp(prefix="bench-job-"))
     try:
+        # Equal work: the loops decode once at temperature 0, so no fallback here either.
         options = TranscribeOptions(model=model_path, device="cpu", compute_type="int8",
-                                    beam_size=1, max_new_tokens=MAX_NEW_TOKENS, language="en")
+                                    beam_size=1, max_new_tokens=MAX_NEW_TOKENS, language="en",
+                                    temperature_fallback=())
         resources = ResourceConfig(model_batch_size=batch_size) if batch_size else ResourceConfig()
         summary = run_job(JobConfig(input=str(src), output=str(out), transcribe=options,
                                     resources=resources))

@@ -48,8 +48,10 @@ THREADS = os.cpu_count() or 1
 def options(model: str, max_new_tokens: int) -> Any:
     from scribe.config import TranscribeOptions
 
+    # Equal work: BatchedInferencePipeline has no temperature fallback.
     return TranscribeOptions(model=model, device="cpu", compute_type="int8", beam_size=1,
-                             max_new_tokens=max_new_tokens, language="en")
+                             max_new_tokens=max_new_tokens, language="en",
+                             temperature_fallback=())
 
 
 def latencies(model: str, max_new_tokens: int, url: str, n: int

@@ -60,6 +60,26 @@ class TranscribeOptions(_Frozen):
     initial_prompt: str | None = Field(
         None, description="text that conditions every chunk (names, jargon)"
     )
+    compression_ratio_threshold: float | None = Field(
+        2.4, gt=0, description="a chunk whose text gzips better than this is re-decoded at "
+        "the next fallback temperature (too repetitive); None: never"
+    )
+    log_prob_threshold: float | None = Field(
+        -1.0, description="a chunk whose average token log-probability is below this is "
+        "re-decoded at the next fallback temperature; None: never"
+    )
+    no_speech_threshold: float | None = Field(
+        0.6, ge=0.0, le=1.0, description="a chunk whose no-speech probability is above this "
+        "and whose log-probability is below log_prob_threshold gives no text; None: keep all"
+    )
+    temperature_fallback: tuple[float, ...] = Field(
+        (0.2, 0.4, 0.6, 0.8, 1.0), description="temperatures tried, in turn and batched, for "
+        "the chunks that fail the two gates above (sampling, best of 5); empty: no fallback"
+    )
+    hallucination_silence_threshold: float | None = Field(
+        None, gt=0, description="with word timestamps, drop a segment of improbable words "
+        "with more than this many seconds of silence around it; None: keep"
+    )
     word_timestamps: bool = Field(False, description="add per-word timestamps")
     without_timestamps: bool = Field(
         False, description="one segment per chunk instead of model-predicted segments"
@@ -204,6 +224,10 @@ def add_arguments(parser: argparse._ActionsContainer, model: type[BaseModel]) ->
                 _flag(name), dest=name, action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS, help=help_text,
             )
+            continue
+        if typing.get_origin(kind) is tuple:  # --temperature-fallback 0.2 0.4 (none: empty)
+            parser.add_argument(_flag(name), dest=name, type=typing.get_args(kind)[0],
+                                nargs="*", default=argparse.SUPPRESS, help=help_text)
             continue
         choices = typing.get_args(field.annotation) if typing.get_origin(
             field.annotation) is Literal else None

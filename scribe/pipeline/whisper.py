@@ -21,14 +21,22 @@ from typing import Any
 from scribe.architectures import n_mels_by_name
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
+from scribe.pipeline.bundled import bundled_model_path
 from scribe.pipeline.chunking import Chunk, ChunkPlan
 from scribe.pipeline.features import stack_padded
+from scribe.pipeline.safeguards import (
+    best_attempt,
+    drop_hallucinations,
+    is_silence,
+    needs_fallback,
+)
 
 logger = logging.getLogger(__name__)
 
 # faster-whisper's batched defaults, kept in one place.
 _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+_BEST_OF = 5  # samples per fallback decode, faster-whisper's best_of
 
 
 @dataclass
@@ -45,9 +53,13 @@ class ChunkOutput:
 
 
 def resolve_model_path(model: str) -> str:
-    """A local directory for ``model``: itself when it is one, else the (cached) download."""
+    """A local directory for ``model``: itself when it is one, the installed tiny.en for its
+    names (see :mod:`scribe.pipeline.bundled`), else the (cached) download."""
     if os.path.isdir(model):
         return model
+    bundled = bundled_model_path(model)
+    if bundled is not None:
+        return bundled
     from faster_whisper.utils import download_model
 
     try:
@@ -123,15 +135,17 @@ class WhisperEngine:
         encoder_output = self.model.encode(stack_padded([i.features for i in items]))
         languages = self._languages(items, encoder_output, opts)
         tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
-        results = self._generate(encoder_output, tokenizers, opts)
+        results = self._fall_back(items, tokenizers, self._generate(
+            encoder_output, tokenizers, opts), opts)
         outputs = [
-            ChunkOutput(plan=item.plan, segments=self._split(item.plan, tok, res),
-                        language=lang, language_probability=prob)
+            ChunkOutput(plan=item.plan, language=lang, language_probability=prob,
+                        segments=[] if is_silence(res, opts) else self._split(item.plan, tok, res))
             for item, tok, res, (lang, prob) in zip(
                 items, tokenizers, results, languages, strict=True)
         ]
         if opts.word_timestamps:
             self._add_words(items, outputs, tokenizers, encoder_output)
+            self._drop_hallucinations(items, outputs, opts)
         share = (time.perf_counter() - start) / len(items)
         for out in outputs:
             out.timings["model"] = share
@@ -162,7 +176,8 @@ class WhisperEngine:
         return chosen
 
     def _generate(
-        self, encoder_output: Any, tokenizers: list[Any], opts: TranscribeOptions
+        self, encoder_output: Any, tokenizers: list[Any], opts: TranscribeOptions,
+        best_of: int = 1,
     ) -> list[dict[str, Any]]:
         from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -179,7 +194,8 @@ class WhisperEngine:
         # CTranslate2 samples only with sampling_topk=0 (its default, 1, is greedy whatever
         # the temperature), and sampling is single-beam, as in faster-whisper's fallback.
         sampling: dict[str, Any] = (
-            {"beam_size": 1, "sampling_topk": 0} if opts.temperature > 0
+            {"beam_size": 1, "sampling_topk": 0, "num_hypotheses": best_of}
+            if opts.temperature > 0
             else {"beam_size": opts.beam_size})
         results = self.model.model.generate(
             encoder_output, prompts, patience=1.0,
@@ -200,12 +216,37 @@ class WhisperEngine:
             })
         return outputs
 
+    def _fall_back(self, items: Sequence[Chunk], tokenizers: list[Any],
+                   results: list[dict[str, Any]], opts: TranscribeOptions
+                   ) -> list[dict[str, Any]]:
+        """Re-decode the chunks that fail the quality gates, at each fallback temperature in
+        turn, all failing chunks of the batch in one call, until they pass.
+
+        CTranslate2's encoder output cannot be sliced, so the failing chunks are encoded
+        again: measured with tiny.en on CPU, about a quarter of the time of the best-of-5
+        decode that follows, and only for chunks that fail.
+        """
+        attempts = [[r] for r in results]
+        failing = [i for i, r in enumerate(results) if needs_fallback(r, tokenizers[i], opts)]
+        for temperature in [t for t in opts.temperature_fallback if t > opts.temperature]:
+            if not failing:
+                break
+            encoded = self.model.encode(stack_padded([items[i].features for i in failing]))
+            retried = self._generate(encoded, [tokenizers[i] for i in failing], opts.model_copy(
+                update={"temperature": temperature}), best_of=_BEST_OF)
+            for i, result in zip(failing, retried, strict=True):
+                attempts[i].append(result)
+            failing = [i for i in failing if needs_fallback(attempts[i][-1], tokenizers[i], opts)]
+        logger.debug("%d of %d chunks fell back", sum(len(a) > 1 for a in attempts), len(items))
+        return [best_attempt(a, tokenizers[i], opts) if i in failing else a[-1]
+                for i, a in enumerate(attempts)]
+
     def _split(self, plan: ChunkPlan, tokenizer: Any, result: dict[str, Any]
                ) -> list[dict[str, Any]]:
         """Cut one chunk's tokens into segments at its timestamp tokens."""
         from faster_whisper.transcribe import get_compression_ratio
 
-        segment_size = int(math.ceil(plan.duration_s) * self.model.frames_per_second)
+        segment_size = self._frames(plan)
         subsegments, _, _ = self.model._split_segments_by_timestamps(
             tokenizer=tokenizer, tokens=result["tokens"], time_offset=plan.offset_s,
             segment_size=segment_size, segment_duration=plan.duration_s, seek=0,
@@ -224,16 +265,59 @@ class WhisperEngine:
 
     def _add_words(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
                    tokenizers: list[Any], encoder_output: Any) -> None:
-        """Word timestamps by cross-attention alignment, one call per language in the batch."""
+        """Word timestamps: one batched alignment per language in the batch, then
+        faster-whisper's word placement chunk by chunk.
+
+        ``add_word_timestamps`` carries the last word's end from one list element to the
+        next, so over a whole batch one session's last word would steer another's first.
+        Each chunk starts instead from its own offset (speech ran up to its cut), which no
+        neighbour changes.
+        """
         by_language: defaultdict[str, list[int]] = defaultdict(list)
         for i, out in enumerate(outputs):
             by_language[out.language].append(i)
         for indices in by_language.values():
             encoded = encoder_output if len(indices) == len(items) else self.model.encode(
                 stack_padded([items[i].features for i in indices]))
-            self.model.add_word_timestamps(
-                [outputs[i].segments for i in indices], tokenizers[indices[0]], encoded,
-                [int(math.ceil(items[i].plan.duration_s) * self.model.frames_per_second)
-                 for i in indices],
-                _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, 0.0,
-            )
+            tokenizer = tokenizers[indices[0]]
+            text_tokens = [[t for s in outputs[i].segments for t in s["tokens"]
+                            if t < tokenizer.eot] for i in indices]
+            alignments = self.model.find_alignment(
+                tokenizer, text_tokens, encoded, [self._frames(items[i].plan) for i in indices])
+            for i, alignment in zip(indices, alignments, strict=True):
+                if outputs[i].segments:
+                    self._place_words(items[i].plan, outputs[i].segments, tokenizer, alignment)
+
+    def _drop_hallucinations(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
+                             opts: TranscribeOptions) -> None:
+        threshold = opts.hallucination_silence_threshold
+        if threshold is None:
+            return
+        for item, out in zip(items, outputs, strict=True):
+            plan = item.plan
+            out.segments = drop_hallucinations(
+                out.segments, plan.offset_s, plan.offset_s + plan.duration_s, threshold)
+
+    def _frames(self, plan: ChunkPlan) -> int:
+        return int(math.ceil(plan.duration_s) * self.model.frames_per_second)
+
+    def _place_words(self, plan: ChunkPlan, segments: list[dict[str, Any]], tokenizer: Any,
+                     alignment: list[dict[str, Any]]) -> None:
+        """faster-whisper's own word placement for one chunk, on its precomputed alignment."""
+        from faster_whisper import WhisperModel
+
+        WhisperModel.add_word_timestamps(
+            _Aligned(alignment, self.model.frames_per_second), [segments], tokenizer, None,
+            self._frames(plan), _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, plan.offset_s)
+
+
+@dataclass(frozen=True)
+class _Aligned:
+    """What ``WhisperModel.add_word_timestamps`` reads from its model when placing one
+    chunk's words: the frame rate, and the alignment the batch already computed."""
+
+    alignment: list[dict[str, Any]]
+    frames_per_second: int
+
+    def find_alignment(self, *_: Any) -> list[list[dict[str, Any]]]:
+        return [self.alignment]

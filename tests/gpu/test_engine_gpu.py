@@ -16,7 +16,8 @@ pytestmark = pytest.mark.gpu
 @pytest.mark.parametrize("compute_type", ["float16", "int8_float16"])
 def test_engine_batches_on_cuda(tiny_model: str, compute_type: str) -> None:
     options = TranscribeOptions(model=tiny_model, device="cuda", compute_type=compute_type,
-                                beam_size=1, max_new_tokens=8, language="en")
+                                beam_size=1, max_new_tokens=8, language="en",
+                                temperature_fallback=())  # random weights fail every gate
     engine = WhisperEngine(options)
     prepared = preprocess("examples/sessions/multilingual.mp3", options, engine.n_mels)
     items = [dataclasses.replace(c, group="m") for c in prepared.chunks]

@@ -66,3 +66,27 @@ def test_ok_and_error_records_share_the_base_fields(clips: dict[str, Any]) -> No
     assert after["timings"] is not prepared.timings, "a copy: the record's own"
     failed, done = error_record(before, "boom"), ok_record(after, [])
     assert set(failed) == set(done) and done["model"] == failed["model"] == "m"
+
+
+def test_timeline_only_moves_forward() -> None:
+    from scribe.pipeline.transcript import in_order
+
+    segs = [{"start": 60.0, "end": 68.82, "words": [{"start": 60.0, "end": 61.0}]},
+            {"start": 68.28, "end": 98.66,
+             "words": [{"start": 68.28, "end": 68.9}, {"start": 68.5, "end": 99.0}]},
+            {"start": 98.0, "end": 97.0}]
+    assert in_order(segs) == [
+        {"start": 60.0, "end": 68.82, "words": [{"start": 60.0, "end": 61.0}]},
+        {"start": 68.82, "end": 98.66,
+         "words": [{"start": 68.82, "end": 68.9}, {"start": 68.9, "end": 98.66}]},
+        {"start": 98.66, "end": 98.66}]
+
+
+def test_assembled_timeline_is_ordered_across_chunk_boundaries(
+        engine: WhisperEngine, clips: dict[str, Any]) -> None:
+    """The random model's timestamps run backwards past a chunk's end at 48 tokens."""
+    _, prepared = clips["long"]
+    more = engine.options.model_copy(update={"max_new_tokens": 48})
+    segments = restore_segments(_one_session(engine, prepared, more))
+    bounds = [t for s in segments for t in (s["start"], s["end"])]
+    assert len(segments) > 1 and bounds == sorted(bounds)

@@ -1,0 +1,133 @@
+"""The engine with a real Whisper: exact words, and batching that changes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import tempfile
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scribe.config import TranscribeOptions
+from scribe.pipeline.audio import decode
+from scribe.pipeline.preprocess import PreparedSession, preprocess
+from scribe.pipeline.transcript import restore_segments
+from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
+from tests.media import write_audio
+from tests.real.conftest import EXAMPLES, JFK_WORDS, words
+
+pytestmark = pytest.mark.real
+
+CLIPS = sorted(p.name for p in EXAMPLES.iterdir() if p.suffix != ".md")
+PAUSE_S = 6.0
+
+
+@pytest.fixture(scope="module")
+def options(real_options: TranscribeOptions) -> TranscribeOptions:
+    return real_options.model_copy(update={"word_timestamps": True})
+
+
+@pytest.fixture(scope="module")
+def engine(options: TranscribeOptions) -> WhisperEngine:
+    return WhisperEngine(options, cpu_threads=2)
+
+
+@pytest.fixture(scope="module")
+def sessions(options: TranscribeOptions) -> dict[str, PreparedSession]:
+    """The example clips, a 90 s session of them in a row (several chunks), and jfk after
+    a pause (kept, VAD off), whose long first word the previous session once steered."""
+    made = {name: preprocess(str(EXAMPLES / name), options, 80) for name in CLIPS}
+    clips = [decode(str(EXAMPLES / name)).samples for name in CLIPS]
+    gap = np.zeros(16_000, np.float32)
+    made["joined"] = _prepare(np.concatenate([s for c in clips for s in (c, gap)]), options)
+    jfk = clips[CLIPS.index("jfk.flac")]
+    paused = np.concatenate([np.zeros(int(PAUSE_S * 16_000), np.float32), jfk])
+    made["paused"] = _prepare(paused, options.model_copy(
+        update={"vad_filter": False, "trim_silence": False}))
+    return made
+
+
+def _prepare(samples: np.ndarray, options: TranscribeOptions) -> PreparedSession:
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        write_audio(f.name, samples)
+        return preprocess(f.name, options, 80)
+
+
+def transcribe(engine: WhisperEngine, sessions: dict[str, PreparedSession],
+               batch_size: int, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Every session's segments, its chunks shuffled with all others' into shared batches."""
+    queue = [(sid, chunk) for sid, p in sessions.items() for chunk in p.chunks]
+    random.Random(seed).shuffle(queue)
+    done: dict[str, list[ChunkOutput]] = {sid: [] for sid in sessions}
+    while queue:
+        batch, queue = queue[:batch_size], queue[batch_size:]
+        outputs = engine.transcribe(
+            [dataclasses.replace(c, group=sid) for sid, c in batch])
+        for (sid, _), out in zip(batch, outputs, strict=True):
+            done[sid].append(out)
+    return {sid: restore_segments(chunks) for sid, chunks in done.items()}
+
+
+@pytest.fixture(scope="module")
+def alone(engine: WhisperEngine, sessions: dict[str, PreparedSession]
+          ) -> dict[str, list[dict[str, Any]]]:
+    """Each session through the model on its own, one chunk per call."""
+    return {sid: transcribe(engine, {sid: p}, 1)[sid] for sid, p in sessions.items()}
+
+
+def _text(segments: list[dict[str, Any]]) -> str:
+    return words(" ".join(s["text"] for s in segments))
+
+
+def test_jfk_word_for_word(alone: dict[str, list[dict[str, Any]]]) -> None:
+    assert _text(alone["jfk.flac"]) == JFK_WORDS
+    assert _text(alone["paused"]).startswith("and so my fellow americans")
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_every_example_clip_gives_words(alone: dict[str, Any], clip: str) -> None:
+    assert len(_text(alone[clip]).split()) >= 8, alone[clip]
+
+
+@pytest.mark.parametrize(("batch_size", "seed"), [(3, 1), (16, 2)])
+def test_shared_batches_change_no_word_nor_time(
+        engine: WhisperEngine, sessions: dict[str, PreparedSession],
+        alone: dict[str, Any], batch_size: int, seed: int) -> None:
+    shared = transcribe(engine, sessions, batch_size, seed)
+    for sid, segments in alone.items():
+        assert shared[sid] == segments, sid
+
+
+def test_first_word_after_a_pause_is_its_own(alone: dict[str, Any]) -> None:
+    """faster-whisper's word placement once carried the previous session's last word into
+    this one: batched after jfk, the first word of jfk-after-a-pause began at 0.0."""
+    first = alone["paused"][0]["words"][0]
+    assert PAUSE_S - 0.5 < first["start"] < first["end"] < PAUSE_S + 1.5, first
+
+
+@pytest.mark.parametrize("sid", ["joined", "multilingual.mp3", "paused"])
+def test_words_in_order_inside_their_segment_and_the_audio(
+        alone: dict[str, Any], sessions: dict[str, PreparedSession], sid: str) -> None:
+    duration = sessions[sid].duration_s
+    times = [0.0]
+    for seg in alone[sid]:
+        assert seg["words"], seg
+        for w in seg["words"]:
+            assert seg["start"] <= w["start"] <= w["end"] <= seg["end"], (seg, w)
+            times += [w["start"], w["end"]]
+    assert times == sorted(times) and times[-1] <= duration
+
+
+def test_safeguards_keep_room_tone_wordless(engine: WhisperEngine,
+                                            options: TranscribeOptions) -> None:
+    """40 s of low noise with VAD off: tiny.en makes up a repetition loop and a "thank you
+    for watching"; the fallback and the no-speech gate (the defaults) leave no words."""
+    noise = (np.random.default_rng(0).standard_normal(40 * 16_000) * 0.004).astype(np.float32)
+    raw = options.model_copy(update={"vad_filter": False, "trim_silence": False})
+    prepared = _prepare(noise, raw)
+    items = prepared.chunks
+    ungated = raw.model_copy(update={"temperature_fallback": (), "no_speech_threshold": None})
+    assert any(o.segments for o in engine.transcribe(items, ungated))
+    assert all(o.segments == [] for o in engine.transcribe(items, raw))

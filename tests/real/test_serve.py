@@ -1,0 +1,46 @@
+"""The online service with a real Whisper, called with the official openai client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from scribe.config import TranscribeOptions
+from tests.real.conftest import EXAMPLES, JFK_WORDS, words
+from tests.serve.support import free_port, serve_config, wait_for_serve_to_exit
+
+pytestmark = [pytest.mark.real, pytest.mark.serve]
+
+
+@pytest.fixture(scope="module")
+def api(ray_local: Any, real_options: TranscribeOptions) -> Iterator[str]:
+    """The Serve app with tiny.en on loopback; shut down, every process gone, after."""
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        serve.run(build_app(serve_config(real_options)), name="real", route_prefix="/")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        serve.shutdown()
+        wait_for_serve_to_exit()
+
+
+def test_openai_client_gets_jfk_word_for_word(api: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=api, api_key="unused", max_retries=0, timeout=300)
+    with (EXAMPLES / "jfk.flac").open("rb") as f:
+        result = client.audio.transcriptions.create(
+            model="whisper-1", file=f, response_format="verbose_json",
+            timestamp_granularities=["word"])
+    assert words(result.text) == JFK_WORDS
+    spoken = [w.word for w in result.words]
+    assert words(" ".join(spoken)) == JFK_WORDS
+    times = [t for w in result.words for t in (w.start, w.end)]
+    assert times == sorted(times) and 0 <= times[0] and times[-1] <= 11.1
