@@ -237,6 +237,8 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
         compute=ActorPoolStrategy(size=plan.model_actors), **model_resources,
     )
     yield from ds.iter_rows()
+    # where the time went per operator (benchmarks/quality.py prints it)
+    logger.debug("Ray Data stats:\n%s", ds.stats())
 
 
 def run_job(config: JobConfig) -> dict[str, Any]:
