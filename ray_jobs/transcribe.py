@@ -175,6 +175,11 @@ def _preflight_nodes(options: TranscribeOptions, device: str) -> None:
     kind = "GPU" if device == "cuda" else "CPU"
     nodes = [n for n in ray.nodes()  # type: ignore[no-untyped-call]
              if n["Alive"] and n["Resources"].get(kind, 0) > 0]
+    if [n["NodeID"] for n in nodes] == [ray.get_runtime_context().get_node_id()]:
+        # One machine, the driver's own: check here. A task's worker took 3.9 s of a
+        # 14.5 s job to start (benchmarks/quality.py's profile, 2 cores).
+        _raise_failures(doctor.node_checks(device, str(options.model)))  # type: ignore[arg-type]
+        return
     check = ray.remote(num_cpus=0)(_node_checks)
     pending = {n["NodeManagerAddress"]: check.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
