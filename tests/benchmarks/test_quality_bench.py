@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_quality_benchmark_quick_mode_runs_end_to_end() -> None:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng; .ci/run does)")
@@ -36,3 +36,21 @@ def test_quality_benchmark_quick_mode_runs_end_to_end() -> None:
     wer_long = job_rows[0].split()[3]
     assert float(wer_long) < 0.9, f"the real model reads the synthetic session: {job_rows[0]}"
     assert "Transcriber#1" in out.stdout, "the profile names the model actor"
+
+
+@pytest.mark.unit
+def test_each_safeguard_is_toggled_from_its_default_or_reported_missing() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import quality
+
+    from scribe.config import TranscribeOptions
+
+    toggled = quality.available_safeguards()
+    assert set(toggled) == set(quality.SAFEGUARDS)
+    for name, value in toggled.items():
+        field = TranscribeOptions.model_fields.get(name)
+        if field is None:
+            assert value is None, f"{name} is not a field yet: reported as not available"
+        else:
+            assert value is not None and value != field.default, name
+            TranscribeOptions(**{name: value})  # a value the config accepts
