@@ -19,7 +19,6 @@ class Captured:
     text: str = ""
     started: float = 0.0  # time.time(), as Ray's timeline counts
     ended: float = 0.0
-    lines: list[str] = field(default_factory=list)
 
 
 class _Collect(logging.Handler):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scribe.pipeline.audio import decode
 from tests.media import EXAMPLES, SAMPLE_RATE, Samples, write_audio
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "quality"
@@ -70,7 +71,7 @@ class Utterance:
     end: int
 
 
-def sentences(rng: random.Random) -> str:
+def sentence(rng: random.Random) -> str:
     """One sentence of meeting talk from the templates."""
     return rng.choice(_TEMPLATES).format(s=rng.choice(_SUBJECTS), v=rng.choice(_VERBS),
                                          o=rng.choice(_OBJECTS), w=rng.choice(_WHEN))
@@ -114,14 +115,15 @@ def conversation(minutes: float, seed: int, long_silence_s: float = 45.0
     while cursor < wanted:
         voice = VOICES[turn % 2]
         for _ in range(rng.randint(1, 4)):
-            text = sentences(rng)
+            text = sentence(rng)
             clip = speak(text, voice)
             said.append(Utterance(voice, text, cursor, cursor + len(clip)))
             gap = np.zeros(int(rng.uniform(0.3, 1.2) * SAMPLE_RATE), dtype=np.float32)
             parts += [clip, gap]
             cursor += len(clip) + len(gap)
-        pause = rng.uniform(0.5, 2.5) if cursor < silence_at or silence_at < 0 else long_silence_s
-        silence_at = -1 if cursor >= silence_at else silence_at
+        long_silence_now = 0 <= silence_at <= cursor  # once, past the middle
+        pause = long_silence_s if long_silence_now else rng.uniform(0.5, 2.5)
+        silence_at = -1 if long_silence_now else silence_at
         parts.append(np.zeros(int(pause * SAMPLE_RATE), dtype=np.float32))
         cursor += len(parts[-1])
         turn += 1
@@ -161,8 +163,6 @@ def build_clips(root: Path, count: int, sessions: dict[str, tuple[Samples, list[
                 seed: int = 7) -> list[Item]:
     """``count`` clips of 4-20 s: runs of whole sentences from the sessions (their text
     known), and one in eight from the real clips."""
-    from scribe.pipeline.audio import decode
-
     rng = random.Random(seed)
     real = [decode(str(EXAMPLES / name)).samples for name in REAL_CLIPS]
     pools = list(sessions.values())
@@ -214,8 +214,6 @@ def build(minutes: float, sessions: int, clips: int) -> dict[str, list[Item]]:
     for name, text in REAL_CLIPS.items():
         target = root / "mixed" / name
         shutil.copyfile(EXAMPLES / name, target)
-        from scribe.pipeline.audio import decode
-
         mixed.append(Item(str(target), "real", text, decode(str(target)).duration_s))
     corpus = {"mixed": mixed, "clips": build_clips(root / "clips", clips, audio)}
     index.write_text(json.dumps({k: [asdict(i) for i in v] for k, v in corpus.items()}))
