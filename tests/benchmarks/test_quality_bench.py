@@ -31,7 +31,9 @@ def test_quality_benchmark_quick_mode_runs_end_to_end() -> None:
     for section in ("mixed corpus:", "words per session", "short clips:",
                     "where the job's time went:", "quality safeguards", "targets (issue 10):"):
         assert section in out.stdout, section
-    job_rows = [line for line in out.stdout.splitlines() if line.startswith("job, Ray running")]
+    # the speed tables' rows: a 3-word name and 5 figures (the profile's lines start alike)
+    job_rows = [line for line in out.stdout.splitlines()
+                if line.startswith("job, Ray running ") and len(line.split()) == 8]
     assert len(job_rows) == 2, "one row on the mixed corpus, one on the short clips"
     wer_long = job_rows[0].split()[3]
     assert float(wer_long) < 0.9, f"the real model reads the synthetic session: {job_rows[0]}"
