@@ -190,6 +190,11 @@ def _preflight_nodes(options: TranscribeOptions, device: str) -> None:
     kind = "GPU" if device == "cuda" else "CPU"
     nodes = [n for n in ray.nodes()  # type: ignore[no-untyped-call]
              if n["Alive"] and n["Resources"].get(kind, 0) > 0]
+    if [n["NodeID"] for n in nodes] == [ray.get_runtime_context().get_node_id()]:
+        # One machine, the driver's own: check here. A task's worker took 3.9 s of a
+        # 14.5 s job to start (benchmarks/quality.py's profile, 2 cores).
+        _raise_failures(doctor.node_checks(device, str(options.model)))  # type: ignore[arg-type]
+        return
     check = ray.remote(num_cpus=0)(_node_checks)
     pending = {n["NodeManagerAddress"]: check.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
@@ -254,6 +259,8 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     # whole blocks as they come, so a session is written as soon as its last chunk is back
     for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         yield from rows.decode(table)
+    # where the time went per operator (benchmarks/quality.py prints it)
+    logger.debug("Ray Data stats:\n%s", ds.stats())
 
 
 def run_job(config: JobConfig) -> dict[str, Any]:
@@ -268,7 +275,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     storage.clean_stale_temps(config.output)
     done = {} if config.overwrite else outputs.finished_sessions(
         config.output, [s.session_id for s in sessions])
-    todo = [s for s in sessions if s.session_id not in done]
+    todo = _longest_first([s for s in sessions if s.session_id not in done])
     logger.info("%d sessions, %d already done, %d to transcribe",
                 len(sessions), len(done), len(todo))
     if not ray.is_initialized():
@@ -297,6 +304,13 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     storage.write_atomic(storage.join(config.output, outputs.SUMMARY_FILE),
                          json.dumps(summary, indent=2))
     return summary
+
+
+def _longest_first(sessions: list[SessionRef]) -> list[SessionRef]:
+    """Biggest files first: a long session's decode and VAD run before any of its chunks
+    leave, so started last it starves the model actor at the end (the benchmark's profile
+    showed a 23 s gap); started first, it overlaps the model actors' start-up."""
+    return sorted(sessions, key=lambda s: -(s.size or 0))
 
 
 def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,

@@ -58,7 +58,8 @@ def _plan(args: argparse.Namespace) -> int:
     if not gpus:
         sys.stdout.write("no GPU found (NVML); pass --gpu-memory 24GiB to plan for a card. "
                          "Planning CPU actors:\n")
-        cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size or 1)
+        cpu = packing.plan_cpu(packing.cpu_cores(),
+                               batch_size=args.batch_size or packing.CPU_BATCH_SIZE)
         sys.stdout.write(packing.cpu_plan_text(cpu) + "\n")
         return 0
     options = TranscribeOptions(model=args.model, compute_type=args.compute_type, device="cuda",
@@ -92,12 +93,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     gpus = packing.read_gpus()
     if not gpus:
-        # on CPU a bigger batch is slower per chunk (see packing.job_shape): batch 1
-        cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size or 1)
-        path = packing.write_plan(packing.PackingPlan(device="cpu", cpu=cpu), args.plan_file)
-        sys.stdout.write(f"no GPU here (NVML sees none): nothing to measure. "
-                         f"{packing.cpu_plan_text(cpu)}\nwrote {path}\n")
-        return 0
+        return _calibrate_cpu(args)
     return _calibrate_gpu(args, gpus[0])
 
 
@@ -137,6 +133,51 @@ def _add_status_command(sub: argparse._SubParsersAction) -> None:  # type: ignor
     status.add_argument("--json", action="store_true")
 
 
+def _calibrate_cpu(args: argparse.Namespace) -> int:
+    """Time the real model on real chunks at several batch sizes and thread counts."""
+    from scribe.capacity import cpu_timing, packing
+    from scribe.config import TranscribeOptions
+    from scribe.pipeline.whisper import model_n_mels, resolve_model_path
+
+    options = TranscribeOptions(model=args.model or "tiny.en", device="cpu",
+                                compute_type=args.compute_type,
+                                beam_size=args.beam_size).resolved()
+    assert options.model is not None
+    audio = _calibration_audio(args.audio)
+    if not audio:
+        sys.stderr.write("no audio to time the model on: pass --audio FILE...\n")
+        return 2
+    cores = packing.cpu_cores()
+    chunks = cpu_timing.sample_chunks(
+        audio, options, model_n_mels(resolve_model_path(options.model)))[: args.chunks]
+    largest = args.batch_size or max(cpu_timing.BATCH_SIZES)
+    batches = [b for b in cpu_timing.BATCH_SIZES if b <= largest] or [largest]
+    threads = args.threads or cpu_timing.thread_counts(cores)
+    sys.stdout.write(f"no GPU here (NVML sees none): timing {options.model} "
+                     f"({options.compute_type}, beam {options.beam_size}) on {len(chunks)} "
+                     f"chunk(s), batches {batches}, threads {threads}...\n")
+    timings = cpu_timing.measure(options, chunks, cores=cores, threads=threads,
+                                 batch_sizes=batches)
+    cpu = cpu_timing.plan_from(cores, timings)
+    path = packing.write_plan(packing.PackingPlan(device="cpu", cpu=cpu), args.plan_file)
+    sys.stdout.write(f"{cpu_timing.timings_text(cpu)}\n{packing.cpu_plan_text(cpu)}\n"
+                     f"wrote {path}\n")
+    return 0
+
+
+def _calibration_audio(given: list[str] | None) -> list[str]:
+    """``given``, else the example sessions beside the code or in the current folder."""
+    from pathlib import Path
+
+    if given:
+        return given
+    for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        folder = root / "examples" / "sessions"
+        if folder.is_dir():
+            return sorted(str(p) for p in folder.iterdir() if p.suffix != ".md")
+    return []
+
+
 def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     plan = sub.add_parser("plan", help="how many model actors fill each GPU (fraction, batch)")
     plan.add_argument("--model", default=None, help="model name (default large-v3)")
@@ -162,16 +203,24 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     doc.add_argument("--json", action="store_true")
     cal = sub.add_parser("calibrate", help="measure 1..N actors sharing this GPU at a few batch "
                          "sizes and write the fastest plan that fits, with the whole table, to "
-                         "the plan file the job and Serve read (CPU plan where there is no GPU)")
-    cal.add_argument("--model", default=None)
+                         "the plan file the job and Serve read; without a GPU, time the model "
+                         "on CPU at several batch sizes and thread counts")
+    cal.add_argument("--model", default=None,
+                     help="default: large-v3 on GPU, tiny.en (the offline extra) on CPU")
     cal.add_argument("--compute-type", default=None)
     cal.add_argument("--batch-size", type=int, default=None,
-                     help="batch to plan on CPU (default 1)")
+                     help="CPU: largest batch to time (default 16)")
     cal.add_argument("--batch-sizes", default="8,16,32",
-                     help="batch sizes to measure on a GPU, comma-separated")
+                     help="GPU: batch sizes to measure, comma-separated")
     cal.add_argument("--max-actors", type=int, default=4,
-                     help="measure k = 1..N actors sharing the GPU (default 4)")
-    cal.add_argument("--rounds", type=int, default=3, help="timed batches per run")
+                     help="GPU: measure k = 1..N actors sharing the card (default 4)")
+    cal.add_argument("--rounds", type=int, default=3, help="GPU: timed batches per run")
+    cal.add_argument("--threads", type=lambda v: [int(t) for t in v.split(",")], default=None,
+                     help="CPU: thread counts to time, e.g. 1,2 (default 1, 2, 4... cores)")
+    cal.add_argument("--audio", nargs="+", default=None,
+                     help="CPU: files to cut the timed chunks from (default examples/sessions)")
+    cal.add_argument("--chunks", type=int, default=8,
+                     help="CPU: at most this many distinct chunks, cycled to the largest batch")
     cal.add_argument("--beam-size", type=int, default=5)
     cal.add_argument("--plan-file", default=None,
                      help="where to write (default $SCRIBE_PLAN or ~/.cache/ray-scribe/plan.json)")

@@ -125,21 +125,29 @@ def plan_for_gpus(memory: MemoryModel, gpus: Sequence[GpuInfo], **kwargs: Any) -
                     gpu_name=smallest.name, **kwargs)
 
 
+# Batch 8 on CPU: with the real tiny.en (int8, 2 cores) it cut a 12-minute session's model
+# stage from 80.6 s (batch 1) to 50.4 s with identical text (issue 10). `scribe calibrate`
+# measures it on the machine at hand and writes what it finds to the plan file.
+CPU_BATCH_SIZE = 8
+
+
 @dataclass(frozen=True)
 class CpuPlan:
-    """Model actors on a machine with no GPU: cores shared by model and preprocessing."""
+    """Model actors on a machine with no GPU: cores shared by model and preprocessing.
+    ``measured`` is the table it was chosen from (empty: the built-in default)."""
 
     cores: int
     actors: int
     threads_per_actor: int
     batch_size: int
+    measured: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 def plan_cpu(cores: int, *, threads_per_actor: int | None = None,
-             batch_size: int = 1) -> CpuPlan:
+             batch_size: int = CPU_BATCH_SIZE) -> CpuPlan:
     """Model actors of ``threads_per_actor`` cores each (default up to 4, where CTranslate2's
-    speed-up flattens) at batch 1: on CPU a bigger batch is slower per chunk (see
-    :func:`job_shape`). Preprocessing actors share the cores: they need a few percent."""
+    speed-up flattens) at ``batch_size`` (see :data:`CPU_BATCH_SIZE`). Preprocessing
+    actors share the cores, at a lower priority (see ``ray_jobs.stages``)."""
     threads = threads_per_actor or min(4, max(1, cores))
     return CpuPlan(cores=cores, actors=max(1, cores // threads), threads_per_actor=threads,
                    batch_size=batch_size)
@@ -225,9 +233,11 @@ def gpu_plan_text(plan: GpuPlan) -> str:
 
 def cpu_plan_text(plan: CpuPlan) -> str:
     """The CPU plan in one paragraph."""
+    source = "measured here" if plan.measured else "the built-in default"
     return (f"no GPU: {plan.actors} CPU model actor(s) x {plan.threads_per_actor} thread(s) "
-            f"on {plan.cores} core(s), batch {plan.batch_size}; preprocessing shares "
-            "those cores (it needs a few percent of the model's CPU time)")
+            f"on {plan.cores} core(s), batch {plan.batch_size} ({source}); preprocessing "
+            "shares those cores at a lower priority (it needs a few percent of the model's "
+            "CPU time)")
 
 
 def memory_table_text(rows: Sequence[Figure]) -> str:
@@ -307,12 +317,12 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Pack
                          cpu_threads=saved.cpu.threads_per_actor, model_cpus=0.0,
                          source=f"plan file ({saved.created})")
     else:
-        # Measured with CTranslate2 int8 on CPU (base, 2 cores, one job): batch 16 is
-        # slower per chunk than batch 1 (1.19 s vs 0.72 s, 2 threads), and two 1-thread
-        # actors side by side spent 33 s of model time where one 2-thread actor spent 18 s.
-        # So: batch 1, actors of up to 4 threads; model_cpus 0 = decided with the cluster.
-        shape = JobShape(actors_per_gpu=1, batch_size=1, cpu_threads=0, model_cpus=0.0,
-                         source="CPU default: actors of up to 4 threads, batch 1")
+        # Two 1-thread actors side by side spent 33 s of model time where one 2-thread
+        # actor spent 18 s (base, 2 cores): actors of up to 4 threads; the batch is
+        # CPU_BATCH_SIZE; model_cpus 0 = decided with the cluster.
+        shape = JobShape(actors_per_gpu=1, batch_size=CPU_BATCH_SIZE, cpu_threads=0,
+                         model_cpus=0.0, source="CPU default: actors of up to 4 threads, "
+                         f"batch {CPU_BATCH_SIZE}")
     explicit = resources.model_fields_set
     return dataclasses.replace(
         shape,

