@@ -20,8 +20,8 @@ Timings on a shared machine are noisy; ratios from one run are what to read.
 
 from __future__ import annotations
 
-import dataclasses
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
