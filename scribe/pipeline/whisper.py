@@ -21,7 +21,7 @@ from typing import Any
 from scribe.architectures import n_mels_by_name
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
-from scribe.pipeline.bundled import bundled_model_path
+from scribe.pipeline.bundled import local_model_path
 from scribe.pipeline.chunking import Chunk, ChunkPlan
 from scribe.pipeline.features import stack_padded
 from scribe.pipeline.safeguards import (
@@ -55,11 +55,9 @@ class ChunkOutput:
 def resolve_model_path(model: str) -> str:
     """A local directory for ``model``: itself when it is one, the installed tiny.en for its
     names (see :mod:`scribe.pipeline.bundled`), else the (cached) download."""
-    if os.path.isdir(model):
-        return model
-    bundled = bundled_model_path(model)
-    if bundled is not None:
-        return bundled
+    local = local_model_path(model)
+    if local is not None:
+        return local
     from faster_whisper.utils import download_model
 
     try:
