@@ -54,5 +54,6 @@ def test_each_safeguard_is_toggled_from_its_default_or_reported_missing() -> Non
         if field is None:
             assert value is None, f"{name} is not a field yet: reported as not available"
         else:
-            assert value is not None and value != field.default, name
-            TranscribeOptions(**{name: value})  # a value the config accepts
+            # a default-on gate is toggled off (None, or no fallback temperatures)
+            assert value != field.default, name
+            assert getattr(TranscribeOptions(**{name: value}), name) == value, name
