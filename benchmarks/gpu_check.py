@@ -77,7 +77,13 @@ class Report:
         self.data[name] = result
         self.data.setdefault("step_s", {})[name] = round(time.monotonic() - began, 1)
         self.save()
+        self.say(name, result)
         return result
+
+    def say(self, name: str, result: Any) -> None:
+        """Print a step's result as it ends: a call killed at its limit keeps the output."""
+        print(f"[{time.monotonic() - self.started:6.1f} s] {name}: "
+              f"{json.dumps(result, default=str)[:3000]}", flush=True)
 
     def save(self) -> None:
         self.data["elapsed_s"] = round(time.monotonic() - self.started, 1)
@@ -134,8 +140,8 @@ _PROBE = """
 import sys, numpy as np, ctranslate2
 print("cuda devices:", ctranslate2.get_cuda_device_count(), flush=True)
 model = ctranslate2.models.Whisper(sys.argv[1], device=sys.argv[2], compute_type=sys.argv[3])
-features = ctranslate2.StorageView.from_array(np.zeros((1, 80, 3000), np.float32))
-out = model.generate(model.encode(features), [[50257, 50362]], max_length=8)
+features = ctranslate2.StorageView.from_array(np.zeros((1, model.n_mels, 3000), np.float32))
+out = model.generate(model.encode(features), [[50258 if model.is_multilingual else 50257]], max_length=8)
 print("generated tokens:", out[0].sequences_ids[0], flush=True)
 """
 
@@ -172,9 +178,12 @@ def build_models(mode: Mode, work: Path) -> dict[str, Any]:
 
 def throughput_step(model_dir: str, mode: Mode, deadline: float) -> dict[str, Any]:
     """k = 1.. engine processes at each batch size; stops adding k past ``deadline``."""
+    # no temperature fallback: random weights fail its gates on every chunk, and each
+    # failure would decode the chunk five times more, which is not what speech costs
     options = TranscribeOptions(model=model_dir, device=mode.device,
                                 compute_type=mode.compute_type, beam_size=5,
-                                max_new_tokens=mode.max_new_tokens, language="en")
+                                max_new_tokens=mode.max_new_tokens, language="en",
+                                temperature_fallback=())
     rows: list[throughput.Measurement] = []
     skipped = []
     for k in mode.actors:
@@ -252,10 +261,10 @@ def run(mode: Mode, out: Path, work: Path, words_model: str | None,
     deadline = report.started + limit_s
     report.step("environment", environment)
     models = report.step("models", lambda: build_models(mode, work))
-    words_model = words_model or models.get("paths", {}).get(mode.models[0])
+    probe_model = words_model or models.get("paths", {}).get(mode.models[0])
     runs_here = True
-    if words_model:
-        cublas = report.step("cublas", lambda: cublas_step(str(words_model), mode, work))
+    if probe_model:
+        cublas = report.step("cublas", lambda: cublas_step(str(probe_model), mode, work))
         runs_here = mode.device != "cuda" or cublas.get("with_aliases", {}).get("ok", False)
     report.data["throughput"] = {}
     for name, path in models.get("paths", {}).items():
@@ -268,8 +277,10 @@ def run(mode: Mode, out: Path, work: Path, words_model: str | None,
                                                                                 deadline))
         report.data["step_s"][f"throughput {name}"] = round(time.monotonic() - began, 1)
         report.save()
-    if words_model:
-        report.step("words", lambda: _in_new_process(words_step, str(words_model), mode))
+        report.say(f"throughput {name}", report.data["throughput"][name].get("table")
+                   or report.data["throughput"][name])
+    if words_model or mode.device != "cuda":  # on a GPU, random weights' words say nothing
+        report.step("words", lambda: _in_new_process(words_step, str(probe_model), mode))
     return report.data
 
 
@@ -297,8 +308,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the real tiny.en directory (default: the first built model)")
     parser.add_argument("--limit-s", type=float, default=390.0,
                         help="no new k is started past this many seconds")
+    parser.add_argument("--models", nargs="+", help="architectures (default: the mode's)")
+    parser.add_argument("--actors", nargs="+", type=int, help="k values (default: the mode's)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int,
+                        help="batch sizes (default: the mode's)")
+    parser.add_argument("--max-new-tokens", type=int, help="cap per chunk (default: the mode's)")
     args = parser.parse_args(argv)
-    data = run(CPU if args.cpu else GPU, args.out, args.work, args.words_model, args.limit_s)
+    mode = CPU if args.cpu else GPU
+    chosen = {"models": tuple(args.models or ()), "actors": tuple(args.actors or ()),
+              "batch_sizes": tuple(args.batch_sizes or ()),
+              "max_new_tokens": args.max_new_tokens}
+    mode = dataclasses.replace(mode, **{k: v for k, v in chosen.items() if v})
+    data = run(mode, args.out, args.work, args.words_model, args.limit_s)
     print(summary(data))
     print(f"\nwrote {args.out}")
     return 0

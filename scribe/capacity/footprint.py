@@ -70,7 +70,11 @@ _PR_856 = ("published: faster-whisper PR #856 (batched inference), large-v3 fp16
            "beam 5, sequential vs batch 16")
 _ISSUE_1030 = ("published: faster-whisper #1030 (benchmark of turbo), RTX 2080 Ti, beam 5, "
                "sequential, 13 min of audio")
+_H200 = ("measured: benchmarks/gpu_check.py on an NVIDIA H200 (2026-11-27, CTranslate2 4.8.5 "
+         "on cuBLAS 13), NVML per process, beam 5, random weights (9 tokens per chunk: real "
+         "speech's longer text holds more decoder cache)")
 _MB = 1000**2
+# The published figures, and the ones measured here on a lent GPU (source "measured: ...").
 PUBLISHED: tuple[Figure, ...] = (
     Figure("large-v2", "float16", 1, 4525 * _MB, _README),
     Figure("large-v2", "float16", 8, 6090 * _MB, _README),
@@ -80,6 +84,7 @@ PUBLISHED: tuple[Figure, ...] = (
     Figure("large-v3", "float16", 16, 9024 * MiB, _PR_856),
     Figure("large-v3", "int8", 1, 2953 * _MB, _ISSUE_1030),
     Figure("large-v3-turbo", "float16", 1, 2537 * _MB, _ISSUE_1030),
+    Figure("large-v3-turbo", "float16", 16, 4945084416, _H200),
     Figure("large-v3-turbo", "int8", 1, 1545 * _MB, _ISSUE_1030),
     Figure("distil-large-v3", "float16", 1, 2409 * _MB, _ISSUE_1030),
     Figure("distil-large-v3", "int8", 1, 1481 * _MB, _ISSUE_1030),
@@ -192,6 +197,9 @@ def _published_points(name: str | None, compute_type: str) -> list[Figure]:
 def _line(low: Figure, high: Figure) -> MemoryModel:
     per_item = (high.peak - low.peak) // (high.batch_size - low.batch_size)
     source = f"{low.source} (line through batch {low.batch_size} and {high.batch_size})"
+    if high.source != low.source:
+        source = (f"{low.source} (batch {low.batch_size}) and {high.source} (batch "
+                  f"{high.batch_size}): the line through both")
     return MemoryModel(low.peak - low.batch_size * per_item, per_item, source)
 
 

@@ -69,14 +69,16 @@ def test_the_check_runs_on_cpu_and_writes_its_json_and_table(tmp_path: Path) -> 
     out = tmp_path / "check.json"
     done = subprocess.run(
         [sys.executable, "benchmarks/gpu_check.py", "--cpu", "--out", str(out),
-         "--work", str(tmp_path / "work")],
+         "--work", str(tmp_path / "work"), "--actors", "1", "2", "--batch-sizes", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
     runs = data["throughput"]["tiny"]["runs"]
-    assert [(r["actors"], r["batch_size"]) for r in runs] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert [(r["actors"], r["batch_size"]) for r in runs] == [(1, 2), (2, 2)]
+    assert data["mode"]["actors"] == [1, 2] and data["mode"]["batch_sizes"] == [2]
     assert all(not r["error"] and r["chunks_per_s"] > 0 and r["actor_peak"] > 0 for r in runs)
     assert data["cublas"] == {"skipped": "CPU mode: no cuBLAS"}
     assert data["words"]["audio_s"] == pytest.approx(11.0, abs=0.5) and data["words"]["text"]
     assert data["environment"]["ctranslate2"] == ctranslate2.__version__
     assert "vs k=1" in done.stdout and "tiny.en on jfk.flac" in done.stdout
+    assert "] models: " in done.stdout  # each step prints as it ends, before the table
