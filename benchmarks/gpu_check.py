@@ -141,7 +141,8 @@ import sys, numpy as np, ctranslate2
 print("cuda devices:", ctranslate2.get_cuda_device_count(), flush=True)
 model = ctranslate2.models.Whisper(sys.argv[1], device=sys.argv[2], compute_type=sys.argv[3])
 features = ctranslate2.StorageView.from_array(np.zeros((1, model.n_mels, 3000), np.float32))
-out = model.generate(model.encode(features), [[50258 if model.is_multilingual else 50257]], max_length=8)
+start = 50258 if model.is_multilingual else 50257  # <|startoftranscript|>
+out = model.generate(model.encode(features), [[start]], max_length=8)
 print("generated tokens:", out[0].sequences_ids[0], flush=True)
 """
 

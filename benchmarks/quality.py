@@ -53,8 +53,10 @@ SAFEGUARDS: dict[str, Any] = {
     "no_speech_threshold": 0.6,
     "temperature_fallback": (0.2, 0.4, 0.6, 0.8, 1.0),
     "hallucination_silence_threshold": 2.0,
+    "remainder_s": 1.0,
     "condition_on_previous_text": True,
 }
+_MISSING = object()  # a safeguard TranscribeOptions does not have
 
 
 @dataclass
@@ -169,12 +171,13 @@ def _job_text(out: Path, item: Item) -> str:
 
 
 def available_safeguards() -> dict[str, Any]:
-    """Each safeguard's toggled value, or None where TranscribeOptions lacks the field."""
+    """Each safeguard's toggled value (None turns a default-on gate off), or ``_MISSING``
+    where TranscribeOptions lacks the field."""
     fields = TranscribeOptions.model_fields
     toggled: dict[str, Any] = {}
     for name, on in SAFEGUARDS.items():
         if name not in fields:
-            toggled[name] = None
+            toggled[name] = _MISSING
             continue
         default = fields[name].default
         off: Any = () if isinstance(on, tuple) else (False if isinstance(on, bool) else None)
@@ -264,8 +267,8 @@ def safeguards(files: list[Item], base: Run) -> list[str]:
     sessions = [i for i in files if i.kind == "session"]
     lines = [f"{'safeguard (toggled)':<44} {'WER long':>8} {'tone words':>10} {'speed':>7}"]
     for name, value in available_safeguards().items():
-        if value is None:
-            lines.append(f"{name:<44} not available (no such TranscribeOptions field)")
+        if value is _MISSING:
+            lines.append(f"{name:<44} not offered (no such TranscribeOptions field)")
             continue
         run = job(files, f"{name}={value}", options={name: value})
         tone = sum(words(run.texts[i.path]) for i in files if i.kind == "room tone")

@@ -80,6 +80,11 @@ class TranscribeOptions(_Frozen):
         None, gt=0, description="with word timestamps, drop a segment of improbable words "
         "with more than this many seconds of silence around it; None: keep"
     )
+    remainder_s: float | None = Field(
+        1.0, gt=0, description="a chunk whose timestamped text ends more than this many "
+        "seconds before the chunk does is decoded again from its last timestamp, all such "
+        "chunks of a batch together (sequential decoding's seek); None: never"
+    )
     word_timestamps: bool = Field(False, description="add per-word timestamps")
     without_timestamps: bool = Field(
         False, description="one segment per chunk instead of model-predicted segments"

@@ -52,8 +52,9 @@ def test_each_safeguard_is_toggled_from_its_default_or_reported_missing() -> Non
     for name, value in toggled.items():
         field = TranscribeOptions.model_fields.get(name)
         if field is None:
-            assert value is None, f"{name} is not a field yet: reported as not available"
+            assert value is quality._MISSING, f"{name} is not offered: reported so"
         else:
-            # a default-on gate is toggled off (None, or no fallback temperatures)
-            assert value != field.default, name
+            # a default-on gate is toggled off (None, or no fallback temperatures), and a
+            # toggled value of None is never mistaken for a missing field
+            assert value is not quality._MISSING and value != field.default, name
             assert getattr(TranscribeOptions(**{name: value}), name) == value, name

@@ -11,6 +11,7 @@ import pytest
 from faster_whisper import BatchedInferencePipeline
 
 from scribe.config import TranscribeOptions
+from scribe.pipeline import whisper
 from scribe.pipeline.preprocess import PreparedSession
 from scribe.pipeline.transcript import restore_segments
 from scribe.pipeline.whisper import ChunkOutput, WhisperEngine, model_n_mels
@@ -52,6 +53,47 @@ def test_cross_session_batches_equal_faster_whispers_batched_pipeline(
         reference = _reference(engine, samples, exact_options)
         assert reference, name
         assert ours[name] == reference, name
+
+
+def test_text_that_ends_early_is_decoded_again_from_its_last_timestamp(
+        engine: WhisperEngine, clips: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    chunk = clips["long"][1].chunks[0]
+    duration, frames = chunk.plan.duration_s, chunk.features.shape[1]
+    tok = engine.tokenizer("en", "transcribe")
+    words = tok.encode(" hello there")
+
+    def ending_at(seconds: float) -> list[int]:
+        return [tok.timestamp_begin, *words, tok.timestamp_begin + round(seconds / 0.02)]
+
+    # the first decode stops at 10 s, the second 4 s into what was left, the third within
+    # remainder_s of the chunk's end: three decodes, then done
+    script = [ending_at(10.0), ending_at(4.0), ending_at(duration - 14.0 - 0.5)]
+    widths: list[list[int]] = []
+    stack = whisper.stack_padded
+
+    def fake_generate(encoded: Any, tokenizers: list[Any], opts: Any, **_: Any) -> Any:
+        return [{"tokens": script.pop(0), "avg_logprob": -0.1, "no_speech_prob": 0.0}
+                for _ in tokenizers]
+
+    def spy_stack(features: list[np.ndarray]) -> Any:
+        widths.append([f.shape[1] for f in features])
+        return stack(features)
+
+    monkeypatch.setattr(engine, "_generate", fake_generate)
+    monkeypatch.setattr(whisper, "stack_padded", spy_stack)
+    options = engine.options.model_copy(update={"remainder_s": 1.0})
+    out = engine.transcribe([dataclasses.replace(chunk, group="s")], options)[0]
+    assert duration > 20.0 and script == []
+    assert widths == [[frames], [frames - 1000], [frames - 1400]]
+    offset = chunk.plan.offset_s
+    assert [(s["start"], s["text"].strip()) for s in out.segments] == [
+        (offset, "hello there"), (offset + 10.0, "hello there"), (offset + 14.0, "hello there")]
+    assert out.segments[-1]["end"] == pytest.approx(offset + duration - 0.5, abs=0.02)
+
+    script[:] = [ending_at(10.0)]
+    widths.clear()
+    engine.transcribe([chunk], options.model_copy(update={"remainder_s": None}))
+    assert widths == [[frames]] and script == [], "remainder_s=None: one decode"
 
 
 def test_empty_batch_and_mel_bins(engine: WhisperEngine, tiny_model: str) -> None:
