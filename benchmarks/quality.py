@@ -138,20 +138,18 @@ def job(files: list[Item], name: str, *, options: dict[str, Any] | None = None,
     """``run_job`` on the folder holding ``files``; Ray started here if it is not up."""
     import ray
 
-    from ray_jobs.transcribe import run_job
+    from ray_jobs.transcribe import connect_ray, run_job
 
     folder = Path(files[0].path).parent
     out = Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    config = JobConfig(input=str(folder), output=str(out), overwrite=True,
+                       transcribe=TranscribeOptions(model=model_path(), device="cpu",
+                                                    beam_size=BEAM, **(options or {})),
+                       resources=ResourceConfig(**(resources or {})))
     start = time.perf_counter()
-    startup = 0.0
-    if not ray.is_initialized():
-        ray.init(logging_level=logging.WARNING)
-        startup = time.perf_counter() - start
+    connect_ray(config)  # the job's own start-up when Ray is not running yet
+    startup = time.perf_counter() - start
     try:
-        config = JobConfig(input=str(folder), output=str(out), overwrite=True,
-                           transcribe=TranscribeOptions(model=model_path(), device="cpu",
-                                                        beam_size=BEAM, **(options or {})),
-                           resources=ResourceConfig(**(resources or {})))
         with ray_profile.capture() as stats:
             summary = run_job(config)
         wall = time.perf_counter() - start

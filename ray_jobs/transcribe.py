@@ -278,8 +278,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     todo = _longest_first([s for s in sessions if s.session_id not in done])
     logger.info("%d sessions, %d already done, %d to transcribe",
                 len(sessions), len(done), len(todo))
-    if not ray.is_initialized():
-        ray.init(address=doctor.init_address(), logging_level=logging.WARNING)
+    connect_ray(config)
     reserved = _held_gpus()
     layout = plan_resources(config.transcribe, config.resources,
                           ray.cluster_resources(),  # type: ignore[no-untyped-call]
@@ -304,6 +303,16 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     storage.write_atomic(storage.join(config.output, outputs.SUMMARY_FILE),
                          json.dumps(summary, indent=2))
     return summary
+
+
+def connect_ray(config: JobConfig) -> None:
+    """Join the cluster Ray finds (``RAY_ADDRESS``, ``ray start``'s record), or start a
+    Ray here, with the dashboard only if asked; nothing when this process is connected."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=doctor.init_address(), logging_level=logging.WARNING,
+                 include_dashboard=config.dashboard)
 
 
 def _longest_first(sessions: list[SessionRef]) -> list[SessionRef]:

@@ -190,6 +190,10 @@ class JobConfig(_Frozen):
         0.42, ge=0, description="price of one GPU-hour, for the cost report (RTX 3090 on Vast.ai)"
     )
     limit: int | None = Field(None, ge=1, description="transcribe at most this many sessions")
+    dashboard: bool = Field(
+        False, description="start Ray's dashboard when the job starts its own Ray (about 2-3 s "
+        "of start-up on a small machine); a running cluster keeps its own"
+    )
     transcribe: TranscribeOptions = Field(default_factory=TranscribeOptions)
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
 
