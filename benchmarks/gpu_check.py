@@ -31,13 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scribe.capacity import throughput  # noqa: E402
+from scribe.capacity.doctor import CUBLAS_13_FOR_12, find_cublas_13  # noqa: E402
 from scribe.config import TranscribeOptions  # noqa: E402
 
 JFK = ROOT / "examples" / "sessions" / "jfk.flac"
 JFK_TEXT = ("and so my fellow americans ask not what your country can do for you "
             "ask what you can do for your country")
-# CTranslate2 4.x dlopens these cuBLAS 12 names (and links the CUDA runtime statically).
-CUBLAS_ALIASES = {"libcublas.so.12": "libcublas.so.13", "libcublasLt.so.12": "libcublasLt.so.13"}
 
 
 @dataclass(frozen=True)
@@ -118,14 +117,10 @@ def cublas_aliases(dest: Path) -> dict[str, Any]:
     """Symlink cuBLAS 13 (from the torch wheel's nvidia libraries) under the ``.so.12``
     names into ``dest``, and put ``dest`` first on ``LD_LIBRARY_PATH`` for every process
     started after this (the probe and the engine processes)."""
-    found = {}
-    for base in map(Path, sys.path):
-        for target in CUBLAS_ALIASES.values():
-            for hit in sorted(base.glob(f"nvidia/**/{target}")) if base.is_dir() else ():
-                found.setdefault(target, hit)
+    found = find_cublas_13()
     dest.mkdir(parents=True, exist_ok=True)
     links = {}
-    for alias, target in CUBLAS_ALIASES.items():
+    for alias, target in CUBLAS_13_FOR_12.items():
         if target in found:
             link = dest / alias
             link.unlink(missing_ok=True)

@@ -141,7 +141,32 @@ def ctranslate2_cuda_libraries() -> list[str]:
     return sorted(found) or ["libcublas.so.12"]
 
 
+# cuBLAS 13 serves CTranslate2 4.8's cuBLAS 12 calls when linked under the 12 names: it
+# loaded, encoded and generated on an H200 with CUDA 13 (docs/gpu_check.md, 2026-11-27).
+CUBLAS_13_FOR_12 = {"libcublas.so.12": "libcublas.so.13",
+                    "libcublasLt.so.12": "libcublasLt.so.13"}
+
+
+def find_cublas_13(paths: Sequence[str] | None = None) -> dict[str, Path]:
+    """cuBLAS 13's libraries under ``nvidia/`` of any import path (where torch's CUDA 13
+    wheels put them), by soname."""
+    found: dict[str, Path] = {}
+    for base in map(Path, sys.path if paths is None else paths):
+        if not base.is_dir():
+            continue
+        for target in CUBLAS_13_FOR_12.values():
+            for hit in sorted(base.glob(f"nvidia/**/{target}")):
+                found.setdefault(target, hit)
+    return found
+
+
 def _library_fix(soname: str) -> str:
+    if soname in CUBLAS_13_FOR_12 and (found := find_cublas_13()):
+        links = " && ".join(f"ln -sf {found[target]} ~/.cache/scribe/cuda/{alias}"
+                            for alias, target in CUBLAS_13_FOR_12.items() if target in found)
+        return (f"only cuBLAS 13 is here: mkdir -p ~/.cache/scribe/cuda && {links} && export "
+                "LD_LIBRARY_PATH=~/.cache/scribe/cuda:$LD_LIBRARY_PATH (ran on CUDA 13 with "
+                "CTranslate2 4.8.5), or pip install nvidia-cublas-cu12")
     stem = soname.split(".so")[0]
     wheel, module = _WHEELS.get(stem, ("", ""))
     try:

@@ -53,6 +53,27 @@ def test_a_missing_cublas_is_one_line_with_the_pip_fix() -> None:
     assert doctor.check_cuda_libraries("cpu", ["libcublas.so.99"]).status == "ok"
 
 
+def test_a_missing_cublas_12_beside_cublas_13_gets_the_links_that_serve_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    libs = tmp_path / "site" / "nvidia" / "cu13" / "lib"
+    libs.mkdir(parents=True)
+    for name in ("libcublas.so.13", "libcublasLt.so.13"):
+        (libs / name).write_bytes(b"")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "site"), str(tmp_path / "absent")])
+    assert doctor.find_cublas_13() == {"libcublas.so.13": libs / "libcublas.so.13",
+                                       "libcublasLt.so.13": libs / "libcublasLt.so.13"}
+    missing = doctor.check_cuda_libraries("cuda", ["libcublas.so.12"], gpus=ONE_GPU)
+    if missing.status == "ok":
+        pytest.skip("this machine has cuBLAS 12")
+    assert f"ln -sf {libs / 'libcublas.so.13'} ~/.cache/scribe/cuda/libcublas.so.12" in missing.fix
+    assert f"{libs / 'libcublasLt.so.13'} ~/.cache/scribe/cuda/libcublasLt.so.12" in missing.fix
+    assert "LD_LIBRARY_PATH=~/.cache/scribe/cuda" in missing.fix
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "absent")])
+    assert doctor.find_cublas_13() == {}
+    assert "nvidia-cublas-cu12" in doctor.check_cuda_libraries(
+        "cuda", ["libcublas.so.12"], gpus=ONE_GPU).fix
+
+
 def test_the_libraries_are_read_from_ctranslate2_itself() -> None:
     import ctranslate2
 
