@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -240,10 +240,26 @@ def add_arguments(parser: argparse._ActionsContainer, model: type[BaseModel]) ->
             continue
         choices = typing.get_args(field.annotation) if typing.get_origin(
             field.annotation) is Literal else None
+        if choices is None and kind in (int, float) and _optional(field.annotation):
+            kind, help_text = _or_none(kind), f"{help_text}; 'none' turns it off"
         parser.add_argument(
             _flag(name), dest=name, type=kind, choices=choices,
             default=argparse.SUPPRESS, help=help_text,
         )
+
+
+def _optional(annotation: Any) -> bool:
+    return type(None) in typing.get_args(annotation)
+
+
+def _or_none(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``kind``, or None for the word "none": a number flag whose field may be unset
+    (``--remainder-s none``, ``--max-new-tokens none``)."""
+    def convert(text: str) -> Any:
+        return None if text.strip().lower() == "none" else kind(text)
+
+    convert.__name__ = kind.__name__  # argparse names the type in its errors
+    return convert
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

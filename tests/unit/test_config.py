@@ -65,3 +65,19 @@ def test_flags_skip_the_groups_and_leave_unset_options_out() -> None:
     assert flags == {"input": "x", "overwrite": True}
     with pytest.raises(SystemExit):
         parser.parse_args(["--transcribe", "x"])
+
+
+def test_a_number_that_may_be_unset_takes_none_from_the_command_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    cfg.add_arguments(parser, TranscribeOptions)
+    flags = vars(parser.parse_args(["--remainder-s", "none", "--max-new-tokens", "None",
+                                    "--no-speech-threshold", "0.5"]))
+    assert flags == {"remainder_s": None, "max_new_tokens": None, "no_speech_threshold": 0.5}
+    options = cfg.build(TranscribeOptions, {"remainder_s": 2.0}, flags)
+    assert options.remainder_s is None and options.no_speech_threshold == 0.5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--remainder-s", "soon"])
+    assert "invalid float value: 'soon'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--beam-size", "none"])  # a number that must be set stays one
