@@ -24,10 +24,13 @@ REPORT_INTERVAL_MS = 1000
 
 
 def _options() -> TranscribeOptions:
+    """The tests' ``test_options`` (tests/conftest.py), which a child cannot take as a
+    fixture: no temperature fallback, which random weights would take on every chunk."""
     from scribe.testing.testmodel import cached_test_model
 
     return TranscribeOptions(model=str(cached_test_model("tiny")), device="cpu",
-                             compute_type="int8", beam_size=1, max_new_tokens=8)
+                             compute_type="int8", beam_size=1, max_new_tokens=8,
+                             temperature_fallback=(), no_speech_threshold=None)
 
 
 def main(input: str, output: str, metrics_port: int, serve_port: int) -> None:
