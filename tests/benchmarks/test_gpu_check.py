@@ -65,11 +65,15 @@ def test_cublas_13_is_aliased_under_the_names_ctranslate2_opens(
 
 
 @pytest.mark.slow
-def test_the_check_runs_on_cpu_and_writes_its_json_and_table(tmp_path: Path) -> None:
+def test_the_check_runs_on_cpu_and_writes_its_json_and_table(real_model: str,
+                                                            tmp_path: Path) -> None:
+    # the words step on the real tiny.en: on the random weights it would otherwise take, every
+    # gate fails and the 11 s clip is decoded six times over (30 s of the check's 44 s)
     out = tmp_path / "check.json"
     done = subprocess.run(
         [sys.executable, "benchmarks/gpu_check.py", "--cpu", "--out", str(out),
-         "--work", str(tmp_path / "work"), "--actors", "1", "2", "--batch-sizes", "2"],
+         "--work", str(tmp_path / "work"), "--actors", "1", "2", "--batch-sizes", "2",
+         "--words-model", real_model],
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
@@ -78,6 +82,7 @@ def test_the_check_runs_on_cpu_and_writes_its_json_and_table(tmp_path: Path) -> 
     assert data["mode"]["actors"] == [1, 2] and data["mode"]["batch_sizes"] == [2]
     assert all(not r["error"] and r["chunks_per_s"] > 0 and r["actor_peak"] > 0 for r in runs)
     assert data["cublas"] == {"skipped": "CPU mode: no cuBLAS"}
+    assert data["words"]["matches_reference"], data["words"]
     assert data["words"]["audio_s"] == pytest.approx(11.0, abs=0.5) and data["words"]["text"]
     assert data["environment"]["ctranslate2"] == ctranslate2.__version__
     assert "vs k=1" in done.stdout and "tiny.en on jfk.flac" in done.stdout
