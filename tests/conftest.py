@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from tests.s3 import S3Server
@@ -134,3 +136,15 @@ def job_config(test_options: TranscribeOptions):  # type: ignore[no-untyped-def]
                          resources=ResourceConfig(model_batch_size=8), **changes)
 
     return make
+
+
+@pytest.fixture
+def job_file(job_config: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``job_config``'s transcription and resources as a YAML file, for the job run as a
+    command (``--config FILE --input ... --output ...``): the same options as in-process
+    runs, so a gate the engine turns on by default is off there too."""
+    settings = job_config("", "").model_dump(mode="json", exclude_defaults=True,
+                                             include={"transcribe", "resources"})
+    path = tmp_path_factory.mktemp("job-config") / "job.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path

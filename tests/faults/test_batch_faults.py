@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ray_jobs.transcribe import run_job
-from scribe.config import TranscribeOptions
 from tests.media import speech, write_audio
 
 pytestmark = pytest.mark.faults
@@ -35,16 +33,6 @@ def _corpus(root: Path, count: int, seed: int) -> Path:
     for i in range(count):
         write_audio(root / f"s{i:02d}.wav", speech(3.0 + (i % 4), seed=seed + i))
     return root
-
-
-def _job_file(path: Path, options: TranscribeOptions) -> Path:
-    """The job's YAML config with the options the in-process tests run: no temperature
-    fallback, which the test model's random weights would take on every chunk (five more
-    encodes and best-of-5 decodes each, six times the model's time)."""
-    path.write_text(yaml.safe_dump({
-        "transcribe": options.model_dump(mode="json", exclude_defaults=True),
-        "resources": {"model_batch_size": 8}}))
-    return path
 
 
 def _job_cmd(src: str, out: str, config: Path) -> list[str]:
@@ -133,10 +121,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_driver_killed_mid_job_then_rerun_keeps_everything(
-        where: str, test_options: TranscribeOptions, tmp_path: Path,
-        request: pytest.FixtureRequest) -> None:
+        where: str, job_file: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    # job_file holds the tests' options: random weights would take the temperature fallback
+    # on every chunk (five more encodes and best-of-5 decodes each)
     src = _corpus(tmp_path / "in", SESSIONS, seed=300)
-    config = _job_file(tmp_path / "job.yaml", test_options)
     if where == "s3":
         server = request.getfixturevalue("s3_server")
         bucket = request.getfixturevalue("s3_bucket")
@@ -149,7 +137,7 @@ def test_driver_killed_mid_job_then_rerun_keeps_everything(
         source, out, io = str(src), str(tmp_path / "out"), _local_io(tmp_path / "out")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
-    first = subprocess.Popen(_job_cmd(source, out, config), cwd=ROOT, env=env,
+    first = subprocess.Popen(_job_cmd(source, out, job_file), cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     watcher = _Watcher(*io)
@@ -160,7 +148,7 @@ def test_driver_killed_mid_job_then_rerun_keeps_everything(
     watcher.poll()
     finished_before = set(watcher.ok)
     assert 5 <= len(finished_before) < SESSIONS, "the kill landed mid-job"
-    second = subprocess.run(_job_cmd(source, out, config), cwd=ROOT, env=env,
+    second = subprocess.run(_job_cmd(source, out, job_file), cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300,
                             start_new_session=True)
     assert second.returncode == 0, second.stderr[-2000:]

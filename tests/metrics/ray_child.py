@@ -7,7 +7,9 @@ on ``INPUT`` into ``OUTPUT``, then serves the test app on loopback. It prints on
 (the Serve URL) when both are up, and shuts Serve and Ray down when its stdin closes, so
 it cannot outlive the test.
 
-    python -m tests.metrics.ray_child INPUT OUTPUT METRICS_PORT SERVE_PORT
+    python -m tests.metrics.ray_child INPUT OUTPUT METRICS_PORT SERVE_PORT OPTIONS_JSON
+
+OPTIONS_JSON is the tests' ``test_options``, which the parent has as a fixture.
 """
 
 from __future__ import annotations
@@ -23,17 +25,8 @@ from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 REPORT_INTERVAL_MS = 1000
 
 
-def _options() -> TranscribeOptions:
-    """The tests' ``test_options`` (tests/conftest.py), which a child cannot take as a
-    fixture: no temperature fallback, which random weights would take on every chunk."""
-    from scribe.testing.testmodel import cached_test_model
-
-    return TranscribeOptions(model=str(cached_test_model("tiny")), device="cpu",
-                             compute_type="int8", beam_size=1, max_new_tokens=8,
-                             temperature_fallback=(), no_speech_threshold=None)
-
-
-def main(input: str, output: str, metrics_port: int, serve_port: int) -> None:
+def main(input: str, output: str, metrics_port: int, serve_port: int,
+         options: TranscribeOptions) -> None:
     import ray
     from ray import serve
 
@@ -45,7 +38,6 @@ def main(input: str, output: str, metrics_port: int, serve_port: int) -> None:
              log_to_driver=False, _metrics_export_port=metrics_port,
              _system_config={"metrics_report_interval_ms": REPORT_INTERVAL_MS})
     try:
-        options = _options()
         run_job(JobConfig(input=input, output=output, transcribe=options,
                           resources=ResourceConfig(model_batch_size=8)))
         serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
@@ -58,4 +50,5 @@ def main(input: str, output: str, metrics_port: int, serve_port: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+         TranscribeOptions.model_validate_json(sys.argv[5]))

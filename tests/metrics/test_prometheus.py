@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scribe.config import TranscribeOptions
 from scribe.errors import error_reason
 from tests.media import not_audio, speech, write_audio
 from tests.metrics.prometheus import Prometheus, binary
@@ -46,7 +47,8 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(sessions: Path, tmp_path_factory: pytest.TempPathFactory
+def stack(sessions: Path, test_options: TranscribeOptions,
+          tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[tuple[Prometheus, dict[str, int], Path]]:
     """Prometheus first (it must see the job's actors before they exit), then the child
     Ray that runs the job and serves, then three requests; all stopped at the end."""
@@ -60,7 +62,7 @@ def stack(sessions: Path, tmp_path_factory: pytest.TempPathFactory
         env.pop("RAY_ADDRESS", None)
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.metrics.ray_child", str(sessions), str(work / "out"),
-             str(metrics_port), str(free_port())],
+             str(metrics_port), str(free_port()), test_options.model_dump_json()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         yield prometheus, _requests(_serve_url(child)), work / "out"
     finally:

@@ -57,7 +57,7 @@ def _lines_until(process: subprocess.Popen[str], text: str, timeout_s: float) ->
 
 
 def test_a_dead_recorded_cluster_starts_a_local_ray_in_seconds(
-        ray_tmpdir: Path, tiny_model: str, tmp_path: Path) -> None:
+        ray_tmpdir: Path, job_file: Path, tmp_path: Path) -> None:
     (ray_tmpdir / "ray").mkdir()
     (ray_tmpdir / "ray" / "ray_current_cluster").write_text(_dead_address() + "\n")
     (tmp_path / "in").mkdir()
@@ -65,10 +65,8 @@ def test_a_dead_recorded_cluster_starts_a_local_ray_in_seconds(
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_TMPDIR=str(ray_tmpdir), PYTHONPATH=str(REPO))
     process = subprocess.Popen(
-        [sys.executable, "-m", "ray_jobs.transcribe", "--input", str(tmp_path / "in"),
-         "--output", str(tmp_path / "out"), "--model", tiny_model, "--device", "cpu",
-         "--compute-type", "int8", "--beam-size", "1", "--max-new-tokens", "8",
-         "--temperature-fallback"],  # none: random weights fail every gate
+        [sys.executable, "-m", "ray_jobs.transcribe", "--config", str(job_file),
+         "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         seen = _lines_until(process, "starting a local Ray", NOTICE_WITHIN_S)

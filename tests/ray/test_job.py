@@ -105,11 +105,10 @@ def test_chunks_of_different_sessions_share_model_batches(ray_local, job_config,
     assert summary["mean_batch_size"] > 1
 
 
-def test_cli_exit_status_and_summary(ray_local, tiny_model, tree, tmp_path, capsys):
+def test_cli_exit_status_and_summary(ray_local, job_file, tree, tmp_path, capsys):
     root, _ = tree
-    code = main(["--input", str(root), "--output", str(tmp_path), "--model", tiny_model,
-                 "--device", "cpu", "--beam-size", "1", "--max-new-tokens", "4",
-                 "--temperature-fallback"])  # none: random weights fail every gate
+    code = main(["--config", str(job_file), "--input", str(root), "--output", str(tmp_path),
+                 "--max-new-tokens", "4"])
     assert code == 1, "some sessions are bad, so the job reports failure"
     out = capsys.readouterr().out
     assert "FAILED empty_upload" in out and "audio-s per wall-s" in out
