@@ -175,11 +175,12 @@ def build_models(mode: Mode, work: Path) -> dict[str, Any]:
 def throughput_step(model_dir: str, mode: Mode, deadline: float) -> dict[str, Any]:
     """k = 1.. engine processes at each batch size; stops adding k past ``deadline``."""
     # no temperature fallback: random weights fail its gates on every chunk, and each
-    # failure would decode the chunk five times more, which is not what speech costs
+    # failure would decode the chunk five times more; no remainder decoding: their text
+    # ends anywhere, so most chunks would be decoded again. Neither is what speech costs.
     options = TranscribeOptions(model=model_dir, device=mode.device,
                                 compute_type=mode.compute_type, beam_size=5,
                                 max_new_tokens=mode.max_new_tokens, language="en",
-                                temperature_fallback=())
+                                temperature_fallback=(), remainder_s=None)
     rows: list[throughput.Measurement] = []
     skipped = []
     for k in mode.actors:
