@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,15 @@ def job_file(job_config: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("job-config") / "job.yaml"
     path.write_text(yaml.safe_dump(settings))
     return path
+
+
+@pytest.fixture
+def cublas_13_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An import path holding only torch's cuBLAS 13 layout (``nvidia/cu13/lib``, empty
+    files), made the whole ``sys.path``; returns the ``lib`` folder."""
+    libs = tmp_path / "site" / "nvidia" / "cu13" / "lib"
+    libs.mkdir(parents=True)
+    for name in ("libcublas.so.13", "libcublasLt.so.13"):
+        (libs / name).write_bytes(b"")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "site"), str(tmp_path / "absent")])
+    return libs

@@ -50,12 +50,8 @@ def test_the_bundle_is_cut_into_equal_parts_that_join_back(tmp_path: Path) -> No
 
 
 def test_cublas_13_is_aliased_under_the_names_ctranslate2_opens(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    libs = tmp_path / "site" / "nvidia" / "cu13" / "lib"
-    libs.mkdir(parents=True)
-    for name in ("libcublas.so.13", "libcublasLt.so.13"):
-        (libs / name).write_bytes(b"")
-    monkeypatch.setattr(sys, "path", [str(tmp_path / "site")])
+        cublas_13_site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    libs = cublas_13_site
     monkeypatch.setenv("LD_LIBRARY_PATH", "/usr/lib")
     found = gpu_check.cublas_aliases(tmp_path / "aliases")
     assert (tmp_path / "aliases" / "libcublas.so.12").resolve() == libs / "libcublas.so.13"

@@ -54,12 +54,8 @@ def test_a_missing_cublas_is_one_line_with_the_pip_fix() -> None:
 
 
 def test_a_missing_cublas_12_beside_cublas_13_gets_the_links_that_serve_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    libs = tmp_path / "site" / "nvidia" / "cu13" / "lib"
-    libs.mkdir(parents=True)
-    for name in ("libcublas.so.13", "libcublasLt.so.13"):
-        (libs / name).write_bytes(b"")
-    monkeypatch.setattr(sys, "path", [str(tmp_path / "site"), str(tmp_path / "absent")])
+        cublas_13_site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    libs = cublas_13_site
     assert doctor.find_cublas_13() == {"libcublas.so.13": libs / "libcublas.so.13",
                                        "libcublasLt.so.13": libs / "libcublasLt.so.13"}
     missing = doctor.check_cuda_libraries("cuda", ["libcublas.so.12"], gpus=ONE_GPU)
