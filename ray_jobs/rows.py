@@ -65,9 +65,9 @@ _SEGMENT = pa.struct([
 RESULT = pa.struct([
     ("segments", pa.list_(_SEGMENT)), ("language", pa.string()),
     ("language_probability", pa.float64()), ("model_s", pa.float64()),
-    ("batch_size", pa.int32()), ("batch_sessions", pa.int32()),
+    ("batch_size", pa.int32()), ("batch_sessions", pa.int32()), ("actor", pa.string()),
 ])
-"""The model's output for a chunk, and the batch it ran in."""
+"""The model's output for a chunk, the batch it ran in, and the model actor that ran it."""
 
 SCHEMA = pa.schema([
     ("status", pa.string()), ("error", pa.string()), ("n_chunks", pa.int32()),
@@ -102,13 +102,14 @@ def model_input(row: Row) -> Chunk:
                  language=session["language"])
 
 
-def set_output(row: Row, output: ChunkOutput, *, batch_size: int, batch_sessions: int) -> None:
+def set_output(row: Row, output: ChunkOutput, *, batch_size: int, batch_sessions: int,
+               actor: str = "") -> None:
     """``row`` after the model: its output in, its features (no longer needed) out."""
     row["features"] = None
     row["result"] = {"segments": output.segments, "language": output.language,
                      "language_probability": output.language_probability,
                      "model_s": output.timings["model"], "batch_size": batch_size,
-                     "batch_sessions": batch_sessions}
+                     "batch_sessions": batch_sessions, "actor": actor}
 
 
 def model_output(row: Row) -> ChunkOutput:

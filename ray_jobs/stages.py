@@ -32,18 +32,20 @@ logger = logging.getLogger(__name__)
 class Preprocessor:
     """CPU stage: one session in, its chunks out in blocks (or one error row).
 
-    A generator: a 3-hour session's ~360 chunks leave in blocks of ``ROWS_PER_BLOCK`` as
-    their features are computed, so the actor never holds them all."""
+    A generator: a 3-hour session's ~360 chunks leave in blocks of ``rows_per_block`` (the
+    model batch) as their features are computed, so the actor never holds them all and a
+    long session's blocks go to whichever model actor is free."""
 
-    ROWS_PER_BLOCK = 16
     # Preprocessing shares the cores with the model actors' threads (it needs a few percent
     # of their CPU time): at a lower priority it fills their idle moments instead of
     # preempting a CTranslate2 thread, which stalls the whole batch until it runs again.
     NICENESS = 10
 
-    def __init__(self, options: TranscribeOptions, n_mels: int, model: str) -> None:
+    def __init__(self, options: TranscribeOptions, n_mels: int, model: str,
+                 rows_per_block: int = 8) -> None:
         os.nice(self.NICENESS)  # this actor's own worker process: nothing else is affected
         self.options = options
+        self.rows_per_block = rows_per_block
         self.n_mels = n_mels
         self.model = model
         self.metrics = PreprocessMetrics()
@@ -89,7 +91,7 @@ class Preprocessor:
             self.metrics.stage("features", features_s)
             block.append(rows.chunk_row(base, chunk, n_chunks=len(session.plans),
                                         features_s=features_s))
-            if len(block) == self.ROWS_PER_BLOCK:
+            if len(block) == self.rows_per_block:
                 yield block
                 block = []
             started = time.perf_counter()
@@ -108,6 +110,9 @@ class Transcriber:
     """Model stage: a batch of chunks from any sessions through one model call."""
 
     def __init__(self, options: TranscribeOptions, cpu_threads: int = 0) -> None:
+        import ray
+
+        self.actor = ray.get_runtime_context().get_actor_id() or ""
         self.engine = WhisperEngine(options, cpu_threads=cpu_threads)
         self.n_mels = self.engine.n_mels
         self.metrics = ModelMetrics()
@@ -123,5 +128,6 @@ class Transcriber:
             self.metrics.batch([item.plan.duration_s for item in items], start,
                                time.perf_counter())
             for row, out in zip(chunks, outputs, strict=True):
-                rows.set_output(row, out, batch_size=len(items), batch_sessions=sessions)
+                rows.set_output(row, out, batch_size=len(items), batch_sessions=sessions,
+                                actor=self.actor)
         return rows.encode(batch_rows)

@@ -31,6 +31,7 @@ from scribe.errors import PlanError, ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import summarize, summary_text
+from scribe.pipeline.features import N_FRAMES
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import error_record, ok_record
 from scribe.pipeline.whisper import ChunkOutput, model_n_mels, resolve_model_path
@@ -72,6 +73,7 @@ class SessionCollector:
         self._failed: set[str] = set()
         self.batch_sizes: list[int] = []
         self.batch_sessions: list[int] = []
+        self.actors: set[str] = set()
 
     def add(self, row: Row) -> dict[str, Any] | None:
         """Take one row (:mod:`ray_jobs.rows`); a record when it completes its session."""
@@ -89,6 +91,7 @@ class SessionCollector:
         pending = self._pending.setdefault(sid, _Pending(expected=row["n_chunks"], base=base))
         self.batch_sizes.append(row["result"]["batch_size"])
         self.batch_sessions.append(row["result"]["batch_sessions"])
+        self.actors.add(row["result"]["actor"])
         output = rows.model_output(row)
         pending.features_s[output.plan.index] = row["chunk"]["features_s"]
         pending.chunks[output.plan.index] = output
@@ -140,7 +143,7 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
     else:
         # model actors share the logical CPUs the preprocessing actors leave: preprocessing
         # needs a few percent of the model's CPU time, so it runs beside them
-        threads = shape.cpu_threads or min(4, max(1, int(cpus)))
+        threads = shape.cpu_threads or packing.CPU_THREADS_PER_ACTOR
         feeders = resources.preprocess_actors or max(1, int(cpus) // 8)
         actors = resources.model_actors or max(1, int(cpus) // threads)
         # feeders hold at most half the CPUs, so the model actors always fit beside them
@@ -241,10 +244,18 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     from ray_jobs.stages import Preprocessor, Transcriber
 
     items = [s.to_dict() for s in sessions]
-    ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    context = ray.data.DataContext.get_current()
+    default_block_size = context.target_max_block_size
+    # the dataset keeps the context it was created with (Ray Data's documented behaviour)
+    context.target_max_block_size = block_bytes(layout.model_batch_size, n_mels)
+    try:
+        ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    finally:
+        context.target_max_block_size = default_block_size
     ds = ds.map_batches(
         Preprocessor, batch_size=1, batch_format="pyarrow",
-        fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model},
+        fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model,
+                               "rows_per_block": layout.model_batch_size},
         compute=ActorPoolStrategy(min_size=1, max_size=layout.preprocess_actors),
         num_cpus=layout.preprocess_cpus,
     )
@@ -261,6 +272,14 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
         yield from rows.decode(table)
     # where the time went per operator (benchmarks/quality.py prints it)
     logger.debug("Ray Data stats:\n%s", ds.stats())
+
+
+def block_bytes(batch_size: int, n_mels: int) -> int:
+    """Ray Data's block size target for the job: a model batch of 30 s chunks leaves the
+    preprocessing actor as one block. At Ray's default (128 MiB) a 45-minute session's ~90
+    chunks were one block, and one model actor took them all while the others idled. A
+    block is cut once it exceeds the target, and sliced only past 1.5x it: hence 3/4."""
+    return batch_size * n_mels * N_FRAMES * 4 * 3 // 4  # float32 features
 
 
 def run_job(config: JobConfig) -> dict[str, Any]:
@@ -299,6 +318,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
             "model": options.model, "device": layout.device, "plan": layout.__dict__,
             "mean_batch_size": _mean(collector.batch_sizes),
             "max_batch_sessions": max(collector.batch_sessions, default=0),
+            "model_actors_used": len(collector.actors),
         })
     storage.write_atomic(storage.join(config.output, outputs.SUMMARY_FILE),
                          json.dumps(summary, indent=2))

@@ -133,8 +133,8 @@ def job_config(test_options: TranscribeOptions):  # type: ignore[no-untyped-def]
     """A factory: the job's config for ``input``/``output`` with the test model."""
 
     def make(input: str, output: str, **changes: Any) -> JobConfig:
-        return JobConfig(input=input, output=output, transcribe=test_options,
-                         resources=ResourceConfig(model_batch_size=8), **changes)
+        changes.setdefault("resources", ResourceConfig(model_batch_size=8))
+        return JobConfig(input=input, output=output, transcribe=test_options, **changes)
 
     return make
 

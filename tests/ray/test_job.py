@@ -11,6 +11,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from ray_jobs.transcribe import main, run_job
+from scribe.config import ResourceConfig
 from scribe.io.sessions import list_sessions
 from tests.media import make_session_tree, speech, write_audio
 
@@ -103,6 +104,19 @@ def test_chunks_of_different_sessions_share_model_batches(ray_local, job_config,
     assert summary["sessions"]["ok"] == 12
     assert summary["max_batch_sessions"] > 1
     assert summary["mean_batch_size"] > 1
+
+
+def test_a_long_sessions_chunks_spread_over_the_model_actors(ray_local, job_config, tmp_path):
+    """Ray Data cuts a stage's output into blocks of up to 128 MiB by default: a long
+    session's chunks left preprocessing as one block, and one model actor took them all."""
+    src = tmp_path / "long"
+    src.mkdir()
+    write_audio(src / "talk.wav", speech(240.0, seed=7))
+    config = job_config(str(src), str(tmp_path / "out"),
+                        resources=ResourceConfig(model_actors=2, model_batch_size=2))
+    summary = run_job(config)
+    assert summary["sessions"]["ok"] == 1
+    assert summary["model_actors_used"] == 2
 
 
 def test_cli_exit_status_and_summary(ray_local, job_file, tree, tmp_path, capsys):

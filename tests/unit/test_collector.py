@@ -25,7 +25,8 @@ def _row(sid: str, index: int, n: int, *, status: str = "ok", text: str = "hi") 
                      "ranges": [{"start": start, "end": start + 160_000}], "features_s": 0.01},
            "features": None,
            "result": {"segments": [seg], "language": "en", "language_probability": 1.0,
-                      "model_s": 0.2, "batch_size": 4, "batch_sessions": 2}}
+                      "model_s": 0.2, "batch_size": 4, "batch_sessions": 2,
+                      "actor": "a1"}}
     return rows.decode(rows.encode([row]))[0]  # as the driver gets it from the dataset
 
 
