@@ -129,6 +129,12 @@ def plan_for_gpus(memory: MemoryModel, gpus: Sequence[GpuInfo], **kwargs: Any) -
 # stage from 80.6 s (batch 1) to 50.4 s with identical text (issue 10). `scribe calibrate`
 # measures it on the machine at hand and writes what it finds to the plan file.
 CPU_BATCH_SIZE = 8
+# One thread per model actor, one actor per core: ``scribe calibrate`` with the real tiny.en
+# on 2 cores measured 2 actors x 1 thread at 1.83 chunks/s against 1 x 2 threads at 1.61
+# (batch 8), and in the job, where preprocessing and Ray's own processes share the cores, 60
+# short clips took 47 s against 56 s: a thread another process preempts holds up its
+# partner in a 2-thread actor, and a 1-thread actor only loses its own share.
+CPU_THREADS_PER_ACTOR = 1
 
 
 @dataclass(frozen=True)
@@ -145,10 +151,10 @@ class CpuPlan:
 
 def plan_cpu(cores: int, *, threads_per_actor: int | None = None,
              batch_size: int = CPU_BATCH_SIZE) -> CpuPlan:
-    """Model actors of ``threads_per_actor`` cores each (default up to 4, where CTranslate2's
-    speed-up flattens) at ``batch_size`` (see :data:`CPU_BATCH_SIZE`). Preprocessing
-    actors share the cores, at a lower priority (see ``ray_jobs.stages``)."""
-    threads = threads_per_actor or min(4, max(1, cores))
+    """Model actors of ``threads_per_actor`` cores each (default 1: see
+    :data:`CPU_THREADS_PER_ACTOR`) at ``batch_size`` (see :data:`CPU_BATCH_SIZE`).
+    Preprocessing actors share the cores, at a lower priority (see ``ray_jobs.stages``)."""
+    threads = threads_per_actor or min(CPU_THREADS_PER_ACTOR, max(1, cores))
     return CpuPlan(cores=cores, actors=max(1, cores // threads), threads_per_actor=threads,
                    batch_size=batch_size)
 
@@ -317,12 +323,12 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Pack
                          cpu_threads=saved.cpu.threads_per_actor, model_cpus=0.0,
                          source=f"plan file ({saved.created})")
     else:
-        # Two 1-thread actors side by side spent 33 s of model time where one 2-thread
-        # actor spent 18 s (base, 2 cores): actors of up to 4 threads; the batch is
-        # CPU_BATCH_SIZE; model_cpus 0 = decided with the cluster.
-        shape = JobShape(actors_per_gpu=1, batch_size=CPU_BATCH_SIZE, cpu_threads=0,
-                         model_cpus=0.0, source="CPU default: actors of up to 4 threads, "
-                         f"batch {CPU_BATCH_SIZE}")
+        # CPU_THREADS_PER_ACTOR and CPU_BATCH_SIZE, as measured; model_cpus 0 = decided
+        # with the cluster
+        shape = JobShape(actors_per_gpu=1, batch_size=CPU_BATCH_SIZE,
+                         cpu_threads=CPU_THREADS_PER_ACTOR, model_cpus=0.0,
+                         source=f"CPU default: actors of {CPU_THREADS_PER_ACTOR} thread, one "
+                         f"per core, batch {CPU_BATCH_SIZE}")
     explicit = resources.model_fields_set
     return dataclasses.replace(
         shape,

@@ -16,8 +16,8 @@ CPU = TranscribeOptions(model="/models/x", device="cpu")
 
 
 @pytest.mark.parametrize(("cores", "actors", "threads", "feeders"),
-                         [(1, 1, 1, 1), (2, 1, 2, 1), (16, 4, 4, 2)])
-def test_cpu_actors_of_up_to_four_threads_beside_the_preprocessing(
+                         [(1, 1, 1, 1), (2, 2, 1, 1), (16, 16, 1, 2)])
+def test_one_thread_cpu_actors_one_per_core_beside_the_preprocessing(
         cores: int, actors: int, threads: int, feeders: int) -> None:
     plan = plan_resources(CPU, ResourceConfig(), {"CPU": cores})
     assert (plan.model_actors, plan.cpu_threads, plan.preprocess_actors) == (
@@ -28,9 +28,9 @@ def test_cpu_actors_of_up_to_four_threads_beside_the_preprocessing(
 
 
 def test_explicit_resources_win() -> None:
-    plan = plan_resources(CPU, ResourceConfig(model_actors=3, cpu_threads=1,
-                                              model_batch_size=8), {"CPU": 8})
-    assert (plan.model_actors, plan.cpu_threads, plan.model_batch_size) == (3, 1, 8)
+    plan = plan_resources(CPU, ResourceConfig(model_actors=3, cpu_threads=2,
+                                              model_batch_size=4), {"CPU": 8})
+    assert (plan.model_actors, plan.cpu_threads, plan.model_batch_size) == (3, 2, 4)
 
 
 def test_gpu_actors_take_one_over_k_of_each_gpu() -> None:

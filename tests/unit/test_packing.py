@@ -128,11 +128,13 @@ def test_sizes_parse_as_binary_units() -> None:
         packing.parse_size("lots")
 
 
-def test_cpu_plans_are_actors_of_up_to_four_threads_at_batch_eight() -> None:
-    # batch 8, not 1: the real model measured faster batched (issue 10)
-    assert packing.plan_cpu(2) == packing.CpuPlan(2, 1, 2, 8)
+def test_cpu_plans_are_one_thread_actors_one_per_core_at_batch_eight() -> None:
+    # batch 8, not 1, and 2 x 1 thread, not 1 x 2: what calibrate measured with the real
+    # model (issue 10)
+    assert packing.plan_cpu(2) == packing.CpuPlan(2, 2, 1, 8)
     big = packing.plan_cpu(32)
-    assert (big.actors, big.threads_per_actor, big.batch_size) == (8, 4, 8)
+    assert (big.actors, big.threads_per_actor, big.batch_size) == (32, 1, 8)
+    assert packing.plan_cpu(8, threads_per_actor=4).actors == 2
     assert 1 <= packing.cpu_cores()
 
 
@@ -193,7 +195,8 @@ def test_cpu_jobs_take_threads_from_a_cpu_plan() -> None:
     shape = packing.job_shape(options, ResourceConfig(), saved)
     assert (shape.cpu_threads, shape.model_cpus, shape.batch_size) == (4, 0.0, 8)
     default = packing.job_shape(options, ResourceConfig(), None)
-    assert (default.batch_size, default.model_cpus) == (8, 0.0), "the real model batches"
+    assert (default.batch_size, default.model_cpus, default.cpu_threads) == (8, 0.0, 1), (
+        "the real model batches, and 1-thread actors measured faster")
 
 
 def _scribe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -274,7 +277,7 @@ def test_the_batch_job_on_cpu_keeps_its_defaults_without_a_plan() -> None:
 
     options = TranscribeOptions(model="small", device="cpu")
     plain = plan_resources(options, ResourceConfig(), {"CPU": 2})
-    assert (plain.model_actors, plain.model_cpus, plain.preprocess_actors) == (1, 1.0, 1)
+    assert (plain.model_actors, plain.model_cpus, plain.preprocess_actors) == (2, 0.5, 1)
     saved = packing.PackingPlan(device="cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
     planned = plan_resources(options, ResourceConfig(), {"CPU": 16}, saved=saved)
     assert (planned.model_actors, planned.cpu_threads, planned.model_batch_size) == (4, 4, 8)
