@@ -85,6 +85,11 @@ class TranscribeOptions(_Frozen):
         "seconds before the chunk does is decoded again from its last timestamp, all such "
         "chunks of a batch together (sequential decoding's seek); None: never"
     )
+    window_padding_s: float | None = Field(
+        10.0, ge=0, description="a chunk (or what a chunk's first decode left) is encoded "
+        "as its own length plus this many seconds of padding, in 5 s steps, not always as "
+        "Whisper's full 30 s window: a shorter encoder input is faster; None: the full window"
+    )
     word_timestamps: bool = Field(False, description="add per-word timestamps")
     without_timestamps: bool = Field(
         False, description="one segment per chunk instead of model-predicted segments"

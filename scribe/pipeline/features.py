@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +28,19 @@ def log_mel(samples: Audio, n_mels: int) -> Features:
     return np.ascontiguousarray(features, dtype=np.float32)
 
 
-def stack_padded(features: list[Features]) -> Features:
-    """A ``(batch, n_mels, 3000)`` model input from unpadded chunk features."""
-    batch: Features = np.stack([pad_or_trim(f) for f in features]).astype(np.float32, copy=False)
+def stack_padded(features: list[Features], frames: int = N_FRAMES) -> Features:
+    """A ``(batch, n_mels, frames)`` model input from unpadded chunk features: Whisper's
+    30 s window unless a shorter one is asked for (CTranslate2 encodes any width up to it)."""
+    batch: Features = np.stack([pad_or_trim(f, frames) for f in features]).astype(
+        np.float32, copy=False)
     return batch
+
+
+def window_frames(frames: int, padding_s: float | None, fps: int = 100) -> int:
+    """The encoder width for ``frames`` of audio followed by ``padding_s`` seconds of
+    padding, rounded up to a multiple of 5 s (so that similar widths share a model call), at
+    most Whisper's 30 s window; the full window when ``padding_s`` is None."""
+    if padding_s is None:
+        return N_FRAMES
+    step = 5 * fps
+    return min(N_FRAMES, math.ceil((frames + padding_s * fps) / step) * step)

@@ -23,7 +23,7 @@ from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
 from scribe.pipeline.bundled import local_model_path
 from scribe.pipeline.chunking import Chunk, ChunkPlan
-from scribe.pipeline.features import stack_padded
+from scribe.pipeline.features import N_FRAMES, stack_padded, window_frames
 from scribe.pipeline.safeguards import (
     best_attempt,
     drop_hallucinations,
@@ -128,18 +128,31 @@ class WhisperEngine:
     def transcribe(
         self, items: Sequence[Chunk], options: TranscribeOptions | None = None
     ) -> list[ChunkOutput]:
-        """Transcribe ``items`` in one model call; outputs are in the same order, each
-        with its share of the call's time."""
+        """Transcribe ``items`` together; outputs are in the same order, each with its share
+        of the call's time.
+
+        Each chunk is encoded at its own window (:meth:`_window`): chunks of equal window
+        share a model call, so a batch of mixed lengths makes one call per window."""
         if not items:
             return []
         opts = options or self.options
         start = time.perf_counter()
-        encoder_output = self.model.encode(stack_padded([i.features for i in items]))
-        languages = self._languages(items, encoder_output, opts)
+        groups: defaultdict[int, list[int]] = defaultdict(list)
+        for i, item in enumerate(items):
+            groups[self._window(item.features.shape[1], opts)].append(i)
+        encoded = {width: self.model.encode(stack_padded([items[i].features for i in group],
+                                                         width))
+                   for width, group in groups.items()}
+        languages = self._languages(items, groups, encoded, opts)
         tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
-        results = self._fall_back(items, tokenizers, self._generate(
-            encoder_output, tokenizers, opts), opts)
-        pieces = self._decode_remainders(items, tokenizers, [[(0.0, r)] for r in results], opts)
+        pieces: list[list[Piece]] = [[] for _ in items]
+        for width, group in groups.items():
+            toks = [tokenizers[i] for i in group]
+            results = self._fall_back([items[i] for i in group], toks, self._generate(
+                encoded[width], toks, opts), opts, width)
+            for i, result in zip(group, results, strict=True):
+                pieces[i].append((0.0, result))
+        pieces = self._decode_remainders(items, tokenizers, pieces, opts)
         outputs = [
             ChunkOutput(plan=item.plan, language=lang, language_probability=prob,
                         segments=[seg for start, res in chunk_pieces if not is_silence(res, opts)
@@ -148,15 +161,25 @@ class WhisperEngine:
                 items, tokenizers, pieces, languages, strict=True)
         ]
         if opts.word_timestamps:
-            self._add_words(items, outputs, tokenizers, encoder_output)
+            for width, group in groups.items():
+                self._add_words([items[i] for i in group], [outputs[i] for i in group],
+                                [tokenizers[i] for i in group], encoded[width], width)
             self._drop_hallucinations(items, outputs, opts)
         share = (time.perf_counter() - start) / len(items)
         for out in outputs:
             out.timings["model"] = share
         return outputs
 
+    def _window(self, frames: int, opts: TranscribeOptions) -> int:
+        """The encoder width for a chunk (or remainder) of ``frames``: its length plus
+        ``window_padding_s``, in 5 s steps, at most Whisper's 30 s (see
+        :func:`~scribe.pipeline.features.window_frames`). It depends on the chunk alone, so
+        batch neighbours change nothing."""
+        return window_frames(frames, opts.window_padding_s, self._fps)
+
     def _languages(
-        self, items: Sequence[Chunk], encoder_output: Any, opts: TranscribeOptions
+        self, items: Sequence[Chunk], groups: dict[int, list[int]], encoded: dict[int, Any],
+        opts: TranscribeOptions,
     ) -> list[tuple[str, float]]:
         """Each chunk's language: given, else the vote of its session's chunks in the batch."""
         given = [item.language or opts.language for item in items]
@@ -164,7 +187,11 @@ class WhisperEngine:
             return [("en", 1.0)] * len(items)
         if all(given):
             return [(lang, 1.0) for lang in given if lang]
-        detected = self.model.model.detect_language(encoder_output)
+        detected: list[Any] = [None] * len(items)
+        for width, group in groups.items():
+            for i, probs in zip(group, self.model.model.detect_language(encoded[width]),
+                                strict=True):
+                detected[i] = probs
         votes: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         for item, probs in zip(items, detected, strict=True):
             for token, prob in probs:
@@ -221,21 +248,23 @@ class WhisperEngine:
         return outputs
 
     def _fall_back(self, items: Sequence[Chunk], tokenizers: list[Any],
-                   results: list[dict[str, Any]], opts: TranscribeOptions
-                   ) -> list[dict[str, Any]]:
+                   results: list[dict[str, Any]], opts: TranscribeOptions,
+                   frames: int = N_FRAMES) -> list[dict[str, Any]]:
         """Re-decode the chunks that fail the quality gates, at each fallback temperature in
         turn, all failing chunks of the batch in one call, until they pass.
 
         CTranslate2's encoder output cannot be sliced, so the failing chunks are encoded
-        again: measured with tiny.en on CPU, about a quarter of the time of the best-of-5
-        decode that follows, and only for chunks that fail.
+        again (at ``frames``, the width they were first encoded at): measured with tiny.en
+        on CPU, about a quarter of the time of the best-of-5 decode that follows, and only
+        for chunks that fail.
         """
         attempts = [[r] for r in results]
         failing = [i for i, r in enumerate(results) if needs_fallback(r, tokenizers[i], opts)]
         for temperature in [t for t in opts.temperature_fallback if t > opts.temperature]:
             if not failing:
                 break
-            encoded = self.model.encode(stack_padded([items[i].features for i in failing]))
+            encoded = self.model.encode(
+                stack_padded([items[i].features for i in failing], frames))
             retried = self._generate(encoded, [tokenizers[i] for i in failing], opts.model_copy(
                 update={"temperature": temperature}), best_of=_BEST_OF)
             for i, result in zip(failing, retried, strict=True):
@@ -255,8 +284,9 @@ class WhisperEngine:
         a 30 s chunk loses the sentence after the model's early end (tiny.en on the quality
         benchmark's sessions: one chunk in three, 4-5 s of speech each).
 
-        A remainder depends only on its own chunk's decoding, so batch neighbours still
-        change nothing."""
+        A remainder is encoded at its own window (:meth:`_window`), typically 15 s for its
+        4-5 s; remainders of equal window share a call. A remainder depends only on its
+        own chunk's decoding and length, so batch neighbours still change nothing."""
         if opts.without_timestamps or opts.remainder_s is None:
             return pieces
         for _ in range(_REMAINDER_PASSES):
@@ -265,14 +295,20 @@ class WhisperEngine:
                     and item.plan.duration_s - end > opts.remainder_s]
             if not todo:
                 break
-            rest = [Chunk(plan=items[i].plan, group=items[i].group, language=items[i].language,
-                          features=items[i].features[:, round(end * self._fps):])
-                    for i, end in todo]
-            toks = [tokenizers[i] for i, _ in todo]
-            encoded = self.model.encode(stack_padded([c.features for c in rest]))
-            results = self._fall_back(rest, toks, self._generate(encoded, toks, opts), opts)
-            for (i, end), result in zip(todo, results, strict=True):
-                pieces[i].append((end, result))
+            by_width: defaultdict[int, list[tuple[int, float, Chunk]]] = defaultdict(list)
+            for i, end in todo:
+                rest = Chunk(plan=items[i].plan, group=items[i].group,
+                             language=items[i].language,
+                             features=items[i].features[:, round(end * self._fps):])
+                by_width[self._window(rest.features.shape[1], opts)].append((i, end, rest))
+            for width, group in by_width.items():
+                rests = [rest for _, _, rest in group]
+                toks = [tokenizers[i] for i, _, _ in group]
+                encoded = self.model.encode(stack_padded([c.features for c in rests], width))
+                results = self._fall_back(rests, toks, self._generate(encoded, toks, opts),
+                                          opts, width)
+                for (i, end, _), result in zip(group, results, strict=True):
+                    pieces[i].append((end, result))
         return pieces
 
     def _text_end(self, piece: Piece, tokenizer: Any, opts: TranscribeOptions
@@ -317,7 +353,7 @@ class WhisperEngine:
         return segments
 
     def _add_words(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
-                   tokenizers: list[Any], encoder_output: Any) -> None:
+                   tokenizers: list[Any], encoder_output: Any, frames: int) -> None:
         """Word timestamps: one batched alignment per language in the batch, then
         faster-whisper's word placement chunk by chunk.
 
@@ -331,7 +367,7 @@ class WhisperEngine:
             by_language[out.language].append(i)
         for indices in by_language.values():
             encoded = encoder_output if len(indices) == len(items) else self.model.encode(
-                stack_padded([items[i].features for i in indices]))
+                stack_padded([items[i].features for i in indices], frames))
             tokenizer = tokenizers[indices[0]]
             text_tokens = [[t for s in outputs[i].segments for t in s["tokens"]
                             if t < tokenizer.eot] for i in indices]

@@ -21,10 +21,11 @@ CLIPS = ["jfk.flac", "multilingual.mp3", "hotwords.mp3"]
 def exact_options(test_options: TranscribeOptions) -> TranscribeOptions:
     """The test model's options with preprocessing that leaves the samples as decoded."""
     # Same samples for both sides: no trim/normalise, so chunks equal faster-whisper's own;
-    # and no second decode of what a chunk's text leaves, which that pipeline lacks.
+    # no second decode of what a chunk's text leaves, and every chunk encoded in the full
+    # 30 s window: that pipeline does neither.
     return test_options.model_copy(update={
         "language": "en", "normalize": False, "trim_silence": False, "max_new_tokens": 12,
-        "remainder_s": None})
+        "remainder_s": None, "window_padding_s": None})
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
 
-from scribe.pipeline.features import N_FRAMES, extractor, log_mel, stack_padded
+from scribe.pipeline.features import N_FRAMES, extractor, log_mel, stack_padded, window_frames
 from tests import media
 
 pytestmark = pytest.mark.unit
@@ -70,3 +70,13 @@ def test_stack_padded_gives_model_input(n_mels: int) -> None:
 def test_stack_padded_cuts_what_is_too_long() -> None:
     too_long = np.ones((80, N_FRAMES + 7), np.float32)
     assert stack_padded([too_long]).shape == (1, 80, N_FRAMES)
+
+
+def test_a_shorter_window_is_the_audio_and_its_padding_in_5_s_steps() -> None:
+    # 4.5 s + 10 s of padding: a 15 s window; 12 s + 10 s: 25 s; never past 30 s
+    assert [window_frames(f, 10.0) for f in (450, 1200, 2400, 3000)] == [
+        1500, 2500, N_FRAMES, N_FRAMES]
+    assert window_frames(450, 0.0) == 500
+    assert window_frames(450, None) == N_FRAMES
+    batch = stack_padded([np.ones((80, 450), np.float32)], window_frames(450, 10.0))
+    assert batch.shape == (1, 80, 1500) and not batch[:, :, 450:].any()

@@ -12,6 +12,7 @@ from faster_whisper import BatchedInferencePipeline
 
 from scribe.config import TranscribeOptions
 from scribe.pipeline import whisper
+from scribe.pipeline.features import N_FRAMES
 from scribe.pipeline.preprocess import PreparedSession
 from scribe.pipeline.transcript import restore_segments
 from scribe.pipeline.whisper import ChunkOutput, WhisperEngine, model_n_mels
@@ -75,16 +76,24 @@ def test_text_that_ends_early_is_decoded_again_from_its_last_timestamp(
         return [{"tokens": script.pop(0), "avg_logprob": -0.1, "no_speech_prob": 0.0}
                 for _ in tokenizers]
 
-    def spy_stack(features: list[np.ndarray]) -> Any:
+    windows: list[int] = []
+
+    def spy_stack(features: list[np.ndarray], frames: int = N_FRAMES) -> Any:
         widths.append([f.shape[1] for f in features])
-        return stack(features)
+        windows.append(frames)
+        return stack(features, frames)
 
     monkeypatch.setattr(engine, "_generate", fake_generate)
     monkeypatch.setattr(whisper, "stack_padded", spy_stack)
-    options = engine.options.model_copy(update={"remainder_s": 1.0})
+    options = engine.options.model_copy(update={"remainder_s": 1.0,
+                                                "window_padding_s": 2.0})
     out = engine.transcribe([dataclasses.replace(chunk, group="s")], options)[0]
     assert duration > 20.0 and script == []
     assert widths == [[frames], [frames - 1000], [frames - 1400]]
+    # the chunk and each remainder are encoded at their own length plus 2 s, in 5 s steps
+    assert windows == [min(N_FRAMES, -(-(n + 200) // 500) * 500)
+                       for n in (frames, frames - 1000, frames - 1400)]
+    assert windows[2] < N_FRAMES
     offset = chunk.plan.offset_s
     assert [(s["start"], s["text"].strip()) for s in out.segments] == [
         (offset, "hello there"), (offset + 10.0, "hello there"), (offset + 14.0, "hello there")]
