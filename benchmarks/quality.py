@@ -54,6 +54,7 @@ SAFEGUARDS: dict[str, Any] = {
     "temperature_fallback": (0.2, 0.4, 0.6, 0.8, 1.0),
     "hallucination_silence_threshold": 2.0,
     "remainder_s": 1.0,
+    "window_padding_s": 10.0,  # not a safeguard: the encoder's window, shown for its cost
     "condition_on_previous_text": True,
 }
 _MISSING = object()  # a safeguard TranscribeOptions does not have
