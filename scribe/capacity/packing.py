@@ -125,10 +125,13 @@ def plan_for_gpus(memory: MemoryModel, gpus: Sequence[GpuInfo], **kwargs: Any) -
                     gpu_name=smallest.name, **kwargs)
 
 
-# Batch 8 on CPU: with the real tiny.en (int8, 2 cores) it cut a 12-minute session's model
-# stage from 80.6 s (batch 1) to 50.4 s with identical text (issue 10). `scribe calibrate`
-# measures it on the machine at hand and writes what it finds to the plan file.
-CPU_BATCH_SIZE = 8
+# Batch 4 on CPU. With the real tiny.en (int8, 2 cores) batching cut a 12-minute session's
+# model stage from 80.6 s (batch 1) to 50.4 s (batch 8) with identical text (issue 10).
+# With one-thread actors, calibrate measured batch 4 and 8 alike (1.78 and 1.83 chunks/s),
+# and in the job batch 4 was faster (the quality benchmark's mixed corpus 21.9/24.1 s
+# against 25.6 s, its 60 clips 37.7 s against 42.8 s): the last batches spread over more
+# actors. `scribe calibrate` measures the machine at hand and writes its plan file.
+CPU_BATCH_SIZE = 4
 # One thread per model actor, one actor per core: ``scribe calibrate`` with the real tiny.en
 # on 2 cores measured 2 actors x 1 thread at 1.83 chunks/s against 1 x 2 threads at 1.61
 # (batch 8), and in the job, where preprocessing and Ray's own processes share the cores, 60
