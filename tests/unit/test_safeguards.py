@@ -87,7 +87,9 @@ def items(engine: WhisperEngine) -> list[Chunk]:
 
 def test_fallback_redecodes_only_failing_chunks_batched(
         engine: WhisperEngine, items: list[Chunk], monkeypatch: pytest.MonkeyPatch) -> None:
-    greedy = engine.transcribe(items)
+    # one window for all, so that the first decode is one call
+    full = engine.options.model_copy(update={"window_padding_s": None})
+    greedy = engine.transcribe(items, full)
     logprobs = [o.segments[0]["avg_logprob"] for o in greedy]
     threshold = statistics.median(logprobs)  # half the chunks pass, half fall back
     failing = sum(lp < threshold for lp in logprobs)
@@ -99,7 +101,7 @@ def test_fallback_redecodes_only_failing_chunks_batched(
         return generate(encoded, tokenizers, opts, **kw)
 
     monkeypatch.setattr(engine, "_generate", spy)
-    gated = engine.options.model_copy(update={
+    gated = full.model_copy(update={
         "log_prob_threshold": threshold, "compression_ratio_threshold": None,
         "temperature_fallback": (0.5, 1.0)})
     outputs = engine.transcribe(items, gated)
