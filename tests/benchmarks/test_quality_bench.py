@@ -42,6 +42,9 @@ def test_quality_benchmark_quick_mode_runs_end_to_end() -> None:
     wer_long = job_rows[0].split()[3]
     assert float(wer_long) < 0.9, f"the real model reads the synthetic session: {job_rows[0]}"
     assert "Transcriber#1" in out.stdout, "the profile names the model actor"
+    toggled = [line.split()[0] for line in out.stdout.split("quality safeguards")[1]
+               .split("targets (issue 10):")[0].splitlines()[2:] if line.strip()]
+    assert toggled == ["remainder_s=None"], "a smoke run toggles one safeguard"
 
 
 @pytest.mark.unit
