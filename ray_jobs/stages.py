@@ -112,7 +112,10 @@ class Transcriber:
     def __init__(self, options: TranscribeOptions, cpu_threads: int = 0) -> None:
         import ray
 
-        self.actor = ray.get_runtime_context().get_actor_id() or ""
+        # the actor that runs each chunk (the summary counts them); outside Ray, none: asking
+        # Ray's runtime context there would start a local Ray
+        self.actor = (ray.get_runtime_context().get_actor_id() or ""
+                      ) if ray.is_initialized() else ""
         self.engine = WhisperEngine(options, cpu_threads=cpu_threads)
         self.n_mels = self.engine.n_mels
         self.metrics = ModelMetrics()

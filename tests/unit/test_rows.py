@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+import ray
 
 import ray_jobs
 from ray_jobs import rows
@@ -96,7 +97,9 @@ def test_the_stages_read_and_write_only_the_schema(
     blocks = [block for i in range(3)
               for block in Preprocessor(options, 80, "tiny")(sessions.slice(i, 1))]
     assert all(block.schema == rows.SCHEMA for block in blocks)
+    ray_was_up = ray.is_initialized()
     out = Transcriber(options)(pa.concat_tables(blocks))
+    assert ray.is_initialized() == ray_was_up, "a stage used outside Ray starts no Ray"
     assert out.schema == rows.SCHEMA
     by_session = {r["session"]["session_id"]: r for r in rows.decode(out)}
     assert by_session["jfk"]["result"]["segments"] and by_session["jfk"]["features"] is None
