@@ -157,7 +157,7 @@ def plan_cpu(cores: int, *, threads_per_actor: int | None = None,
     """Model actors of ``threads_per_actor`` cores each (default 1: see
     :data:`CPU_THREADS_PER_ACTOR`) at ``batch_size`` (see :data:`CPU_BATCH_SIZE`).
     Preprocessing actors share the cores, at a lower priority (see ``ray_jobs.stages``)."""
-    threads = threads_per_actor or min(CPU_THREADS_PER_ACTOR, max(1, cores))
+    threads = threads_per_actor or CPU_THREADS_PER_ACTOR
     return CpuPlan(cores=cores, actors=max(1, cores // threads), threads_per_actor=threads,
                    batch_size=batch_size)
 

@@ -23,7 +23,7 @@ from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
 from scribe.pipeline.bundled import local_model_path
 from scribe.pipeline.chunking import Chunk, ChunkPlan
-from scribe.pipeline.features import N_FRAMES, stack_padded, window_frames
+from scribe.pipeline.features import stack_padded, window_frames
 from scribe.pipeline.safeguards import (
     best_attempt,
     drop_hallucinations,
@@ -249,7 +249,7 @@ class WhisperEngine:
 
     def _fall_back(self, items: Sequence[Chunk], tokenizers: list[Any],
                    results: list[dict[str, Any]], opts: TranscribeOptions,
-                   frames: int = N_FRAMES) -> list[dict[str, Any]]:
+                   frames: int) -> list[dict[str, Any]]:
         """Re-decode the chunks that fail the quality gates, at each fallback temperature in
         turn, all failing chunks of the batch in one call, until they pass.
 
