@@ -65,7 +65,8 @@ class Preprocessor:
         def base(analysis: AnalysedSession | None = None) -> dict[str, Any]:
             return record_base(ref.session_id, model=self.model, uri=ref.uri,
                                language=ref.language, analysis=analysis,
-                               speakers=options.speakers, num_speakers=options.num_speakers)
+                               speakers=options.speakers, num_speakers=options.num_speakers,
+                               word_timestamps=options.word_timestamps)
 
         try:
             session = analyse_input(ref.uri, options, size=ref.size)

@@ -81,9 +81,10 @@ class TranscribeOptions(_Frozen):
         "with more than this many seconds of silence around it; None: keep"
     )
     remainder_s: float | None = Field(
-        1.0, gt=0, description="a chunk whose timestamped text ends more than this many "
-        "seconds before the chunk does is decoded again from its last timestamp, all such "
-        "chunks of a batch together (sequential decoding's seek); None: never"
+        1.0, gt=0, description="with predicted timestamps, a chunk whose text ends more "
+        "than this many seconds before the chunk does is decoded again from its last "
+        "timestamp, all such chunks of a batch together (sequential decoding's seek); "
+        "None: never"
     )
     window_padding_s: float | None = Field(
         10.0, ge=0, description="a chunk (or what a chunk's first decode left) is encoded "
@@ -91,8 +92,11 @@ class TranscribeOptions(_Frozen):
         "Whisper's full 30 s window: a shorter encoder input is faster; None: the full window"
     )
     word_timestamps: bool = Field(False, description="add per-word timestamps")
-    without_timestamps: bool = Field(
-        False, description="one segment per chunk instead of model-predicted segments"
+    timestamps: Literal["aligned", "predicted", "chunk"] = Field(
+        "aligned", description="how segments get their times: aligned (decode text alone, "
+        "align its words to the audio, cut segments at sentence ends and pauses), predicted "
+        "(Whisper's timestamp tokens, decoding again what a chunk's text leaves), or chunk "
+        "(one segment per chunk)"
     )
     normalize: bool = Field(True, description="peak-normalise audio before VAD and features")
     trim_silence: bool = Field(True, description="trim leading/trailing silence")

@@ -103,8 +103,9 @@ class Frontend:
         logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
                     request.task, analysed.duration_s, len(chunks),
                     time.perf_counter() - start)
-        return transcription_response(self._record(analysed, chunks, request_id, speakers),
-                                      request)
+        base = record_base(request_id, model=self.config.transcribe.model, analysis=analysed,
+                           word_timestamps=options.word_timestamps)
+        return transcription_response(ok_record(base, chunks, speakers), request)
 
     async def _speakers(self, request: AudioRequest, options: TranscribeOptions
                         ) -> SpeakerRequest | None:
@@ -154,11 +155,6 @@ class Frontend:
             # The first failure is the answer; the group cancelled the other chunks.
             raise errors.exceptions[0] from None
         return [task.result() for task in tasks]
-
-    def _record(self, analysed: Analysed, chunks: list[ChunkOutput], request_id: str,
-                speakers: SpeakerRequest | None) -> dict[str, Any]:
-        base = record_base(request_id, model=self.config.transcribe.model, analysis=analysed)
-        return ok_record(base, chunks, speakers)
 
     def models(self) -> ModelList:
         """The names clients may send; every one of them is the served model."""

@@ -124,13 +124,15 @@ class Analysis(Protocol):
 
 def record_base(session_id: str, *, model: str | None, uri: str = "",
                 language: str | None = None, analysis: Analysis | None = None,
-                speakers: str = "off", num_speakers: int | None = None) -> dict[str, Any]:
+                speakers: str = "off", num_speakers: int | None = None,
+                word_timestamps: bool = False) -> dict[str, Any]:
     """The fields a session's record starts from: which session, where, the model, the
-    language asked for, how to label its speakers, and what ``analysis`` found (zeros and
-    empties before any)."""
+    language asked for, how to label its speakers, whether its words were asked for, and
+    what ``analysis`` found (zeros and empties before any)."""
     return {
         "session_id": session_id, "uri": uri, "model": model, "language": language,
         "speakers": speakers, "num_speakers": num_speakers,
+        "word_timestamps": word_timestamps,
         "duration_s": analysis.duration_s if analysis else 0.0,
         "speech_duration_s": analysis.speech_duration_s if analysis else 0.0,
         "timings": dict(analysis.timings) if analysis else {},
@@ -142,8 +144,13 @@ def record_base(session_id: str, *, model: str | None, uri: str = "",
 def ok_record(base: dict[str, Any], chunks: list[ChunkOutput],
               speakers: SpeakerRequest | None = None) -> dict[str, Any]:
     """A finished session's record: ``base`` (:func:`record_base`) plus its transcript;
-    with ``speakers``, a ``speaker`` on every segment and word."""
+    with ``speakers``, a ``speaker`` on every segment and word. Words the base did not ask
+    for (aligned timestamps find them anyway) are left out once they have placed their
+    segments."""
     segments = clamp_to(_segments(chunks, speakers), base.get("duration_s", 0.0))
+    if not base.get("word_timestamps", True):
+        for segment in segments:
+            segment.pop("words", None)
     language, share = session_language(chunks)
     model_time = sum(c.timings.get("model", 0.0) for c in chunks)
     timings = dict(base.get("timings", {}))

@@ -30,6 +30,7 @@ from scribe.pipeline.safeguards import (
     is_silence,
     needs_fallback,
 )
+from scribe.pipeline.sentences import pauses, split_segment
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,14 @@ class WhisperEngine:
         of the call's time.
 
         Each chunk is encoded at its own window (:meth:`_window`): chunks of equal window
-        share a model call, so a batch of mixed lengths makes one call per window."""
+        share a model call, so a batch of mixed lengths makes one call per window.
+
+        With ``timestamps="aligned"`` (the default) a chunk is decoded as text alone, and
+        its words, aligned to the audio, are cut into segments
+        (:mod:`scribe.pipeline.sentences`); the words stay on the segments, since the
+        record maps segment times through them. With ``"predicted"`` Whisper's timestamp
+        tokens cut the text, and what it leaves is decoded again
+        (:meth:`_decode_remainders`); with ``"chunk"`` a chunk is one segment."""
         if not items:
             return []
         opts = options or self.options
@@ -160,10 +168,15 @@ class WhisperEngine:
             for item, tok, chunk_pieces, (lang, prob) in zip(
                 items, tokenizers, pieces, languages, strict=True)
         ]
-        if opts.word_timestamps:
+        if opts.word_timestamps or opts.timestamps == "aligned":
             for width, group in groups.items():
                 self._add_words([items[i] for i in group], [outputs[i] for i in group],
                                 [tokenizers[i] for i in group], encoded[width], width)
+            if opts.timestamps == "aligned":
+                for item, out, tok in zip(items, outputs, tokenizers, strict=True):
+                    breaks = pauses(item.plan)
+                    out.segments = [part for seg in out.segments
+                                    for part in split_segment(seg, breaks, tok.encode)]
             self._drop_hallucinations(items, outputs, opts)
         share = (time.perf_counter() - start) / len(items)
         for out in outputs:
@@ -215,7 +228,7 @@ class WhisperEngine:
         previous = tokenizers[0].encode(opts.initial_prompt) if opts.initial_prompt else []
         prompts = [
             self.model.get_prompt(tok, previous_tokens=previous,
-                                  without_timestamps=opts.without_timestamps)
+                                  without_timestamps=opts.timestamps != "predicted")
             for tok in tokenizers
         ]
         longest = max(len(p) for p in prompts)
@@ -260,13 +273,15 @@ class WhisperEngine:
         """
         attempts = [[r] for r in results]
         failing = [i for i, r in enumerate(results) if needs_fallback(r, tokenizers[i], opts)]
-        for temperature in [t for t in opts.temperature_fallback if t > opts.temperature]:
+        retries = [opts.model_copy(update={"temperature": t})
+                   for t in opts.temperature_fallback if t > opts.temperature]
+        for retry in retries:
             if not failing:
                 break
             encoded = self.model.encode(
                 stack_padded([items[i].features for i in failing], frames))
-            retried = self._generate(encoded, [tokenizers[i] for i in failing], opts.model_copy(
-                update={"temperature": temperature}), best_of=_BEST_OF)
+            retried = self._generate(encoded, [tokenizers[i] for i in failing], retry,
+                                     best_of=_BEST_OF)
             for i, result in zip(failing, retried, strict=True):
                 attempts[i].append(result)
             failing = [i for i in failing if needs_fallback(attempts[i][-1], tokenizers[i], opts)]
@@ -287,7 +302,7 @@ class WhisperEngine:
         A remainder is encoded at its own window (:meth:`_window`), typically 15 s for its
         4-5 s; remainders of equal window share a call. A remainder depends only on its
         own chunk's decoding and length, so batch neighbours still change nothing."""
-        if opts.without_timestamps or opts.remainder_s is None:
+        if opts.timestamps != "predicted" or opts.remainder_s is None:
             return pieces
         for _ in range(_REMAINDER_PASSES):
             todo = [(i, end) for i, item in enumerate(items)

@@ -44,7 +44,7 @@ def test_quality_benchmark_quick_mode_runs_end_to_end() -> None:
     assert "Transcriber#1" in out.stdout, "the profile names the model actor"
     toggled = [line.split()[0] for line in out.stdout.split("quality safeguards")[1]
                .split("targets (issue 10):")[0].splitlines()[2:] if line.strip()]
-    assert toggled == ["remainder_s=None"], "a smoke run toggles one safeguard"
+    assert toggled == ["timestamps=predicted"], "a smoke run toggles the timestamps alone"
 
 
 @pytest.mark.unit

@@ -124,6 +124,18 @@ def test_words_in_order_inside_their_segment_and_the_audio(
     assert times == sorted(times) and times[-1] <= duration
 
 
+def test_aligned_segments_are_sentences(alone: dict[str, Any],
+                                        sessions: dict[str, PreparedSession]) -> None:
+    """The default timestamps: each chunk's text decoded alone, its aligned words cut
+    after each sentence: the joined clips' three chunks give more segments, none with a
+    sentence end inside it."""
+    segments = alone["joined"]
+    assert len(segments) >= len(sessions["joined"].chunks) + 2
+    for seg in segments:
+        inner = [w["word"].strip() for w in seg["words"][:-1]]
+        assert not any(w.endswith((".", "?", "!")) for w in inner), seg["text"]
+
+
 def test_safeguards_keep_room_tone_wordless(engine: WhisperEngine,
                                             real_options: TranscribeOptions) -> None:
     """40 s of low noise with VAD off: tiny.en makes up a repetition loop and a "thank you

@@ -55,3 +55,5 @@ def test_scribe_transcribe_with_the_model_named_tiny_en(ray_local: Any, tmp_path
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert words((tmp_path / "out" / "jfk.txt").read_text()) == JFK_WORDS
+    segments = _record(tmp_path / "out", "jfk")["segments"]
+    assert segments and not any("words" in s for s in segments), "no words unless asked for"

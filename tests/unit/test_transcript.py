@@ -68,6 +68,20 @@ def test_ok_and_error_records_share_the_base_fields(clips: dict[str, Any]) -> No
     assert set(failed) == set(done) and done["model"] == failed["model"] == "m"
 
 
+def test_words_found_for_aligned_timestamps_leave_the_record_unless_asked_for(
+        engine: WhisperEngine, clips: dict[str, Any]) -> None:
+    from scribe.pipeline.transcript import ok_record, record_base
+
+    _, prepared = clips["jfk.flac"]
+    aligned = engine.options.model_copy(update={"timestamps": "aligned"})
+    outputs = _one_session(engine, prepared, aligned)
+    assert all(s["words"] for o in outputs for s in o.segments), "aligned: words found"
+    for asked in (False, True):
+        base = record_base("s", model="m", analysis=prepared, word_timestamps=asked)
+        segments = ok_record(base, outputs)["segments"]
+        assert segments and all(("words" in s) == asked for s in segments)
+
+
 def test_timeline_only_moves_forward() -> None:
     from scribe.pipeline.transcript import in_order
 
