@@ -116,6 +116,29 @@ def test_fallback_redecodes_only_failing_chunks_batched(
     assert len(calls) == 1, "no fallback to temperatures below the one asked for"
 
 
+def test_aligned_chunks_retry_with_timestamp_tokens_before_sampling(
+        engine: WhisperEngine, items: list[Chunk], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, float, str]] = []
+    generate = engine._generate
+
+    def spy(encoded: Any, tokenizers: list[Any], opts: TranscribeOptions, **kw: Any) -> Any:
+        calls.append((len(tokenizers), opts.temperature, opts.timestamps))
+        return generate(encoded, tokenizers, opts, **kw)
+
+    monkeypatch.setattr(engine, "_generate", spy)
+    # every decode fails a log-probability gate of 0: each retry takes every chunk
+    failing = engine.options.model_copy(update={
+        "timestamps": "aligned", "window_padding_s": None, "log_prob_threshold": 0.0,
+        "no_speech_threshold": None, "temperature_fallback": (0.5,)})
+    outputs = engine.transcribe(items, failing)
+    n = len(items)
+    assert calls == [(n, 0.0, "aligned"), (n, 0.0, "predicted"), (n, 0.5, "aligned")]
+    assert len(outputs) == n
+    calls.clear()
+    engine.transcribe(items, failing.model_copy(update={"temperature_fallback": ()}))
+    assert calls == [(n, 0.0, "aligned")], "no fallback asked for: no retry at all"
+
+
 def test_no_speech_gate_silences_chunks(engine: WhisperEngine, items: list[Chunk]) -> None:
     strict = engine.options.model_copy(update={"no_speech_threshold": 0.0,
                                                "log_prob_threshold": 0.0})
