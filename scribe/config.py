@@ -81,10 +81,10 @@ class TranscribeOptions(_Frozen):
         "with more than this many seconds of silence around it; None: keep"
     )
     remainder_s: float | None = Field(
-        1.0, gt=0, description="with predicted timestamps, a chunk whose text ends more "
-        "than this many seconds before the chunk does is decoded again from its last "
-        "timestamp, all such chunks of a batch together (sequential decoding's seek); "
-        "None: never"
+        1.0, gt=0, description="a chunk whose text ends more than this many seconds "
+        "before the chunk does is decoded again from its last timestamp, all such chunks "
+        "of a batch together (sequential decoding's seek); with aligned timestamps, such a "
+        "chunk is first decoded again with timestamp tokens; None: never"
     )
     window_padding_s: float | None = Field(
         10.0, ge=0, description="a chunk (or what a chunk's first decode left) is encoded "

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from scribe.config import TranscribeOptions
-from scribe.pipeline import safeguards
+from scribe.pipeline import safeguards, whisper
 from scribe.pipeline.chunking import Chunk
 from scribe.pipeline.preprocess import preprocess
+from scribe.pipeline.sentences import pauses, split_segment
 from scribe.pipeline.whisper import WhisperEngine
 
 pytestmark = pytest.mark.unit
@@ -137,6 +138,42 @@ def test_aligned_chunks_retry_with_timestamp_tokens_before_sampling(
     calls.clear()
     engine.transcribe(items, failing.model_copy(update={"temperature_fallback": ()}))
     assert calls == [(n, 0.0, "aligned")], "no fallback asked for: no retry at all"
+
+
+def test_aligned_text_that_ends_early_is_decoded_again_with_timestamp_tokens(
+        engine: WhisperEngine, items: list[Chunk], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, str]] = []
+    generate = engine._generate
+
+    def spy(encoded: Any, tokenizers: list[Any], opts: TranscribeOptions, **kw: Any) -> Any:
+        calls.append((len(tokenizers), opts.timestamps))
+        return generate(encoded, tokenizers, opts, **kw)
+
+    first = items[0].plan
+
+    def last_word_end(output: Any) -> float:
+        # the first chunk's text stops 2 s in; every other chunk's runs to its end
+        plan = output.plan
+        return plan.offset_s + (2.0 if plan == first else plan.duration_s)
+
+    aligned = engine.options.model_copy(update={
+        "timestamps": "aligned", "window_padding_s": None, "remainder_s": 1.0})
+    monkeypatch.setattr(whisper, "_last_word_end", last_word_end)
+    monkeypatch.setattr(engine, "_generate", spy)
+    outputs = engine.transcribe(items, aligned)
+    assert calls[:2] == [(len(items), "aligned"), (1, "predicted")]
+    assert all(mode == "predicted" for _, mode in calls[1:])
+    monkeypatch.undo()
+    again = engine.transcribe(items[:1], aligned.model_copy(
+        update={"timestamps": "predicted", "word_timestamps": True}))[0]
+    assert [s["text"] for s in outputs[0].segments] == [
+        p["text"] for s in again.segments for p in split_segment(
+            s, pauses(first), engine.tokenizer("en", "transcribe").encode)]
+    calls.clear()
+    monkeypatch.setattr(whisper, "_last_word_end", last_word_end)
+    monkeypatch.setattr(engine, "_generate", spy)
+    engine.transcribe(items, aligned.model_copy(update={"remainder_s": None}))
+    assert calls == [(len(items), "aligned")], "remainder_s=None: never decoded again"
 
 
 def test_no_speech_gate_silences_chunks(engine: WhisperEngine, items: list[Chunk]) -> None:
