@@ -350,8 +350,10 @@ class WhisperEngine:
                  and item.plan.offset_s + item.plan.duration_s - end > opts.remainder_s]
         if not early:
             return
-        redone = self.transcribe([items[i] for i in early], opts.model_copy(
-            update={"timestamps": "predicted", "word_timestamps": True}))
+        # the hallucination filter runs once, on every chunk, after this
+        redone = self.transcribe([items[i] for i in early], opts.model_copy(update={
+            "timestamps": "predicted", "word_timestamps": True,
+            "hallucination_silence_threshold": None}))
         for i, out in zip(early, redone, strict=True):
             outputs[i].segments = out.segments
 
