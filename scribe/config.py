@@ -77,8 +77,9 @@ class TranscribeOptions(_Frozen):
         "the chunks that fail the two gates above (sampling, best of 5); empty: no fallback"
     )
     hallucination_silence_threshold: float | None = Field(
-        None, gt=0, description="with word timestamps, drop a segment of improbable words "
-        "with more than this many seconds of silence around it; None: keep"
+        None, gt=0, description="with words (word timestamps, or aligned timestamps), drop "
+        "a segment of improbable words with more than this many seconds of silence around "
+        "it; None: keep"
     )
     remainder_s: float | None = Field(
         1.0, gt=0, description="a chunk whose text ends more than this many seconds "
