@@ -251,6 +251,18 @@ def words_per_session(runs: list[Run], items: list[Item]) -> list[str]:
     return lines
 
 
+def wer_per_session(runs: list[Run], items: list[Item]) -> list[str]:
+    """Each long session's WER apart: one session's figure moves by a few hundredths with
+    the text it happens to hold, so a gap smaller than the spread is not a finding."""
+    sessions = [i for i in items if i.kind == "session"]
+    lines = [f"{'WER per session':<40} " + " ".join(
+        f"{Path(i.path).stem[:12]:>12}" for i in sessions)]
+    lines += [f"{r.name:<40} " + " ".join(
+        f"{_fmt(wer(r, [i])):>12}" for i in sessions)
+        for r in runs]
+    return lines
+
+
 def profile(run: Run) -> list[str]:
     """Where the job's wall time went: start-up, stages, each actor's busy and idle time."""
     summary, stats = run.notes["summary"], run.notes["stats"]
@@ -372,6 +384,7 @@ def _report(corpus: dict[str, list[Item]], m: dict[str, Run], c: dict[str, Run],
         f"mixed corpus: {audio:.0f} s ({sum(i.kind == 'session' for i in mixed)} sessions, "
         "real clips, room tone)", *table([m[k] for k in order], mixed), "",
         *words_per_session([m[k] for k in order], mixed), "",
+        *wer_per_session([m[k] for k in order], mixed), "",
         f"short clips: {len(clips)} clips, {sum(i.duration_s for i in clips):.0f} s",
         *table([c[k] for k in ("seq", "bat", "bts", "floor", "warm")], clips), "",
         "where the job's time went:", *profile(m["fresh"]), *profile(m["warm"]),

@@ -85,6 +85,13 @@ def session_row(base: dict[str, Any], error: str | None = None) -> Row:
             "n_chunks": 0, "session": base, "chunk": None, "features": None, "result": None}
 
 
+def filler_row(base: dict[str, Any]) -> Row:
+    """No chunk: it pads a block to whole prompt chains, so that no model call cuts one
+    (:class:`ray_jobs.stages.Preprocessor`); the model skips it and the driver drops it."""
+    return {"status": "filler", "error": "", "n_chunks": 0, "session": base, "chunk": None,
+            "features": None, "result": None}
+
+
 def chunk_row(base: dict[str, Any], chunk: Chunk, *, n_chunks: int, features_s: float) -> Row:
     """One of a session's ``n_chunks`` chunks, with its features, for the model."""
     plan = chunk.plan

@@ -34,7 +34,10 @@ class Preprocessor:
 
     A generator: a 3-hour session's ~360 chunks leave in blocks of ``rows_per_block`` (the
     model batch) as their features are computed, so the actor never holds them all and a
-    long session's blocks go to whichever model actor is free."""
+    long session's blocks go to whichever model actor is free. Every block is padded with
+    filler rows to a multiple of ``align`` rows (the prompt chain when chunks are
+    conditioned on the text before them), so that the model stage's batches, a multiple
+    of it too, never cut a chain."""
 
     # Preprocessing shares the cores with the model actors' threads (it needs a few percent
     # of their CPU time): at a lower priority it fills their idle moments instead of
@@ -42,10 +45,11 @@ class Preprocessor:
     NICENESS = 10
 
     def __init__(self, options: TranscribeOptions, n_mels: int, model: str,
-                 rows_per_block: int = 8) -> None:
+                 rows_per_block: int = 8, align: int = 1) -> None:
         os.nice(self.NICENESS)  # this actor's own worker process: nothing else is affected
         self.options = options
         self.rows_per_block = rows_per_block
+        self.align = align
         self.n_mels = n_mels
         self.model = model
         self.metrics = PreprocessMetrics()
@@ -54,7 +58,9 @@ class Preprocessor:
         """``batch``: sessions as :meth:`SessionRef.to_dict` rows."""
         for ref in map(SessionRef.from_dict, batch.to_pylist()):
             for block in self._session_blocks(ref):
-                yield rows.encode(block)
+                fillers = -len(block) % self.align
+                yield rows.encode(block + [rows.filler_row(block[0]["session"])
+                                           for _ in range(fillers)])
 
     def _session_blocks(self, ref: SessionRef) -> Iterator[list[Row]]:
         # the manifest's per-session values win over the job's options
@@ -110,7 +116,8 @@ def _error_row(base: dict[str, Any], exc: Exception) -> Row:
 class Transcriber:
     """Model stage: a batch of chunks from any sessions through one model call."""
 
-    def __init__(self, options: TranscribeOptions, cpu_threads: int = 0) -> None:
+    def __init__(self, options: TranscribeOptions, cpu_threads: int = 0,
+                 batch_size: int | None = None) -> None:
         import ray
 
         # the actor that runs each chunk (the summary counts them); outside Ray, none: asking
@@ -118,6 +125,7 @@ class Transcriber:
         self.actor = (ray.get_runtime_context().get_actor_id() or ""
                       ) if ray.is_initialized() else ""
         self.engine = WhisperEngine(options, cpu_threads=cpu_threads)
+        self.batch_size = batch_size  # per model call, when a call decodes prompt chains
         self.n_mels = self.engine.n_mels
         self.metrics = ModelMetrics()
 
@@ -128,10 +136,13 @@ class Transcriber:
             items = [rows.model_input(row) for row in chunks]
             sessions = len({item.group for item in items})
             start = time.perf_counter()
-            outputs = self.engine.transcribe(items)
+            outputs = self.engine.transcribe(items, batch_size=self.batch_size)
+            per_call = (min(len(items), self.batch_size)
+                     if self.engine.options.condition_on_previous_text and self.batch_size
+                     else len(items))
             self.metrics.batch([item.plan.duration_s for item in items], start,
                                time.perf_counter())
             for row, out in zip(chunks, outputs, strict=True):
-                rows.set_output(row, out, batch_size=len(items), batch_sessions=sessions,
+                rows.set_output(row, out, batch_size=per_call, batch_sessions=sessions,
                                 actor=self.actor)
         return rows.encode(batch_rows)

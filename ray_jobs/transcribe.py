@@ -79,7 +79,7 @@ class SessionCollector:
         """Take one row (:mod:`ray_jobs.rows`); a record when it completes its session."""
         base = row["session"]
         sid = base["session_id"]
-        if sid in self._failed:
+        if sid in self._failed or row["status"] == "filler":
             return None
         if row["status"] != "ok":
             # a session can fail after some of its chunks left: drop them, report once
@@ -244,10 +244,14 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     from ray_jobs.stages import Preprocessor, Transcriber
 
     items = [s.to_dict() for s in sessions]
+    # a model call's rows: one batch, or one batch of prompt chains side by side, in
+    # blocks of whole chains (padded), so that no call cuts a chain
+    chain = options.prompt_chain if options.condition_on_previous_text else 1
+    call_rows = layout.model_batch_size * chain
     context = ray.data.DataContext.get_current()
     default_block_size = context.target_max_block_size
     # the dataset keeps the context it was created with (Ray Data's documented behaviour)
-    context.target_max_block_size = block_bytes(layout.model_batch_size, n_mels)
+    context.target_max_block_size = block_bytes(call_rows, n_mels)
     try:
         ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
     finally:
@@ -255,7 +259,7 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     ds = ds.map_batches(
         Preprocessor, batch_size=1, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model,
-                               "rows_per_block": layout.model_batch_size},
+                               "rows_per_block": call_rows, "align": chain},
         compute=ActorPoolStrategy(min_size=1, max_size=layout.preprocess_actors),
         num_cpus=layout.preprocess_cpus,
     )
@@ -263,8 +267,9 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
         {"num_gpus": layout.model_gpus} if layout.device == "cuda"
         else {"num_cpus": layout.model_cpus})
     ds = ds.map_batches(
-        Transcriber, batch_size=layout.model_batch_size, batch_format="pyarrow",
-        fn_constructor_kwargs={"options": options, "cpu_threads": layout.cpu_threads},
+        Transcriber, batch_size=call_rows, batch_format="pyarrow",
+        fn_constructor_kwargs={"options": options, "cpu_threads": layout.cpu_threads,
+                               "batch_size": layout.model_batch_size},
         compute=ActorPoolStrategy(size=layout.model_actors), **model_resources,
     )
     # whole blocks as they come, so a session is written as soon as its last chunk is back

@@ -60,6 +60,17 @@ class TranscribeOptions(_Frozen):
     initial_prompt: str | None = Field(
         None, description="text that conditions every chunk (names, jargon)"
     )
+    condition_on_previous_text: bool = Field(
+        True, description="prompt each chunk with the text of the chunks before it in its "
+        "session, as sequential decoding does; a session's chunks are then decoded in chains "
+        "of prompt_chain, one chunk of each chain per model call"
+    )
+    prompt_chain: int = Field(
+        4, ge=2, description="with condition_on_previous_text, consecutive chunks decoded "
+        "in a row, each prompted with the text before it; a batch of B x prompt_chain "
+        "chunks makes prompt_chain model calls of B, and each chain's first chunk has no "
+        "prompt"
+    )
     compression_ratio_threshold: float | None = Field(
         2.4, gt=0, description="a chunk whose text gzips better than this is re-decoded at "
         "the next fallback temperature (too repetitive); None: never"

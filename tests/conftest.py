@@ -73,12 +73,13 @@ def test_options(tiny_model: str) -> TranscribeOptions:
     temperature fallback (random weights fail every gate, and sampling is random), no
     no-speech filter (it would silence most of their chunks) and no second decode of what
     a chunk's text leaves (random text ends anywhere; tests/real runs it with words).
-    Segments are cut by the model's timestamp tokens, as faster-whisper's batched pipeline
-    cuts them, so tests can compare with it; tests/real runs the default, aligned words."""
+    Segments are cut by the model's timestamp tokens and each chunk is decoded without
+    the text before it, as faster-whisper's batched pipeline does, so tests can compare
+    with it; tests/real runs the defaults (aligned words, prompt chains)."""
     return TranscribeOptions(model=tiny_model, device="cpu", compute_type="int8",
                              beam_size=1, max_new_tokens=8, temperature_fallback=(),
                              no_speech_threshold=None, remainder_s=None,
-                             timestamps="predicted")
+                             timestamps="predicted", condition_on_previous_text=False)
 
 
 def _cuda_devices() -> int:

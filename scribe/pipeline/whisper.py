@@ -39,6 +39,9 @@ _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 _BEST_OF = 5  # samples per fallback decode, faster-whisper's best_of
 _REMAINDER_PASSES = 3  # at most this many more decodes of one chunk's remainder
+# Prompt lengths (text tokens) below Whisper's own limit (223): chunks prompted with the
+# text before them share a model call per level, as CTranslate2 batches one length only.
+_PROMPT_LEVELS = (32, 64, 128)
 
 # One decode of a chunk: where in the chunk it starts (seconds), and its result.
 Piece = tuple[float, dict[str, Any]]
@@ -127,7 +130,8 @@ class WhisperEngine:
         return self._tokenizers[key]
 
     def transcribe(
-        self, items: Sequence[Chunk], options: TranscribeOptions | None = None
+        self, items: Sequence[Chunk], options: TranscribeOptions | None = None, *,
+        batch_size: int | None = None,
     ) -> list[ChunkOutput]:
         """Transcribe ``items`` together; outputs are in the same order, each with its share
         of the call's time.
@@ -140,24 +144,67 @@ class WhisperEngine:
         (:mod:`scribe.pipeline.sentences`); the words stay on the segments, since the
         record maps segment times through them. With ``"predicted"`` Whisper's timestamp
         tokens cut the text, and what it leaves is decoded again
-        (:meth:`_decode_remainders`); with ``"chunk"`` a chunk is one segment."""
+        (:meth:`_decode_remainders`); with ``"chunk"`` a chunk is one segment.
+
+        With ``condition_on_previous_text`` each chunk is prompted with the text before it
+        in its session (:meth:`_transcribe_chains`), in model calls of at most
+        ``batch_size`` chunks (default: ``len(items) / prompt_chain``)."""
         if not items:
             return []
         opts = options or self.options
+        if opts.condition_on_previous_text:
+            return self._transcribe_chains(
+                items, opts, batch_size or math.ceil(len(items) / opts.prompt_chain))
+        return self._transcribe(items, opts, [None] * len(items))
+
+    def _transcribe_chains(self, items: Sequence[Chunk], opts: TranscribeOptions,
+                           per_call: int) -> list[ChunkOutput]:
+        """A session's chunks form chains of ``prompt_chain``: chunk indices 0-3, 4-7 and
+        so on (for 4), whichever call they come in. Each chunk of a chain is prompted with
+        the chain's text before it, as sequential decoding conditions on the previous
+        window's text. The chains of the call are decoded side by side, the first chunk of
+        every chain, then the second, in model calls of ``per_call`` chunks: a call of
+        B x prompt_chain chunks of one session still decodes B at a time. A chain given
+        whole gives the same text whatever else shares the call (the job's blocks keep
+        chains whole); a chain's part starts without a prompt."""
+        chains = _chains(items, opts.prompt_chain)
+        outputs: list[ChunkOutput | None] = [None] * len(items)
+        said = [""] * len(chains)
+        for k in range(max(len(chain) for chain in chains)):
+            wave = [(n, chain[k]) for n, chain in enumerate(chains) if len(chain) > k]
+            for first in range(0, len(wave), per_call):
+                part = wave[first:first + per_call]
+                done = self._transcribe([items[i] for _, i in part], opts,
+                                        [said[n] or None for n, _ in part])
+                for (n, i), out in zip(part, done, strict=True):
+                    outputs[i] = out
+                    said[n] = " ".join(
+                        [said[n], *(seg["text"].strip() for seg in out.segments)]).strip()
+        return [out for out in outputs if out is not None]
+
+    def _transcribe(self, items: Sequence[Chunk], opts: TranscribeOptions,
+                    prompts: Sequence[str | None]) -> list[ChunkOutput]:
+        """One batch, each chunk with its own prompt (the text before it, or None).
+
+        Chunks share a model call when they share an encoder width and a prompt length
+        (CTranslate2 decodes a batch only from prompts of one length), so a prompt is cut
+        to one of :data:`_PROMPT_LEVELS` tokens: what a chunk is given depends on its own
+        text before, never on its neighbours'."""
         start = time.perf_counter()
-        groups: defaultdict[int, list[int]] = defaultdict(list)
+        previous = [self._previous_tokens(opts, said) for said in prompts]
+        groups: defaultdict[tuple[int, int], list[int]] = defaultdict(list)
         for i, item in enumerate(items):
-            groups[self._window(item.features.shape[1], opts)].append(i)
-        encoded = {width: self.model.encode(stack_padded([items[i].features for i in group],
-                                                         width))
-                   for width, group in groups.items()}
+            groups[self._window(item.features.shape[1], opts), len(previous[i])].append(i)
+        encoded = {key: self.model.encode(stack_padded([items[i].features for i in group],
+                                                       key[0]))
+                   for key, group in groups.items()}
         languages = self._languages(items, groups, encoded, opts)
         tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
         pieces: list[list[Piece]] = [[] for _ in items]
-        for width, group in groups.items():
+        for key, group in groups.items():
             toks = [tokenizers[i] for i in group]
             results = self._fall_back([items[i] for i in group], toks, self._generate(
-                encoded[width], toks, opts), opts, width)
+                encoded[key], toks, opts, previous=[previous[i] for i in group]), opts, key[0])
             for i, result in zip(group, results, strict=True):
                 pieces[i].append((0.0, result))
         pieces = self._decode_remainders(items, tokenizers, pieces, opts)
@@ -169,11 +216,11 @@ class WhisperEngine:
                 items, tokenizers, pieces, languages, strict=True)
         ]
         if opts.word_timestamps or opts.timestamps == "aligned":
-            for width, group in groups.items():
+            for key, group in groups.items():
                 self._add_words([items[i] for i in group], [outputs[i] for i in group],
-                                [tokenizers[i] for i in group], encoded[width], width)
+                                [tokenizers[i] for i in group], encoded[key], key[0])
             if opts.timestamps == "aligned":
-                self._redo_early_ends(items, outputs, opts)
+                self._redo_early_ends(items, outputs, opts, prompts)
                 for item, out, tok in zip(items, outputs, tokenizers, strict=True):
                     breaks = pauses(item.plan)
                     out.segments = [part for seg in out.segments
@@ -191,9 +238,24 @@ class WhisperEngine:
         batch neighbours change nothing."""
         return window_frames(frames, opts.window_padding_s, self._fps)
 
+    def _previous_tokens(self, opts: TranscribeOptions, said: str | None) -> list[int]:
+        """A chunk's prompt text as tokens: ``initial_prompt``, then what was said before
+        the chunk, whose last tokens are kept up to the largest of :data:`_PROMPT_LEVELS`
+        (or Whisper's limit) the text reaches; text too short for the least is not used."""
+        hf = self.model.hf_tokenizer
+        initial = (hf.encode(opts.initial_prompt, add_special_tokens=False).ids
+                   if opts.initial_prompt else [])
+        if not said:
+            return list(initial)
+        text = f"{opts.initial_prompt.strip()} {said}" if opts.initial_prompt else said
+        tokens = hf.encode(" " + text.strip(), add_special_tokens=False).ids
+        levels = (*_PROMPT_LEVELS, self.model.max_length // 2 - 1)
+        level = max((n for n in levels if n <= len(tokens)), default=0)
+        return list(tokens[len(tokens) - level:]) if level else list(initial)
+
     def _languages(
-        self, items: Sequence[Chunk], groups: dict[int, list[int]], encoded: dict[int, Any],
-        opts: TranscribeOptions,
+        self, items: Sequence[Chunk], groups: dict[tuple[int, int], list[int]],
+        encoded: dict[tuple[int, int], Any], opts: TranscribeOptions,
     ) -> list[tuple[str, float]]:
         """Each chunk's language: given, else the vote of its session's chunks in the batch."""
         given = [item.language or opts.language for item in items]
@@ -202,8 +264,8 @@ class WhisperEngine:
         if all(given):
             return [(lang, 1.0) for lang in given if lang]
         detected: list[Any] = [None] * len(items)
-        for width, group in groups.items():
-            for i, probs in zip(group, self.model.model.detect_language(encoded[width]),
+        for key, group in groups.items():
+            for i, probs in zip(group, self.model.model.detect_language(encoded[key]),
                                 strict=True):
                 detected[i] = probs
         votes: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -222,17 +284,19 @@ class WhisperEngine:
 
     def _generate(
         self, encoder_output: Any, tokenizers: list[Any], opts: TranscribeOptions,
-        best_of: int = 1,
+        best_of: int = 1, previous: Sequence[list[int]] | None = None,
     ) -> list[dict[str, Any]]:
+        """One decode of each chunk; ``previous`` are the prompt's text tokens of each, all
+        of one length (None: ``initial_prompt`` alone)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
-        previous = tokenizers[0].encode(opts.initial_prompt) if opts.initial_prompt else []
-        prompts = [
-            self.model.get_prompt(tok, previous_tokens=previous,
+        texts = previous or [self._previous_tokens(opts, None)] * len(tokenizers)
+        prompt_tokens = [
+            self.model.get_prompt(tok, previous_tokens=text,
                                   without_timestamps=opts.timestamps != "predicted")
-            for tok in tokenizers
+            for tok, text in zip(tokenizers, texts, strict=True)
         ]
-        longest = max(len(p) for p in prompts)
+        longest = max(len(p) for p in prompt_tokens)
         max_length = self.model.max_length
         if opts.max_new_tokens is not None:
             max_length = min(max_length, longest + opts.max_new_tokens)
@@ -243,7 +307,7 @@ class WhisperEngine:
             if opts.temperature > 0
             else {"beam_size": opts.beam_size})
         results = self.model.model.generate(
-            encoder_output, prompts, patience=1.0,
+            encoder_output, prompt_tokens, patience=1.0,
             length_penalty=1.0, max_length=max_length, suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizers[0], [-1]),
             return_scores=True, return_no_speech_prob=True,
@@ -276,7 +340,8 @@ class WhisperEngine:
         CTranslate2's encoder output cannot be sliced, so the failing chunks are encoded
         again (at ``frames``, the width they were first encoded at): measured with tiny.en
         on CPU, about a quarter of the time of the best-of-5 decode that follows, and only
-        for chunks that fail.
+        for chunks that fail. Retries carry no prompt: faster-whisper's sequential decoding
+        also drops it once it samples, as the text before can be what misled the model.
         """
         attempts = [[r] for r in results]
         failing = [i for i, r in enumerate(results) if needs_fallback(r, tokenizers[i], opts)]
@@ -336,24 +401,33 @@ class WhisperEngine:
         return pieces
 
     def _redo_early_ends(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
-                         opts: TranscribeOptions) -> None:
+                         opts: TranscribeOptions, prompts: Sequence[str | None]) -> None:
         """Aligned text whose last word ends more than ``remainder_s`` before its chunk
         does is decoded again with timestamp tokens, so that what it left is read from the
         last timestamp (:meth:`_decode_remainders`), all such chunks of the batch in one
         call. Text alone can end early too: tiny.en read the first 2.7 s of a 16 s clip
         and stopped (one chunk in about forty); with timestamp tokens it reads on. A chunk
-        with no words (silence) is left as it is."""
+        with no words (silence) is left as it is.
+
+        A prompted chunk whose first word starts more than ``remainder_s`` into it is
+        decoded again the same way, without its prompt: the text before it made the model
+        skip what it had just read there (tiny.en on six 10-minute sessions: 5 of 97
+        prompted chunks began 3.8-16.8 s in and lost 192 words; every other chunk's first
+        word starts at 0). The redo carries no prompt either."""
         if opts.remainder_s is None:
             return
+        limit = opts.remainder_s
         early = [i for i, (item, out) in enumerate(zip(items, outputs, strict=True))
-                 if (end := _last_word_end(out)) is not None
-                 and item.plan.offset_s + item.plan.duration_s - end > opts.remainder_s]
+                 if ((end := _last_word_end(out)) is not None
+                     and item.plan.offset_s + item.plan.duration_s - end > limit)
+                 or (prompts[i] and (begin := _first_word_start(out)) is not None
+                     and begin - item.plan.offset_s > limit)]
         if not early:
             return
         # the hallucination filter runs once, on every chunk, after this
-        redone = self.transcribe([items[i] for i in early], opts.model_copy(update={
+        redone = self._transcribe([items[i] for i in early], opts.model_copy(update={
             "timestamps": "predicted", "word_timestamps": True,
-            "hallucination_silence_threshold": None}))
+            "hallucination_silence_threshold": None}), [None] * len(early))
         for i, out in zip(early, redone, strict=True):
             outputs[i].segments = out.segments
 
@@ -444,6 +518,29 @@ class WhisperEngine:
         WhisperModel.add_word_timestamps(
             _Aligned(alignment, self.model.frames_per_second), [segments], tokenizer, None,
             self._frames(plan), _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, plan.offset_s)
+
+
+def _chains(items: Sequence[Chunk], length: int) -> list[list[int]]:
+    """Indices of ``items`` in chains: consecutive chunks of one session (and channel),
+    in the order given, whose indices share ``index // length``."""
+    chains: list[list[int]] = []
+    for i, item in enumerate(items):
+        if chains and _follows(items[chains[-1][-1]], item, length):
+            chains[-1].append(i)
+        else:
+            chains.append([i])
+    return chains
+
+
+def _follows(before: Chunk, after: Chunk, length: int) -> bool:
+    return (after.group == before.group and after.plan.channel == before.plan.channel
+            and after.plan.index == before.plan.index + 1
+            and after.plan.index // length == before.plan.index // length)
+
+
+def _first_word_start(output: ChunkOutput) -> float | None:
+    starts = [seg["words"][0]["start"] for seg in output.segments if seg.get("words")]
+    return float(starts[0]) if starts else None
 
 
 def _last_word_end(output: ChunkOutput) -> float | None:

@@ -32,7 +32,7 @@ def test_quality_benchmark_quick_mode_runs_end_to_end() -> None:
     out = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=ROOT,
                          env=env)
     assert out.returncode == 0, out.stderr[-4000:]
-    for section in ("mixed corpus:", "words per session", "short clips:",
+    for section in ("mixed corpus:", "words per session", "WER per session", "short clips:",
                     "where the job's time went:", "quality safeguards", "targets (issue 10):"):
         assert section in out.stdout, section
     # the speed tables' rows: a 3-word name and 5 figures (the profile's lines start alike)

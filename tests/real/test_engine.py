@@ -61,23 +61,27 @@ def _prepare(samples: np.ndarray, options: TranscribeOptions) -> PreparedSession
 
 def transcribe(engine: WhisperEngine, sessions: dict[str, PreparedSession],
                batch_size: int, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
-    """Every session's segments, its chunks shuffled with all others' into shared batches."""
-    queue = [(sid, chunk) for sid, p in sessions.items() for chunk in p.chunks]
+    """Every session's segments, its prompt chains (chunks conditioned on the text before
+    them, four in a row) shuffled with all others' into shared calls of ``batch_size``
+    chains, as the job's blocks keep chains whole."""
+    chain = engine.options.prompt_chain
+    queue = [(sid, [dataclasses.replace(c, group=sid) for c in p.chunks[i:i + chain]])
+             for sid, p in sessions.items() for i in range(0, len(p.chunks), chain)]
     random.Random(seed).shuffle(queue)
     done: dict[str, list[ChunkOutput]] = {sid: [] for sid in sessions}
     while queue:
         batch, queue = queue[:batch_size], queue[batch_size:]
-        outputs = engine.transcribe(
-            [dataclasses.replace(c, group=sid) for sid, c in batch])
-        for (sid, _), out in zip(batch, outputs, strict=True):
-            done[sid].append(out)
+        outputs = iter(engine.transcribe([c for _, chunks in batch for c in chunks],
+                                         batch_size=batch_size))
+        for sid, chunks in batch:
+            done[sid] += [next(outputs) for _ in chunks]
     return {sid: restore_segments(chunks) for sid, chunks in done.items()}
 
 
 @pytest.fixture(scope="module")
 def alone(engine: WhisperEngine, sessions: dict[str, PreparedSession]
           ) -> dict[str, list[dict[str, Any]]]:
-    """Each session through the model on its own, one chunk per call."""
+    """Each session through the model on its own, one prompt chain per call."""
     return {sid: transcribe(engine, {sid: p}, 1)[sid] for sid, p in sessions.items()}
 
 
@@ -148,3 +152,4 @@ def test_safeguards_keep_room_tone_wordless(engine: WhisperEngine,
     ungated = raw.model_copy(update={"temperature_fallback": (), "no_speech_threshold": None})
     assert any(o.segments for o in engine.transcribe(items, ungated))
     assert all(o.segments == [] for o in engine.transcribe(items, raw))
+

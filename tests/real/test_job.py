@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ray_jobs.transcribe import run_job
@@ -39,6 +40,47 @@ def test_job_transcribes_every_example_in_words(
             record = _record(tmp_path, clip.stem)
             assert len(words(record["text"]).split()) >= 8, record["text"]
             assert all(seg["words"] for seg in record["segments"])
+
+
+def test_prompt_chains_reach_the_model_whole(
+        ray_local: Any, real_options: TranscribeOptions, tmp_path: Path) -> None:
+    """Chunks conditioned on the text before them, the default, in model calls of one
+    batch of 1 x 4 rows: two sessions of six chunks (chains 0-3 and 4-5 each) and the
+    example clips. Unpadded, the second session's first chain would be cut between two
+    calls (rows 4-5 of the first session lead its call). Each session reads as the engine
+    reads it alone, chain by chain: no call cut a chain, and the filler rows that keep
+    blocks whole left no trace. (No temperature fallback: it samples, and the English-only
+    model falls back on the multilingual clip.)"""
+    from scribe.pipeline.audio import decode
+    from scribe.pipeline.preprocess import preprocess
+    from scribe.pipeline.transcript import restore_segments
+    from scribe.pipeline.whisper import WhisperEngine
+    from tests.media import write_audio
+
+    src = tmp_path / "in"
+    src.mkdir()
+    clips = sorted(p for p in EXAMPLES.iterdir() if p.suffix != ".md")
+    for clip in clips:
+        (src / clip.name).symlink_to(clip)
+    gap = np.zeros(16_000, np.float32)
+    for name, order in (("long", clips * 2), ("again", clips[::-1] * 2)):
+        pieces = [decode(str(c)).samples for c in order]
+        write_audio(str(src / f"{name}.wav"), np.concatenate([x for p in pieces
+                                                              for x in (p, gap)]))
+    options = real_options.model_copy(update={"temperature_fallback": ()})
+    chain = options.prompt_chain
+    config = JobConfig(input=str(src), output=str(tmp_path / "out"), transcribe=options,
+                       resources=ResourceConfig(model_batch_size=1, model_actors=2))
+    assert run_job(config)["sessions"]["failed"] == 0
+    engine = WhisperEngine(options.resolved(), cpu_threads=2)
+    for path in [src / "long.wav", src / "again.wav", *(src / c.name for c in clips)]:
+        chunks = preprocess(str(path), engine.options, engine.n_mels).chunks
+        if path.suffix == ".wav" and path.stem in ("long", "again"):
+            assert len(chunks) % chain == 2, "blocks of 4 + 2 chunks"
+        outputs = [out for i in range(0, len(chunks), chain)
+                   for out in engine.transcribe(chunks[i:i + chain])]
+        alone = " ".join(s["text"].strip() for s in restore_segments(outputs))
+        assert words(_record(tmp_path / "out", path.stem)["text"]) == words(alone), path.stem
 
 
 def test_scribe_transcribe_with_the_model_named_tiny_en(ray_local: Any, tmp_path: Path) -> None:

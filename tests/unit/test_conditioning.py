@@ -1,0 +1,114 @@
+"""Conditioning on the text before a chunk, in batch: chains of consecutive chunks decoded
+side by side, prompts cut to fixed lengths, a skipped start decoded again without its
+prompt."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scribe.config import TranscribeOptions
+from scribe.pipeline import whisper
+from scribe.pipeline.chunking import Chunk, ChunkPlan
+from scribe.pipeline.preprocess import preprocess
+from scribe.pipeline.whisper import WhisperEngine
+
+pytestmark = pytest.mark.unit
+
+
+def _chunk(group: str, index: int, channel: int | None = None) -> Chunk:
+    plan = ChunkPlan(index=index, offset_s=30.0 * index, duration_s=30.0,
+                     ranges=[{"start": 0, "end": 16_000}], channel=channel)
+    return Chunk(plan=plan, features=np.zeros((80, 10), np.float32), group=group)
+
+
+def test_chains_are_a_sessions_chunks_by_index_in_fours() -> None:
+    items = [_chunk("a", i) for i in range(2, 9)] + [_chunk("b", 0), _chunk("a", 10),
+                                                      _chunk("c", 0, 0), _chunk("c", 1, 1)]
+    # a: 2-3 | 4-7 | 8 (its chain's rest is not in this call) | 10; b; c's two channels
+    assert whisper._chains(items, 4) == [[0, 1], [2, 3, 4, 5], [6], [7], [8], [9], [10]]
+    assert whisper._chains(items[:6], 2) == [[0, 1], [2, 3], [4, 5]]
+
+
+@pytest.fixture(scope="module")
+def engine(test_options: TranscribeOptions) -> WhisperEngine:
+    return WhisperEngine(test_options.model_copy(update={"language": "en"}), cpu_threads=2)
+
+
+@pytest.fixture(scope="module")
+def session(engine: WhisperEngine) -> list[Chunk]:
+    """Eight consecutive chunks of one session (jfk's, renumbered), and two of another."""
+    jfk = preprocess("examples/sessions/jfk.flac", engine.options, 80).chunks[0]
+    return ([dataclasses.replace(jfk, group="s", plan=dataclasses.replace(jfk.plan, index=i))
+             for i in range(8)]
+            + [dataclasses.replace(jfk, group="t", plan=dataclasses.replace(jfk.plan, index=i))
+               for i in range(2)])
+
+
+def _spy(engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch) -> list[list[list[int]]]:
+    calls: list[list[list[int]]] = []
+    generate = engine._generate
+
+    def spy(encoded: Any, tokenizers: list[Any], opts: TranscribeOptions, **kw: Any) -> Any:
+        calls.append(kw.get("previous") or [[]] * len(tokenizers))
+        return generate(encoded, tokenizers, opts, **kw)
+
+    monkeypatch.setattr(engine, "_generate", spy)
+    return calls
+
+
+def test_each_chunk_is_prompted_with_its_chain_text_before_it(
+        engine: WhisperEngine, session: list[Chunk], monkeypatch: pytest.MonkeyPatch) -> None:
+    # the random model gives a token or two a chunk: prompt levels of that size
+    monkeypatch.setattr(whisper, "_PROMPT_LEVELS", (1, 2, 4))
+    opts = engine.options.model_copy(update={"condition_on_previous_text": True,
+                                             "prompt_chain": 4})
+    calls = _spy(engine, monkeypatch)
+    outputs = engine.transcribe(session, opts)
+    assert len(outputs) == len(session)
+    # 10 chunks, chains [s0-3] [s4-7] [t0-1]: waves of 3, 3, 2, 2 chunks, in calls of 3
+    assert [len(c) for c in calls] == [3, 3, 2, 2]
+    assert calls[0] == [[], [], []], "no chain's first chunk has a prompt"
+    hf = engine.model.hf_tokenizer
+
+    def said(*indices: int) -> list[int]:
+        text = " ".join(s["text"].strip() for i in indices for s in outputs[i].segments)
+        tokens: list[int] = hf.encode(" " + text.strip(), add_special_tokens=False).ids
+        level = max(n for n in (1, 2, 4, engine.model.max_length // 2 - 1)
+                    if n <= len(tokens))
+        return tokens[len(tokens) - level:]
+
+    assert calls[1] == [said(0), said(4), said(8)]
+    assert calls[3] == [said(0, 1, 2), said(4, 5, 6)]
+    assert all(len({len(p) for p in call}) == 1 for call in calls), "one length a call"
+    calls.clear()
+    engine.transcribe(session, opts, batch_size=2)
+    assert [len(c) for c in calls] == [2, 1, 2, 1, 2, 2], "waves of 3, 3, 2, 2 in calls of 2"
+
+
+def test_a_prompted_chunk_that_starts_late_is_decoded_again_without_its_prompt(
+        engine: WhisperEngine, session: list[Chunk], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(whisper, "_PROMPT_LEVELS", (1, 2, 4))
+    late = session[1].plan  # the second chunk of the first chain: prompted
+
+    def first_word_start(output: Any) -> float:
+        return output.plan.offset_s + (5.0 if output.plan == late else 0.0)
+
+    monkeypatch.setattr(whisper, "_first_word_start", first_word_start)
+    monkeypatch.setattr(whisper, "_last_word_end",
+                        lambda out: out.plan.offset_s + out.plan.duration_s)
+    calls = _spy(engine, monkeypatch)
+    opts = engine.options.model_copy(update={
+        "condition_on_previous_text": True, "timestamps": "aligned", "remainder_s": 1.0})
+    engine.transcribe(session[:2], opts)
+    # wave 0 (chunk 0, no prompt), wave 1 (chunk 1, prompted), its redo (no prompt)
+    assert calls[0] == [[]] and len(calls[1][0]) > 0 and calls[2] == [[]]
+    calls.clear()
+    # chunk 0 starting late has no prompt to blame: it is not decoded again
+    monkeypatch.setattr(whisper, "_first_word_start",
+                        lambda out: out.plan.offset_s + 5.0)
+    engine.transcribe(session[:1], opts)
+    assert calls == [[[]]]
