@@ -121,19 +121,26 @@ def batched(files: list[Item], *, timestamps: bool) -> Run:
 
 
 def engine_floor(files: list[Item], batch_size: int) -> Run:
-    """The job's own engine in one process: preprocess every file, batch all chunks."""
+    """The job's own engine in one process: preprocess every file, batch all chunks, in
+    calls of ``batch_size`` whole prompt chains (the job's calls) when chunks are prompted
+    with the text before them."""
     from scribe.pipeline.preprocess import preprocess
     from scribe.pipeline.whisper import WhisperEngine
 
     start = time.perf_counter()
     options = TranscribeOptions(model=model_path(), device="cpu", beam_size=BEAM).resolved()
     engine = WhisperEngine(options, cpu_threads=THREADS)
-    chunks = [dataclasses.replace(c, group=f.path)
-              for f in files for c in preprocess(f.path, options, engine.n_mels).chunks]
+    chain = options.prompt_chain if options.condition_on_previous_text else 1
+    units = []
+    for f in files:
+        chunks = [dataclasses.replace(c, group=f.path)
+                  for c in preprocess(f.path, options, engine.n_mels).chunks]
+        units += [chunks[i:i + chain] for i in range(0, len(chunks), chain)]
     texts: dict[str, list[str]] = {f.path: [] for f in files}
-    for i in range(0, len(chunks), batch_size):
-        batch = chunks[i:i + batch_size]
-        for chunk, out in zip(batch, engine.transcribe(batch), strict=True):
+    for i in range(0, len(units), batch_size):
+        batch = [c for unit in units[i:i + batch_size] for c in unit]
+        outputs = engine.transcribe(batch, batch_size=batch_size)
+        for chunk, out in zip(batch, outputs, strict=True):
             texts[chunk.group] += [s["text"] for s in out.segments]
     return Run(f"engine in one process, batch {batch_size}",
                {k: " ".join(v) for k, v in texts.items()}, time.perf_counter() - start)

@@ -102,15 +102,18 @@ class ModelMetrics:
             metric.set_default_tags(tags)
         self._last_end: float | None = None
 
-    def batch(self, durations_s: Sequence[float], started: float, ended: float) -> None:
-        """One model call over chunks of these lengths, between two ``perf_counter``s."""
+    def batch(self, durations_s: Sequence[float], started: float, ended: float,
+              per_call: int | None = None) -> None:
+        """One model call over chunks of these lengths, between two ``perf_counter``s;
+        ``per_call``: the chunks each of its model calls took, where it made several (prompt
+        chains decoded side by side)."""
         if self._last_end is not None:
             t.add(self._idle, started - self._last_end)
         self._last_end = ended
         t.add(self._busy, ended - started)
         t.add(self._chunks, len(durations_s))
         t.add(self._audio, sum(durations_s))
-        self._batch.observe(len(durations_s))
+        self._batch.observe(per_call or len(durations_s))
         per_chunk = (ended - started) / max(1, len(durations_s))
         for _ in durations_s:
             self._per_chunk.observe(per_chunk)

@@ -135,13 +135,13 @@ class Transcriber:
         if chunks:
             items = [rows.model_input(row) for row in chunks]
             sessions = len({item.group for item in items})
+            per_call = len(items)
+            if self.engine.options.condition_on_previous_text and self.batch_size:
+                per_call = min(per_call, self.batch_size)
             start = time.perf_counter()
             outputs = self.engine.transcribe(items, batch_size=self.batch_size)
-            per_call = (min(len(items), self.batch_size)
-                     if self.engine.options.condition_on_previous_text and self.batch_size
-                     else len(items))
             self.metrics.batch([item.plan.duration_s for item in items], start,
-                               time.perf_counter())
+                               time.perf_counter(), per_call)
             for row, out in zip(chunks, outputs, strict=True):
                 rows.set_output(row, out, batch_size=per_call, batch_sessions=sessions,
                                 actor=self.actor)

@@ -190,7 +190,9 @@ class Transcriber:
                    ) -> list[ChunkResult]:
         items = [jobs[i][0] for i in indices]
         try:
-            outputs = self.engine.transcribe(items, jobs[indices[0]][1])
+            # one model call for all, or (prompt chains) one per chunk position in them
+            outputs = self.engine.transcribe(items, jobs[indices[0]][1],
+                                             batch_size=len(items))
         except Exception as exc:  # one group's failure must not fail the others
             logger.exception("model call failed for %d chunks", len(items))
             return [ChunkResult(output=None, batch_size=len(jobs), error=describe(exc))

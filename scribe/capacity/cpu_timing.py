@@ -60,10 +60,13 @@ def measure(options: TranscribeOptions, chunks: Sequence[Chunk], *, cores: int,
     """For each thread count, ``cores // threads`` engines run side by side (as the job's
     actors would) on the same ``max(batch_sizes)`` chunks (cycled from ``chunks``) at each
     batch size. The best of ``repeats`` runs counts: on a shared machine only the fastest
-    run is free of other people's work."""
+    run is free of other people's work. Each chunk is timed as a session of its own, so
+    a batch is one model call without prompts (the text before a chunk adds about the same
+    share of time at every batch size)."""
     if not chunks:
         raise ValueError("no chunks to time: the audio held no speech")
-    work = [chunks[i % len(chunks)] for i in range(max(batch_sizes))]
+    work = [dataclasses.replace(chunks[i % len(chunks)], group=str(i))
+            for i in range(max(batch_sizes))]
     timings = []
     for count in threads:
         engines = [WhisperEngine(options, cpu_threads=count)
@@ -91,7 +94,7 @@ def _side_by_side(engines: Sequence[WhisperEngine], work: Sequence[Chunk],
 
 def _run(engine: WhisperEngine, work: Sequence[Chunk], batch: int) -> None:
     for i in range(0, len(work), batch):
-        engine.transcribe(work[i:i + batch])
+        engine.transcribe(work[i:i + batch], batch_size=batch)
 
 
 def plan_from(cores: int, timings: Sequence[CpuTiming]) -> CpuPlan:

@@ -521,10 +521,13 @@ class WhisperEngine:
 
 
 def _chains(items: Sequence[Chunk], length: int) -> list[list[int]]:
-    """Indices of ``items`` in chains: consecutive chunks of one session (and channel),
-    in the order given, whose indices share ``index // length``."""
+    """Indices of ``items`` in chains: consecutive chunks of one session (and channel)
+    whose indices share ``index // length``, in whatever order they were given."""
     chains: list[list[int]] = []
-    for i, item in enumerate(items):
+    order = sorted(range(len(items)), key=lambda i: (
+        items[i].group, items[i].plan.channel or 0, items[i].plan.index))
+    for i in order:
+        item = items[i]
         if chains and _follows(items[chains[-1][-1]], item, length):
             chains[-1].append(i)
         else:
