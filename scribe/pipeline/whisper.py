@@ -8,6 +8,7 @@ share one model call. Text and timestamps do not depend on which chunks share a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -166,17 +167,28 @@ class WhisperEngine:
         every chain, then the second, in model calls of ``per_call`` chunks: a call of
         B x prompt_chain chunks of one session still decodes B at a time. A chain given
         whole gives the same text whatever else shares the call (the job's blocks keep
-        chains whole); a chain's part starts without a prompt."""
+        chains whole); a chain's part starts without a prompt.
+
+        A chain is in one language: where it is not given, the chains' first chunks vote
+        per session, as all of a call's chunks do unprompted, and the rest follow."""
         chains = _chains(items, opts.prompt_chain)
         outputs: list[ChunkOutput | None] = [None] * len(items)
         said = [""] * len(chains)
+        heads: list[ChunkOutput | None] = [None] * len(chains)
         for k in range(max(len(chain) for chain in chains)):
             wave = [(n, chain[k]) for n, chain in enumerate(chains) if len(chain) > k]
             for first in range(0, len(wave), per_call):
                 part = wave[first:first + per_call]
-                done = self._transcribe([items[i] for _, i in part], opts,
-                                        [said[n] or None for n, _ in part])
+                batch = [items[i] if (head := heads[n]) is None
+                         else dataclasses.replace(items[i], language=head.language)
+                         for n, i in part]
+                done = self._transcribe(batch, opts, [said[n] or None for n, _ in part])
                 for (n, i), out in zip(part, done, strict=True):
+                    head = heads[n]
+                    if head is None:
+                        heads[n] = out
+                    elif items[i].language is None:
+                        out.language_probability = head.language_probability
                     outputs[i] = out
                     said[n] = " ".join(
                         [said[n], *(seg["text"].strip() for seg in out.segments)]).strip()

@@ -113,3 +113,25 @@ def test_a_prompted_chunk_that_starts_late_is_decoded_again_without_its_prompt(
                         lambda out: out.plan.offset_s + 5.0)
     engine.transcribe(session[:1], opts)
     assert calls == [[[]]]
+
+
+def test_a_chain_keeps_its_first_chunks_language(
+        test_options: TranscribeOptions, session: list[Chunk],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Language not given: in a call of prompt chains, each chunk is decoded in a wave of
+    its own, so each would be voted on alone; a chain follows its first chunk instead.
+    (Detection here gives each chunk a language of its own.)"""
+    engine = WhisperEngine(test_options.model_copy(update={
+        "condition_on_previous_text": True, "language": None}), cpu_threads=2)
+    assert engine.is_multilingual
+    codes = ["en", "de", "fr", "es"]
+
+    def detect(items: list[Chunk], *_: Any) -> list[tuple[str, float]]:
+        return [(item.language, 1.0) if item.language
+                else (codes[item.plan.index % 4], 0.5 + item.plan.index / 100)
+                for item in items]
+
+    monkeypatch.setattr(engine, "_languages", detect)
+    outputs = engine.transcribe(session[:8])
+    assert [(o.language, o.language_probability) for o in outputs] == [
+        ("en", 0.5)] * 4 + [("en", 0.54)] * 4
