@@ -421,19 +421,22 @@ class WhisperEngine:
         and stopped (one chunk in about forty); with timestamp tokens it reads on. A chunk
         with no words (silence) is left as it is.
 
-        A prompted chunk whose first word starts more than ``remainder_s`` into it is
-        decoded again the same way, without its prompt: the text before it made the model
-        skip what it had just read there (tiny.en on six 10-minute sessions: 5 of 97
-        prompted chunks began 3.8-16.8 s in and lost 192 words; every other chunk's first
-        word starts at 0). The redo carries no prompt either."""
+        A prompted chunk with speech no word covers, at its start or between two words,
+        is decoded again the same way, without its prompt: the text before it made the
+        model skip what it had just read there. Tiny.en on six 10-minute sessions: 5 of 97
+        prompted chunks began 3.8-16.8 s in and lost 192 words; on a 12-minute one, two
+        left 6.8-12.1 s between two words. VAD keeps at most two paddings of silence
+        between speech regions, so an unprompted chunk's longest gap is about a second
+        (1.2 s on those sessions); the limit is ``remainder_s`` plus two paddings. The
+        redo carries no prompt either."""
         if opts.remainder_s is None:
             return
         limit = opts.remainder_s
+        gap = limit + 2 * opts.vad_speech_pad_ms / 1000
         early = [i for i, (item, out) in enumerate(zip(items, outputs, strict=True))
                  if ((end := _last_word_end(out)) is not None
                      and item.plan.offset_s + item.plan.duration_s - end > limit)
-                 or (prompts[i] and (begin := _first_word_start(out)) is not None
-                     and begin - item.plan.offset_s > limit)]
+                 or (prompts[i] and _longest_gap(out) > gap)]
         if not early:
             return
         # the hallucination filter runs once, on every chunk, after this
@@ -553,9 +556,14 @@ def _follows(before: Chunk, after: Chunk, length: int) -> bool:
             and after.plan.index // length == before.plan.index // length)
 
 
-def _first_word_start(output: ChunkOutput) -> float | None:
-    starts = [seg["words"][0]["start"] for seg in output.segments if seg.get("words")]
-    return float(starts[0]) if starts else None
+def _longest_gap(output: ChunkOutput) -> float:
+    """The longest stretch of the chunk without a word, before its first word or between
+    two (0 without words: silence is not a skip)."""
+    words = [w for seg in output.segments for w in seg.get("words") or []]
+    edges = [output.plan.offset_s] + [t for w in words for t in (w["start"], w["end"])]
+    if not words:
+        return 0.0
+    return float(max(edges[k + 1] - edges[k] for k in range(0, len(edges) - 1, 2)))
 
 
 def _last_word_end(output: ChunkOutput) -> float | None:

@@ -1,5 +1,5 @@
 """Conditioning on the text before a chunk, in batch: chains of consecutive chunks decoded
-side by side, prompts cut to fixed lengths, a skipped start decoded again without its
+side by side, prompts cut to fixed lengths, skipped speech decoded again without the
 prompt."""
 
 from __future__ import annotations
@@ -90,15 +90,16 @@ def test_each_chunk_is_prompted_with_its_chain_text_before_it(
     assert [len(c) for c in calls] == [2, 1, 2, 1, 2, 2], "waves of 3, 3, 2, 2 in calls of 2"
 
 
-def test_a_prompted_chunk_that_starts_late_is_decoded_again_without_its_prompt(
+def test_a_prompted_chunk_that_skips_speech_is_decoded_again_without_its_prompt(
         engine: WhisperEngine, session: list[Chunk], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(whisper, "_PROMPT_LEVELS", (1, 2, 4))
     late = session[1].plan  # the second chunk of the first chain: prompted
 
-    def first_word_start(output: Any) -> float:
-        return output.plan.offset_s + (5.0 if output.plan == late else 0.0)
+    def longest_gap(output: Any) -> float:
+        # 1.8 s is the limit: remainder_s (1) and twice the VAD padding (0.4 s)
+        return 1.9 if output.plan == late else 1.7
 
-    monkeypatch.setattr(whisper, "_first_word_start", first_word_start)
+    monkeypatch.setattr(whisper, "_longest_gap", longest_gap)
     monkeypatch.setattr(whisper, "_last_word_end",
                         lambda out: out.plan.offset_s + out.plan.duration_s)
     calls = _spy(engine, monkeypatch)
@@ -108,9 +109,8 @@ def test_a_prompted_chunk_that_starts_late_is_decoded_again_without_its_prompt(
     # wave 0 (chunk 0, no prompt), wave 1 (chunk 1, prompted), its redo (no prompt)
     assert calls[0] == [[]] and len(calls[1][0]) > 0 and calls[2] == [[]]
     calls.clear()
-    # chunk 0 starting late has no prompt to blame: it is not decoded again
-    monkeypatch.setattr(whisper, "_first_word_start",
-                        lambda out: out.plan.offset_s + 5.0)
+    # chunk 0 has no prompt to blame for a gap: it is not decoded again
+    monkeypatch.setattr(whisper, "_longest_gap", lambda out: 5.0)
     engine.transcribe(session[:1], opts)
     assert calls == [[[]]]
 
@@ -135,3 +135,19 @@ def test_a_chain_keeps_its_first_chunks_language(
     outputs = engine.transcribe(session[:8])
     assert [(o.language, o.language_probability) for o in outputs] == [
         ("en", 0.5)] * 4 + [("en", 0.54)] * 4
+
+
+def test_the_longest_stretch_without_a_word() -> None:
+    plan = ChunkPlan(index=0, offset_s=10.0, duration_s=20.0, ranges=[])
+
+    def out(*spans: tuple[float, float]) -> whisper.ChunkOutput:
+        words = [{"word": " w", "start": a, "end": b, "probability": 0.9} for a, b in spans]
+        return whisper.ChunkOutput(plan=plan, segments=[{"words": words[:1]},
+                                                        {"words": words[1:]}],
+                                   language="en", language_probability=1.0)
+
+    assert whisper._longest_gap(out((10.0, 10.5), (10.9, 11.2))) == pytest.approx(0.4)
+    assert whisper._longest_gap(out((13.0, 13.5), (13.9, 14.2))) == pytest.approx(3.0)
+    assert whisper._longest_gap(out((10.0, 10.5), (17.5, 18.0))) == pytest.approx(7.0)
+    assert whisper._longest_gap(whisper.ChunkOutput(
+        plan=plan, segments=[], language="en", language_probability=1.0)) == 0.0
