@@ -96,7 +96,9 @@ class TranscribeOptions(_Frozen):
         1.0, gt=0, description="a chunk whose text ends more than this many seconds "
         "before the chunk does is decoded again from its last timestamp, all such chunks "
         "of a batch together (sequential decoding's seek); with aligned timestamps, such a "
-        "chunk is first decoded again with timestamp tokens; None: never"
+        "chunk is first decoded again with timestamp tokens, and so is a prompted chunk "
+        "that leaves more than this plus two VAD paddings without a word (without its "
+        "prompt); None: never"
     )
     window_padding_s: float | None = Field(
         10.0, ge=0, description="a chunk (or what a chunk's first decode left) is encoded "

@@ -560,10 +560,10 @@ def _longest_gap(output: ChunkOutput) -> float:
     """The longest stretch of the chunk without a word, before its first word or between
     two (0 without words: silence is not a skip)."""
     words = [w for seg in output.segments for w in seg.get("words") or []]
-    edges = [output.plan.offset_s] + [t for w in words for t in (w["start"], w["end"])]
     if not words:
         return 0.0
-    return float(max(edges[k + 1] - edges[k] for k in range(0, len(edges) - 1, 2)))
+    ends = [output.plan.offset_s] + [w["end"] for w in words[:-1]]
+    return float(max(w["start"] - end for w, end in zip(words, ends, strict=True)))
 
 
 def _last_word_end(output: ChunkOutput) -> float | None:
