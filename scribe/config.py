@@ -71,6 +71,12 @@ class TranscribeOptions(_Frozen):
         "chunks makes prompt_chain model calls of B, and each chain's first chunk has no "
         "prompt"
     )
+    prompt_tokens: int = Field(
+        64, ge=1, le=223, description="with condition_on_previous_text, the most tokens of "
+        "the text before a chunk that prompt it, after any initial_prompt; each one slows "
+        "every decoding step (tiny.en on CPU: a call 1.1x as long at 64, up to 2x at 223, "
+        "sequential faster-whisper's length)"
+    )
     compression_ratio_threshold: float | None = Field(
         2.4, gt=0, description="a chunk whose text gzips better than this is re-decoded at "
         "the next fallback temperature (too repetitive); None: never"

@@ -146,11 +146,13 @@ def estimate(model: str, compute_type: str, *, beam_size: int = 5,
 
 def decoder_positions(options: TranscribeOptions) -> int:
     """How far each beam's decoder cache can grow under ``options``: a cap on new tokens
-    bounds it; the prompt (up to 224 tokens with an initial prompt, 4 without) adds to it."""
+    bounds it; the prompt adds to it: 4 tokens, plus up to 223 with an initial prompt, or
+    ``prompt_tokens`` of the text before when conditioning on it."""
     if options.max_new_tokens is None:
         return _TEXT_CTX
-    prompt = _TEXT_CTX // 2 if options.initial_prompt else 4
-    return min(_TEXT_CTX, prompt + options.max_new_tokens)
+    text = _TEXT_CTX // 2 if options.initial_prompt else (
+        options.prompt_tokens if options.condition_on_previous_text else 0)
+    return min(_TEXT_CTX, 4 + text + options.max_new_tokens)
 
 
 def estimate_for(options: TranscribeOptions) -> MemoryModel:

@@ -40,8 +40,9 @@ _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 _BEST_OF = 5  # samples per fallback decode, faster-whisper's best_of
 _REMAINDER_PASSES = 3  # at most this many more decodes of one chunk's remainder
-# Prompt lengths (text tokens) below Whisper's own limit (223): chunks prompted with the
-# text before them share a model call per level, as CTranslate2 batches one length only.
+# Prompt lengths (text tokens) up to Whisper's own limit (223), below ``prompt_tokens``:
+# chunks prompted with the text before them share a model call per level, as CTranslate2
+# batches one length only.
 _PROMPT_LEVELS = (32, 64, 128)
 
 # One decode of a chunk: where in the chunk it starts (seconds), and its result.
@@ -251,19 +252,21 @@ class WhisperEngine:
         return window_frames(frames, opts.window_padding_s, self._fps)
 
     def _previous_tokens(self, opts: TranscribeOptions, said: str | None) -> list[int]:
-        """A chunk's prompt text as tokens: ``initial_prompt``, then what was said before
-        the chunk, whose last tokens are kept up to the largest of :data:`_PROMPT_LEVELS`
-        (or Whisper's limit) the text reaches; text too short for the least is not used."""
+        """A chunk's prompt text as tokens: ``initial_prompt``, then the last tokens of
+        what was said before the chunk, cut to the largest level the text reaches:
+        :data:`_PROMPT_LEVELS` below ``prompt_tokens``, and ``prompt_tokens`` itself (text
+        shorter than the least is not used). The whole stays within Whisper's limit."""
         hf = self.model.hf_tokenizer
         initial = (hf.encode(opts.initial_prompt, add_special_tokens=False).ids
                    if opts.initial_prompt else [])
+        limit = self.model.max_length // 2 - 1
         if not said:
-            return list(initial)
-        text = f"{opts.initial_prompt.strip()} {said}" if opts.initial_prompt else said
-        tokens = hf.encode(" " + text.strip(), add_special_tokens=False).ids
-        levels = (*_PROMPT_LEVELS, self.model.max_length // 2 - 1)
+            return list(initial[-limit:])
+        tokens = hf.encode(" " + said.strip(), add_special_tokens=False).ids
+        cap = min(opts.prompt_tokens, limit)
+        levels = (*(n for n in _PROMPT_LEVELS if n < cap), cap)
         level = max((n for n in levels if n <= len(tokens)), default=0)
-        return list(tokens[len(tokens) - level:]) if level else list(initial)
+        return list([*initial, *tokens[len(tokens) - level:]][-limit:])
 
     def _languages(
         self, items: Sequence[Chunk], groups: dict[tuple[int, int], list[int]],

@@ -64,9 +64,9 @@ def _spy(engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch) -> list[list[li
 def test_each_chunk_is_prompted_with_its_chain_text_before_it(
         engine: WhisperEngine, session: list[Chunk], monkeypatch: pytest.MonkeyPatch) -> None:
     # the random model gives a token or two a chunk: prompt levels of that size
-    monkeypatch.setattr(whisper, "_PROMPT_LEVELS", (1, 2, 4))
+    monkeypatch.setattr(whisper, "_PROMPT_LEVELS", (1, 2))
     opts = engine.options.model_copy(update={"condition_on_previous_text": True,
-                                             "prompt_chain": 4})
+                                             "prompt_chain": 4, "prompt_tokens": 4})
     calls = _spy(engine, monkeypatch)
     outputs = engine.transcribe(session, opts)
     assert len(outputs) == len(session)
@@ -78,8 +78,7 @@ def test_each_chunk_is_prompted_with_its_chain_text_before_it(
     def said(*indices: int) -> list[int]:
         text = " ".join(s["text"].strip() for i in indices for s in outputs[i].segments)
         tokens: list[int] = hf.encode(" " + text.strip(), add_special_tokens=False).ids
-        level = max(n for n in (1, 2, 4, engine.model.max_length // 2 - 1)
-                    if n <= len(tokens))
+        level = max(n for n in (1, 2, 4) if n <= len(tokens))
         return tokens[len(tokens) - level:]
 
     assert calls[1] == [said(0), said(4), said(8)]
@@ -88,6 +87,29 @@ def test_each_chunk_is_prompted_with_its_chain_text_before_it(
     calls.clear()
     engine.transcribe(session, opts, batch_size=2)
     assert [len(c) for c in calls] == [2, 1, 2, 1, 2, 2], "waves of 3, 3, 2, 2 in calls of 2"
+
+
+def test_a_prompt_is_the_initial_prompt_and_the_last_tokens_said_cut_to_a_level(
+        engine: WhisperEngine) -> None:
+    hf = engine.model.hf_tokenizer
+    said = " ".join(f"word{i}" for i in range(100))
+    tokens = hf.encode(" " + said, add_special_tokens=False).ids
+    assert len(tokens) > 200
+
+    def prompt(text: str | None, **update: Any) -> list[int]:
+        return engine._previous_tokens(engine.options.model_copy(update=update), text)
+
+    assert prompt(said, prompt_tokens=64) == tokens[-64:]
+    assert prompt(said, prompt_tokens=50) == tokens[-50:], "the cap is a level"
+    assert prompt(said, prompt_tokens=223) == tokens[-223:]
+    short = hf.decode(tokens[:40])
+    assert prompt(short, prompt_tokens=64) == hf.encode(
+        " " + short.strip(), add_special_tokens=False).ids[-32:], "the largest level reached"
+    assert prompt("word1 word2", prompt_tokens=64) == [], "too short for the least level"
+    names = hf.encode("Berlin, Bundestag", add_special_tokens=False).ids
+    assert prompt(said, prompt_tokens=64, initial_prompt="Berlin, Bundestag") == [
+        *names, *tokens[-64:]], "the initial prompt stays in front"
+    assert prompt(None, initial_prompt="Berlin, Bundestag") == names
 
 
 def test_a_prompted_chunk_that_skips_speech_is_decoded_again_without_its_prompt(

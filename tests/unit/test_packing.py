@@ -116,9 +116,13 @@ def test_smaller_compute_types_and_capped_tokens_need_less() -> None:
     assert int8.fixed < fp16.fixed
     assert capped.per_item < fp16.per_item
     options = TranscribeOptions(model="large-v3", compute_type="float16", device="cuda",
-                                max_new_tokens=128)
+                                max_new_tokens=128, condition_on_previous_text=False)
     assert footprint.decoder_positions(options) == 132
     assert footprint.estimate_for(options) == capped
+    prompted = options.model_copy(update={"condition_on_previous_text": True})
+    assert footprint.decoder_positions(prompted) == 4 + 64 + 128, "the text before, too"
+    named = options.model_copy(update={"initial_prompt": "Berlin"})
+    assert footprint.decoder_positions(named) == 4 + 224 + 128
 
 
 def test_sizes_parse_as_binary_units() -> None:
