@@ -58,8 +58,7 @@ def _plan(args: argparse.Namespace) -> int:
     if not gpus:
         sys.stdout.write("no GPU found (NVML); pass --gpu-memory 24GiB to plan for a card. "
                          "Planning CPU actors:\n")
-        cpu = packing.plan_cpu(packing.cpu_cores(),
-                               batch_size=args.batch_size or packing.CPU_BATCH_SIZE)
+        cpu = packing.plan_cpu(packing.cpu_cores(), batch_size=args.batch_size)
         sys.stdout.write(packing.cpu_plan_text(cpu) + "\n")
         return 0
     options = TranscribeOptions(model=args.model, compute_type=args.compute_type, device="cuda",

@@ -125,13 +125,18 @@ def plan_for_gpus(memory: MemoryModel, gpus: Sequence[GpuInfo], **kwargs: Any) -
                     gpu_name=smallest.name, **kwargs)
 
 
-# Batch 4 on CPU. With the real tiny.en (int8, 2 cores) batching cut a 12-minute session's
-# model stage from 80.6 s (batch 1) to 50.4 s (batch 8) with identical text (issue 10).
-# With one-thread actors, calibrate measured batch 4 and 8 alike (1.78 and 1.83 chunks/s),
-# and in the job batch 4 was faster (the quality benchmark's mixed corpus 21.9/24.1 s
-# against 25.6 s, its 60 clips 37.7 s against 42.8 s): the last batches spread over more
-# actors. `scribe calibrate` measures the machine at hand and writes its plan file.
-CPU_BATCH_SIZE = 4
+# Batch 1 on CPU, as ``scribe calibrate`` measures it here with the real tiny.en (int8, 2
+# cores, one-thread actors side by side, chunks of a 12-minute session): 1.92 chunks/s at
+# batch 1, 1.71 at 2, 1.63 at 4, 1.53 at 8 (on the examples' short clips, 1.67-1.69 alike).
+# In the job (the quality benchmark's mixed corpus, Ray running) batch 1 took 35.0 and
+# 32.2 s against 40.7 s at batch 4, with the same text: smaller calls also spread the last
+# ones over both actors. A one-thread actor has no threads for a batch to keep busy; an
+# actor of several threads does gain from
+# batching (the issue's 12-minute session on one 2-thread actor: 80.6 s at batch 1, 50.4 s
+# at batch 8; calibrate, 1 x 2 threads: 1.06 chunks/s at batch 1, 1.33 at 2, 1.50 at 4,
+# 1.16 at 8). `scribe calibrate` measures the machine at hand and writes its plan file.
+CPU_BATCH_SIZE = 1
+CPU_THREADED_BATCH_SIZE = 4  # for an actor of several threads
 # One thread per model actor, one actor per core: ``scribe calibrate`` with the real tiny.en
 # on 2 cores measured 2 actors x 1 thread at 1.83 chunks/s against 1 x 2 threads at 1.61
 # (batch 8), and in the job, where preprocessing and Ray's own processes share the cores, 60
@@ -152,14 +157,20 @@ class CpuPlan:
     measured: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
+def cpu_batch_size(threads_per_actor: int) -> int:
+    """The model batch for a CPU actor of this many threads, as measured: see
+    :data:`CPU_BATCH_SIZE`."""
+    return CPU_BATCH_SIZE if threads_per_actor <= 1 else CPU_THREADED_BATCH_SIZE
+
+
 def plan_cpu(cores: int, *, threads_per_actor: int | None = None,
-             batch_size: int = CPU_BATCH_SIZE) -> CpuPlan:
+             batch_size: int | None = None) -> CpuPlan:
     """Model actors of ``threads_per_actor`` cores each (default 1: see
-    :data:`CPU_THREADS_PER_ACTOR`) at ``batch_size`` (see :data:`CPU_BATCH_SIZE`).
+    :data:`CPU_THREADS_PER_ACTOR`) at ``batch_size`` (default: :func:`cpu_batch_size`).
     Preprocessing actors share the cores, at a lower priority (see ``ray_jobs.stages``)."""
     threads = threads_per_actor or CPU_THREADS_PER_ACTOR
     return CpuPlan(cores=cores, actors=max(1, cores // threads), threads_per_actor=threads,
-                   batch_size=batch_size)
+                   batch_size=batch_size or cpu_batch_size(threads))
 
 
 def cpu_cores() -> int:
@@ -326,12 +337,14 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Pack
                          cpu_threads=saved.cpu.threads_per_actor, model_cpus=0.0,
                          source=f"plan file ({saved.created})")
     else:
-        # CPU_THREADS_PER_ACTOR and CPU_BATCH_SIZE, as measured; model_cpus 0 = decided
-        # with the cluster
-        shape = JobShape(actors_per_gpu=1, batch_size=CPU_BATCH_SIZE,
-                         cpu_threads=CPU_THREADS_PER_ACTOR, model_cpus=0.0,
-                         source=f"CPU default: actors of {CPU_THREADS_PER_ACTOR} thread, one "
-                         f"per core, batch {CPU_BATCH_SIZE}")
+        # CPU_THREADS_PER_ACTOR and the batch for the actor's threads, as measured;
+        # model_cpus 0 = decided with the cluster
+        threads = (resources.cpu_threads if "cpu_threads" in resources.model_fields_set
+                   and resources.cpu_threads else CPU_THREADS_PER_ACTOR)
+        batch = cpu_batch_size(threads)
+        shape = JobShape(actors_per_gpu=1, batch_size=batch, cpu_threads=threads,
+                         model_cpus=0.0, source=f"CPU default: actors of {threads} "
+                         f"thread(s), batch {batch}")
     explicit = resources.model_fields_set
     return dataclasses.replace(
         shape,
