@@ -90,7 +90,9 @@ def speak(text: str, voice: str) -> Samples:
     out_len = int(len(samples) * SAMPLE_RATE / rate)
     resampled = np.interp(np.arange(out_len) * rate / SAMPLE_RATE, np.arange(len(samples)),
                           samples).astype(np.float32)
-    return resampled * np.float32(0.5 / max(1e-6, float(np.max(np.abs(resampled)))))
+    peak = max(1e-6, float(np.max(np.abs(resampled))))
+    scaled: Samples = resampled * np.float32(0.5 / peak)
+    return scaled
 
 
 def room_noise(n: int, rng: np.random.Generator) -> Samples:
