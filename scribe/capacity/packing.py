@@ -131,10 +131,10 @@ def plan_for_gpus(memory: MemoryModel, gpus: Sequence[GpuInfo], **kwargs: Any) -
 # In the job (the quality benchmark's mixed corpus, Ray running) batch 1 took 35.0 and
 # 32.2 s against 40.7 s at batch 4, with the same text: smaller calls also spread the last
 # ones over both actors. A one-thread actor has no threads for a batch to keep busy; an
-# actor of several threads does gain from
-# batching (the 12-minute session on one 2-thread actor: 80.6 s at batch 1, 50.4 s
-# at batch 8; calibrate, 1 x 2 threads: 1.06 chunks/s at batch 1, 1.33 at 2, 1.50 at 4,
-# 1.16 at 8). `scribe calibrate` measures the machine at hand and writes its plan file.
+# actor of several threads does gain from batching (the 12-minute session on one
+# 2-thread actor: 80.6 s at batch 1, 50.4 s at batch 8; calibrate, 1 x 2 threads: 1.06
+# chunks/s at batch 1, 1.33 at 2, 1.50 at 4, 1.16 at 8). `scribe calibrate` measures the
+# machine at hand and writes its plan file.
 CPU_BATCH_SIZE = 1
 CPU_THREADED_BATCH_SIZE = 4  # for an actor of several threads
 # One thread per model actor, one actor per core: ``scribe calibrate`` with the real tiny.en
