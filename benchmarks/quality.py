@@ -444,6 +444,13 @@ def _report(corpus: dict[str, list[Item]], m: dict[str, Run], c: dict[str, Run],
         "", "targets (issue 10):", *targets(m, c, mixed, contest)]
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive count")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -451,7 +458,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="length of each session")
     parser.add_argument("--sessions", type=int, default=None)
     parser.add_argument("--clips", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=None,
+    parser.add_argument("--rounds", type=_positive, default=None,
                         help="rounds of the mixed corpus's speed contest (default 3, quick 1)")
     parser.add_argument("--model-batch-size", type=int, default=None,
                         help="the job's model batch (default: the job's own plan)")

@@ -65,3 +65,22 @@ def test_each_safeguard_is_toggled_from_its_default_or_reported_missing() -> Non
             # toggled value of None is never mistaken for a missing field
             assert value is not quality._MISSING and value != field.default, name
             assert getattr(TranscribeOptions(**{name: value}), name) == value, name
+
+
+@pytest.mark.unit
+def test_the_mixed_speed_targets_are_the_median_of_each_rounds_own_ratio() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import quality
+
+    def round_of(bts: float, fresh: float, warm: float) -> dict[str, quality.Run]:
+        return {k: quality.Run(k, {}, wall) for k, wall in
+                (("bts", bts), ("fresh", fresh), ("warm", warm))}
+
+    # the machine slows down in round 2: each round's ratio is against its own baseline
+    contest = [round_of(50, 60, 40), round_of(100, 110, 125), round_of(48, 50, 44)]
+    assert quality._median_ratio(contest, "warm") == pytest.approx(48 / 44)
+    assert quality._median_ratio(contest, "fresh") == pytest.approx(100 / 110)
+    assert quality._median_ratio(contest[:2], "warm") == pytest.approx((50 / 40 + 100 / 125) / 2)
+    assert quality._median_run([r["bts"] for r in contest]).wall_s == 50
+    rows = quality.rounds_table(contest)
+    assert len(rows) == 4 and rows[2].split()[-2:] == ["0.91x", "0.80x"]
