@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -325,9 +326,7 @@ def _verdict(label: str, value: float | None, limit: float | None, sense: str) -
 def _median_ratio(contest: list[dict[str, Run]], job_run: str) -> float:
     """The median over rounds of the job's speed against the batched pipeline's (timestamps
     on) in the same round."""
-    ratios = sorted(_ratio(r[job_run], r["bts"]) for r in contest)
-    half = len(ratios) // 2
-    return ratios[half] if len(ratios) % 2 else (ratios[half - 1] + ratios[half]) / 2
+    return statistics.median(_ratio(r[job_run], r["bts"]) for r in contest)
 
 
 def targets(mixed: dict[str, Run], clips: dict[str, Run], items: list[Item],

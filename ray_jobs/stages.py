@@ -135,9 +135,7 @@ class Transcriber:
         if chunks:
             items = [rows.model_input(row) for row in chunks]
             sessions = len({item.group for item in items})
-            per_call = len(items)
-            if self.engine.options.condition_on_previous_text and self.batch_size:
-                per_call = min(per_call, self.batch_size)
+            per_call = self.engine.chunks_per_call(len(items), batch_size=self.batch_size)
             start = time.perf_counter()
             outputs = self.engine.transcribe(items, batch_size=self.batch_size)
             self.metrics.batch([item.plan.duration_s for item in items], start,

@@ -339,8 +339,7 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Pack
     else:
         # CPU_THREADS_PER_ACTOR and the batch for the actor's threads, as measured;
         # model_cpus 0 = decided with the cluster
-        threads = (resources.cpu_threads if "cpu_threads" in resources.model_fields_set
-                   and resources.cpu_threads else CPU_THREADS_PER_ACTOR)
+        threads = resources.cpu_threads or CPU_THREADS_PER_ACTOR
         batch = cpu_batch_size(threads)
         shape = JobShape(actors_per_gpu=1, batch_size=batch, cpu_threads=threads,
                          model_cpus=0.0, source=f"CPU default: actors of {threads} "

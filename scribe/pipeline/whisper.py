@@ -156,8 +156,18 @@ class WhisperEngine:
         opts = options or self.options
         if opts.condition_on_previous_text:
             return self._transcribe_chains(
-                items, opts, batch_size or math.ceil(len(items) / opts.prompt_chain))
+                items, opts, self.chunks_per_call(len(items), opts, batch_size=batch_size))
         return self._transcribe(items, opts, [None] * len(items))
+
+    def chunks_per_call(self, count: int, options: TranscribeOptions | None = None, *,
+                        batch_size: int | None = None) -> int:
+        """The most chunks one model call takes when :meth:`transcribe` is given ``count``
+        chunks: all of them, or with prompt chains ``batch_size`` (default
+        ``count / prompt_chain``)."""
+        opts = options or self.options
+        if not opts.condition_on_previous_text:
+            return count
+        return min(count, batch_size or math.ceil(count / opts.prompt_chain))
 
     def _transcribe_chains(self, items: Sequence[Chunk], opts: TranscribeOptions,
                            per_call: int) -> list[ChunkOutput]:
@@ -266,7 +276,7 @@ class WhisperEngine:
         cap = min(opts.prompt_tokens, limit)
         levels = (*(n for n in _PROMPT_LEVELS if n < cap), cap)
         level = max((n for n in levels if n <= len(tokens)), default=0)
-        return list([*initial, *tokens[len(tokens) - level:]][-limit:])
+        return [*initial, *tokens[len(tokens) - level:]][-limit:]
 
     def _languages(
         self, items: Sequence[Chunk], groups: dict[tuple[int, int], list[int]],

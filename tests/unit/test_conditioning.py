@@ -87,6 +87,11 @@ def test_each_chunk_is_prompted_with_its_chain_text_before_it(
     calls.clear()
     engine.transcribe(session, opts, batch_size=2)
     assert [len(c) for c in calls] == [2, 1, 2, 1, 2, 2], "waves of 3, 3, 2, 2 in calls of 2"
+    # what the job's model stage reports as its batch: the same rule
+    assert engine.chunks_per_call(10, opts) == 3 and engine.chunks_per_call(
+        10, opts, batch_size=2) == 2
+    assert engine.chunks_per_call(10, opts.model_copy(update={
+        "condition_on_previous_text": False}), batch_size=2) == 10, "one call unprompted"
 
 
 def test_a_prompt_is_the_initial_prompt_and_the_last_tokens_said_cut_to_a_level(
