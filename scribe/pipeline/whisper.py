@@ -47,6 +47,8 @@ _PROMPT_LEVELS = (32, 64, 128)
 
 # One decode of a chunk: where in the chunk it starts (seconds), and its result.
 Piece = tuple[float, dict[str, Any]]
+# Where a chunk's encoding already is: an encoder output, and the chunk's row in it.
+EncodedRow = tuple[Any, int]
 
 
 @dataclass
@@ -206,8 +208,10 @@ class WhisperEngine:
         return [out for out in outputs if out is not None]
 
     def _transcribe(self, items: Sequence[Chunk], opts: TranscribeOptions,
-                    prompts: Sequence[str | None]) -> list[ChunkOutput]:
-        """One batch, each chunk with its own prompt (the text before it, or None).
+                    prompts: Sequence[str | None],
+                    known: Sequence[EncodedRow | None] | None = None) -> list[ChunkOutput]:
+        """One batch, each chunk with its own prompt (the text before it, or None), and
+        where its encoding already is, if anywhere (``known``: a redo's chunks).
 
         Chunks share a model call when they share an encoder width and a prompt length
         (CTranslate2 decodes a batch only from prompts of one length), so a prompt is cut
@@ -218,16 +222,22 @@ class WhisperEngine:
         groups: defaultdict[tuple[int, int], list[int]] = defaultdict(list)
         for i, item in enumerate(items):
             groups[self._window(item.features.shape[1], opts), len(previous[i])].append(i)
-        encoded = {key: self.model.encode(stack_padded([items[i].features for i in group],
-                                                       key[0]))
+        known = known or [None] * len(items)
+        encoded = {key: self._encode([items[i].features for i in group], key[0],
+                                     [known[i] for i in group])
                    for key, group in groups.items()}
+        rows: list[EncodedRow] = [(None, 0)] * len(items)
+        for key, group in groups.items():
+            for n, i in enumerate(group):
+                rows[i] = (encoded[key], n)
         languages = self._languages(items, groups, encoded, opts)
         tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
         pieces: list[list[Piece]] = [[] for _ in items]
         for key, group in groups.items():
             toks = [tokenizers[i] for i in group]
             results = self._fall_back([items[i] for i in group], toks, self._generate(
-                encoded[key], toks, opts, previous=[previous[i] for i in group]), opts, key[0])
+                encoded[key], toks, opts, previous=[previous[i] for i in group]), opts,
+                key[0], encoded[key])
             for i, result in zip(group, results, strict=True):
                 pieces[i].append((0.0, result))
         pieces = self._decode_remainders(items, tokenizers, pieces, opts)
@@ -243,7 +253,7 @@ class WhisperEngine:
                 self._add_words([items[i] for i in group], [outputs[i] for i in group],
                                 [tokenizers[i] for i in group], encoded[key], key[0])
             if opts.timestamps == "aligned":
-                self._redo_early_ends(items, outputs, opts, prompts)
+                self._redo_early_ends(items, outputs, opts, prompts, rows)
                 for item, out, tok in zip(items, outputs, tokenizers, strict=True):
                     breaks = pauses(item.plan)
                     out.segments = [part for seg in out.segments
@@ -253,6 +263,28 @@ class WhisperEngine:
         for out in outputs:
             out.timings["model"] = share
         return outputs
+
+    def _encode(self, features: Sequence[Any], width: int,
+                known: Sequence[EncodedRow | None]) -> Any:
+        """The encoder output for ``features`` at ``width`` (one chunk each), from the rows
+        already encoded at that width where every chunk has one (``known``): the whole
+        output when it holds exactly those rows, in order; on CPU, those rows copied out
+        (a chunk's encoding does not depend on its batch neighbours); otherwise, and on
+        a GPU (whose outputs CTranslate2 cannot slice), encoded again. A redo of a chunk
+        at batch 1 on CPU re-encoded it: 5 of 46 encodes on two 12-minute sessions."""
+        rows = [row for row in known if row is not None]
+        if rows and len(rows) == len(features):
+            output = rows[0][0]
+            if (all(out is output for out, _ in rows) and output.shape[0] == len(rows)
+                    and [n for _, n in rows] == list(range(len(rows)))):
+                return output
+            if self.model.model.device == "cpu":
+                import ctranslate2
+                import numpy as np
+
+                return ctranslate2.StorageView.from_array(
+                    np.stack([np.asarray(out)[n] for out, n in rows]))
+        return self.model.encode(stack_padded(list(features), width))
 
     def _window(self, frames: int, opts: TranscribeOptions) -> int:
         """The encoder width for a chunk (or remainder) of ``frames``: its length plus
@@ -352,7 +384,7 @@ class WhisperEngine:
 
     def _fall_back(self, items: Sequence[Chunk], tokenizers: list[Any],
                    results: list[dict[str, Any]], opts: TranscribeOptions,
-                   frames: int) -> list[dict[str, Any]]:
+                   frames: int, encoded: Any) -> list[dict[str, Any]]:
         """Re-decode the chunks that fail the quality gates, at each fallback temperature in
         turn, all failing chunks of the batch in one call, until they pass.
 
@@ -362,10 +394,10 @@ class WhisperEngine:
         other languages: one beam decode that passes, against five best-of-5 samplings
         that do not). Only then come the temperatures.
 
-        CTranslate2's encoder output cannot be sliced, so the failing chunks are encoded
-        again (at ``frames``, the width they were first encoded at): measured with tiny.en
-        on CPU, about a quarter of the time of the best-of-5 decode that follows, and only
-        for chunks that fail. Retries carry no prompt: faster-whisper's sequential decoding
+        The failing chunks' rows of ``encoded`` (the batch's encoder output, at ``frames``)
+        are taken out of it, or encoded again where it cannot be sliced
+        (:meth:`_encode`): measured with tiny.en on CPU, encoding is about a quarter of the
+        time of the best-of-5 decode that follows. Retries carry no prompt: faster-whisper's sequential decoding
         also drops it once it samples, as the text before can be what misled the model.
         """
         attempts = [[r] for r in results]
@@ -377,10 +409,10 @@ class WhisperEngine:
         for retry in retries:
             if not failing:
                 break
-            encoded = self.model.encode(
-                stack_padded([items[i].features for i in failing], frames))
-            retried = self._generate(encoded, [tokenizers[i] for i in failing], retry,
-                                     best_of=_BEST_OF)
+            retried = self._generate(
+                self._encode([items[i].features for i in failing], frames,
+                             [(encoded, i) for i in failing]),
+                [tokenizers[i] for i in failing], retry, best_of=_BEST_OF)
             for i, result in zip(failing, retried, strict=True):
                 attempts[i].append(result)
             failing = [i for i in failing if needs_fallback(attempts[i][-1], tokenizers[i], opts)]
@@ -420,13 +452,14 @@ class WhisperEngine:
                 toks = [tokenizers[i] for i, _, _ in group]
                 encoded = self.model.encode(stack_padded([c.features for c in rests], width))
                 results = self._fall_back(rests, toks, self._generate(encoded, toks, opts),
-                                          opts, width)
+                                          opts, width, encoded)
                 for (i, end, _), result in zip(group, results, strict=True):
                     pieces[i].append((end, result))
         return pieces
 
     def _redo_early_ends(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
-                         opts: TranscribeOptions, prompts: Sequence[str | None]) -> None:
+                         opts: TranscribeOptions, prompts: Sequence[str | None],
+                         encoded: Sequence[EncodedRow]) -> None:
         """Aligned text whose last word ends more than ``remainder_s`` before its chunk
         does is decoded again with timestamp tokens, so that what it left is read from the
         last timestamp (:meth:`_decode_remainders`), all such chunks of the batch in one
@@ -441,7 +474,7 @@ class WhisperEngine:
         left 6.8-12.1 s between two words. VAD keeps at most two paddings of silence
         between speech regions, so an unprompted chunk's longest gap is about a second
         (1.2 s on those sessions); the limit is ``remainder_s`` plus two paddings. The
-        redo carries no prompt either."""
+        redo carries no prompt either, and reuses the chunks' encodings (``encoded``)."""
         if opts.remainder_s is None:
             return
         limit = opts.remainder_s
@@ -455,7 +488,8 @@ class WhisperEngine:
         # the hallucination filter runs once, on every chunk, after this
         redone = self._transcribe([items[i] for i in early], opts.model_copy(update={
             "timestamps": "predicted", "word_timestamps": True,
-            "hallucination_silence_threshold": None}), [None] * len(early))
+            "hallucination_silence_threshold": None}), [None] * len(early),
+            [encoded[i] for i in early])
         for i, out in zip(early, redone, strict=True):
             outputs[i].segments = out.segments
 
@@ -514,8 +548,8 @@ class WhisperEngine:
         for i, out in enumerate(outputs):
             by_language[out.language].append(i)
         for indices in by_language.values():
-            encoded = encoder_output if len(indices) == len(items) else self.model.encode(
-                stack_padded([items[i].features for i in indices], frames))
+            encoded = self._encode([items[i].features for i in indices], frames,
+                                   [(encoder_output, i) for i in indices])
             tokenizer = tokenizers[indices[0]]
             text_tokens = [[t for s in outputs[i].segments for t in s["tokens"]
                             if t < tokenizer.eot] for i in indices]
