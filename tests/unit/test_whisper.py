@@ -141,3 +141,21 @@ def test_temperature_samples(engine: WhisperEngine, clips: dict[str, Any]) -> No
     texts = {" ".join(s["text"] for s in o.segments) for o in engine.transcribe(items, hot)}
     greedy = {" ".join(s["text"] for s in o.segments) for o in engine.transcribe(items)}
     assert len(texts) > len(greedy), "sampling at temperature 1 varies; greedy does not"
+
+
+def test_encodings_are_reused_not_recomputed(engine: WhisperEngine) -> None:
+    """A redo's or a retry's chunks take their rows of the encoder output already computed:
+    the output itself when it holds exactly them, on CPU the rows copied out; a chunk with
+    none known is encoded."""
+    rng = np.random.default_rng(3)
+    features = [rng.standard_normal((engine.n_mels, 1200)).astype(np.float32) for _ in range(3)]
+    width = 1500
+    output = engine._encode(features, width, [None] * 3)
+    assert engine._encode(features, width, [(output, n) for n in range(3)]) is output
+    picked = engine._encode([features[2], features[0]], width, [(output, 2), (output, 0)])
+    fresh = engine._encode([features[2], features[0]], width, [None, None])
+    np.testing.assert_array_equal(np.asarray(picked), np.asarray(fresh))
+    partly = engine._encode([features[1], features[0]], width, [None, (output, 0)])
+    assert partly is not output
+    np.testing.assert_array_equal(np.asarray(partly), np.asarray(
+        engine._encode([features[1], features[0]], width, [(output, 1), (output, 0)])))
