@@ -341,10 +341,11 @@ def connect_ray(config: JobConfig) -> None:
 
 
 def _longest_first(sessions: list[SessionRef]) -> list[SessionRef]:
-    """Biggest files first: a long session's decode and VAD run before any of its chunks
-    leave, so started last it starves the model actor at the end (the benchmark's profile
-    showed a 23 s gap); started first, it overlaps the model actors' start-up."""
-    return sorted(sessions, key=lambda s: -(s.size or 0))
+    """Longest recordings first (:attr:`SessionRef.estimated_duration_s`): a long session's
+    decode and VAD run before any of its chunks leave, so started last it starves the model
+    actor at the end (the benchmark's profile showed a 23 s gap); started first, it
+    overlaps the model actors' start-up, and short sessions fill the end."""
+    return sorted(sessions, key=lambda s: -s.estimated_duration_s)
 
 
 def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,

@@ -36,6 +36,16 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 MANIFEST_EXTENSIONS: frozenset[str] = frozenset({"csv", "jsonl", "json", "parquet"})
 """An input file with one of these extensions is a manifest, not a recording."""
 
+# Roughly how many bytes a second of audio takes, by file type: uncompressed PCM (16-bit
+# 44.1 kHz stereo), FLAC about half of it, video containers a 2 Mb/s video track, and any
+# other type a compressed audio codec at 128 kb/s. Only the order of sessions comes from it:
+# by bytes alone a 5 s WAV (320 KB) went before a minute of MP3 (240 KB).
+_BYTES_PER_SECOND: dict[str, int] = {
+    "wav": 176_400, "aiff": 176_400, "aif": 176_400, "flac": 88_200,
+    "mp4": 250_000, "mkv": 250_000, "mov": 250_000, "webm": 250_000,
+}
+_COMPRESSED_BYTES_PER_SECOND = 16_000
+
 
 def _extension(name: str) -> str:
     base = posixpath.basename(name)
@@ -89,6 +99,13 @@ class SessionRef:
     language: str | None = None
     speakers: str | None = None
     num_speakers: int | None = None
+
+    @property
+    def estimated_duration_s(self) -> float:
+        """How long the recording roughly is, from its size and file type, without opening
+        it (0 when the size is unknown): enough to put long sessions before short ones."""
+        rate = _BYTES_PER_SECOND.get(_extension(self.uri), _COMPRESSED_BYTES_PER_SECOND)
+        return (self.size or 0) / rate
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict: one row of the batch job's input dataset."""

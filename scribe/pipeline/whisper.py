@@ -397,8 +397,9 @@ class WhisperEngine:
         The failing chunks' rows of ``encoded`` (the batch's encoder output, at ``frames``)
         are taken out of it, or encoded again where it cannot be sliced
         (:meth:`_encode`): measured with tiny.en on CPU, encoding is about a quarter of the
-        time of the best-of-5 decode that follows. Retries carry no prompt: faster-whisper's sequential decoding
-        also drops it once it samples, as the text before can be what misled the model.
+        time of the best-of-5 decode that follows. Retries carry no prompt: faster-whisper's
+        sequential decoding also drops it once it samples, as the text before can be what
+        misled the model.
         """
         attempts = [[r] for r in results]
         failing = [i for i, r in enumerate(results) if needs_fallback(r, tokenizers[i], opts)]

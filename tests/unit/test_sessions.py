@@ -216,3 +216,18 @@ def test_manifest_speaker_columns_are_checked(tree: Path) -> None:
     manifest.write_text("uri,num_speakers\na.wav,99\n")
     with pytest.raises(InvalidParameterError, match="row 1: num_speakers"):
         list_sessions(str(manifest))
+
+
+def test_longest_recordings_go_first_whatever_their_format() -> None:
+    """The job starts the longest sessions first, judged by size per file type: the
+    quality benchmark's 5 s WAV (320 KB) is shorter than its minute of MP3 (240 KB)."""
+    from ray_jobs.transcribe import _longest_first
+
+    refs = [SessionRef("clip", "/in/clip.wav", 320_044),
+            SessionRef("talk", "/in/talk.MP3", 240_045),
+            SessionRef("unknown", "/in/unknown.flac"),
+            SessionRef("session", "s3://b/session.mp3", 11_565_601),
+            SessionRef("speech", "/in/speech.flac", 1_152_693)]
+    assert [r.session_id for r in _longest_first(refs)] == [
+        "session", "talk", "speech", "clip", "unknown"]
+    assert SessionRef("s", "/in/a.mp3", 1_920_000).estimated_duration_s == 120
