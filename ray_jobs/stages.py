@@ -42,6 +42,8 @@ class Preprocessor:
     # Preprocessing shares the cores with the model actors' threads (it needs a few percent
     # of their CPU time): at a lower priority it fills their idle moments instead of
     # preempting a CTranslate2 thread, which stalls the whole batch until it runs again.
+    # Ray starts its workers at nice 15 (RAY_worker_niceness), so this lands at 19, the
+    # lowest; under full load it still gets a share (kernel weight 15, each model actor 36).
     NICENESS = 10
 
     def __init__(self, options: TranscribeOptions, n_mels: int, model: str,
