@@ -271,7 +271,7 @@ class WhisperEngine:
         output when it holds exactly those rows, in order; on CPU, those rows copied out
         (a chunk's encoding does not depend on its batch neighbours); otherwise, and on
         a GPU (whose outputs CTranslate2 cannot slice), encoded again. A redo of a chunk
-        at batch 1 on CPU re-encoded it: 5 of 46 encodes on two 12-minute sessions."""
+        at batch 1 on CPU re-encoded it: 3 of 46 encodes on two 12-minute sessions."""
         rows = [row for row in known if row is not None]
         if rows and len(rows) == len(features):
             output = rows[0][0]
