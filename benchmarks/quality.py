@@ -18,7 +18,9 @@ beam 5 for everyone. Contenders, each from model load to the last transcript:
 - job: ``ray_jobs.transcribe.run_job``, Ray start-up included, then with Ray running;
   then once per quality safeguard, toggled from its default.
 Prints WER (Whisper's English normaliser), words on room tone, words per session,
-audio-seconds per wall-second, where the job's wall time went, and the issue's targets.
+audio-seconds per wall-second and per CPU-second (every process of the run, Ray's
+included: steadier than wall time here), where the job's wall time went, and the issue's
+targets.
 Timings on a shared machine are noisy: its speed drifts by tens of percent over minutes.
 So the mixed corpus's speed targets come from ``--rounds`` rounds (3) of the batched
 pipeline and the job back to back, each round's ratio against its own baseline, and
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import shutil
@@ -39,7 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,6 +81,21 @@ class Run:
     texts: dict[str, str]
     wall_s: float
     notes: dict[str, Any] = field(default_factory=dict)
+    cpu_s: float | None = None  # CPU seconds of every process of the run, where measured
+
+
+_P = ParamSpec("_P")
+
+
+def _counting_cpu(contender: Callable[_P, Run]) -> Callable[_P, Run]:
+    """``contender`` with its run's CPU seconds (:class:`ray_profile.CpuMeter`)."""
+    @functools.wraps(contender)
+    def counted(*args: _P.args, **kwargs: _P.kwargs) -> Run:
+        with ray_profile.CpuMeter() as meter:
+            run = contender(*args, **kwargs)
+        run.cpu_s = meter.seconds
+        return run
+    return counted
 
 
 def model_path() -> str:
@@ -92,6 +110,7 @@ def _timed_loop(name: str, files: list[Item], transcribe: Callable[[str], str]) 
     return Run(name, texts, time.perf_counter() - start)
 
 
+@_counting_cpu
 def sequential(files: list[Item]) -> Run:
     from faster_whisper import WhisperModel
 
@@ -107,6 +126,7 @@ def sequential(files: list[Item]) -> Run:
     return run
 
 
+@_counting_cpu
 def batched(files: list[Item], *, timestamps: bool) -> Run:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -125,6 +145,7 @@ def batched(files: list[Item], *, timestamps: bool) -> Run:
     return run
 
 
+@_counting_cpu
 def engine_floor(files: list[Item], batch_size: int) -> Run:
     """The job's own engine in one process: preprocess every file, batch all chunks, in
     calls of ``batch_size`` whole prompt chains (the job's calls) when chunks are prompted
@@ -151,6 +172,7 @@ def engine_floor(files: list[Item], batch_size: int) -> Run:
                {k: " ".join(v) for k, v in texts.items()}, time.perf_counter() - start)
 
 
+@_counting_cpu
 def job(files: list[Item], name: str, *, options: dict[str, Any] | None = None,
         resources: dict[str, Any] | None = None) -> Run:
     """``run_job`` on the folder holding ``files``; Ray started here if it is not up."""
@@ -242,12 +264,15 @@ def table(runs: list[Run], items: list[Item]) -> list[str]:
     sessions = [i for i in items if i.kind == "session"]
     tone = [i for i in items if i.kind == "room tone"]
     lines = [f"{'contender':<40} {'WER long':>8} {'WER all':>8} {'tone words':>10} "
-             f"{'audio-s/wall-s':>14} {'wall s':>7}"]
+             f"{'audio-s/wall-s':>14} {'wall s':>7} {'audio-s/CPU-s':>13} {'CPU s':>7}"]
+    audio = sum(i.duration_s for i in items)
     for run in runs:
         tone_words = sum(words(run.texts[i.path]) for i in tone) if tone else None
+        per_cpu = audio / run.cpu_s if run.cpu_s else None
         lines.append(f"{run.name:<40} {_fmt(wer(run, sessions)):>8} {_fmt(wer(run, items)):>8} "
                      f"{_fmt(tone_words, 'd'):>10} {speed(run, items):>14.1f} "
-                     f"{run.wall_s:>7.1f}")
+                     f"{run.wall_s:>7.1f} {_fmt(per_cpu, '.1f'):>13} "
+                     f"{_fmt(run.cpu_s, '.1f'):>7}")
     return lines
 
 

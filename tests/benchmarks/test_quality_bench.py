@@ -35,12 +35,14 @@ def test_quality_benchmark_quick_mode_runs_end_to_end() -> None:
     for section in ("mixed corpus:", "words per session", "WER per session", "short clips:",
                     "where the job's time went:", "quality safeguards", "targets (issue 10):"):
         assert section in out.stdout, section
-    # the speed tables' rows: a 3-word name and 5 figures (the profile's lines start alike)
+    # the speed tables' rows: a 3-word name and 7 figures (the profile's lines start alike)
     job_rows = [line for line in out.stdout.splitlines()
-                if line.startswith("job, Ray running ") and len(line.split()) == 8]
+                if line.startswith("job, Ray running ") and len(line.split()) == 10]
     assert len(job_rows) == 2, "one row on the mixed corpus, one on the short clips"
     wer_long = job_rows[0].split()[3]
     assert float(wer_long) < 0.9, f"the real model reads the synthetic session: {job_rows[0]}"
+    cpu_s, wall_s = float(job_rows[0].split()[9]), float(job_rows[0].split()[7])
+    assert cpu_s > 0.5 * wall_s, f"the job's CPU counts its Ray workers: {job_rows[0]}"
     assert "Transcriber#1" in out.stdout, "the profile names the model actor"
     toggled = [line.split()[0] for line in out.stdout.split("quality safeguards")[1]
                .split("targets (issue 10):")[0].splitlines()[2:] if line.strip()]
