@@ -114,11 +114,10 @@ def render(rows: list[Worker], started: float, ended: float) -> list[str]:
     return lines
 
 
-
 def _tree_cpu_s(root: int) -> dict[int, float]:
     """CPU seconds (user and system) each live process at or below ``root`` has used, from
-    /proc; an ended process's time is not added to its parent's (Ray's workers'
-    is not), so whoever sums must have seen it alive."""
+    /proc. An ended Ray worker's time is not added to its parent's, so whoever sums must
+    have seen it alive."""
     proc = Path("/proc")
     tick = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = defaultdict(list)

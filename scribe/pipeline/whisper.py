@@ -460,7 +460,7 @@ class WhisperEngine:
 
     def _redo_early_ends(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
                          opts: TranscribeOptions, prompts: Sequence[str | None],
-                         encoded: Sequence[EncodedRow]) -> None:
+                         rows: Sequence[EncodedRow]) -> None:
         """Aligned text whose last word ends more than ``remainder_s`` before its chunk
         does is decoded again with timestamp tokens, so that what it left is read from the
         last timestamp (:meth:`_decode_remainders`), all such chunks of the batch in one
@@ -475,7 +475,7 @@ class WhisperEngine:
         left 6.8-12.1 s between two words. VAD keeps at most two paddings of silence
         between speech regions, so an unprompted chunk's longest gap is about a second
         (1.2 s on those sessions); the limit is ``remainder_s`` plus two paddings. The
-        redo carries no prompt either, and reuses the chunks' encodings (``encoded``)."""
+        redo carries no prompt either, and reuses the chunks' encodings (``rows``)."""
         if opts.remainder_s is None:
             return
         limit = opts.remainder_s
@@ -490,7 +490,7 @@ class WhisperEngine:
         redone = self._transcribe([items[i] for i in early], opts.model_copy(update={
             "timestamps": "predicted", "word_timestamps": True,
             "hallucination_silence_threshold": None}), [None] * len(early),
-            [encoded[i] for i in early])
+            [rows[i] for i in early])
         for i, out in zip(early, redone, strict=True):
             outputs[i].segments = out.segments
 
