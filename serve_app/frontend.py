@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import math
 import os
-import resource
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
@@ -24,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from scribe import config as cfg
+from scribe.capacity.footprint import process_memory
 from scribe.config import TranscribeOptions
 from scribe.pipeline.chunking import Chunk
 from scribe.pipeline.speakers.diarize import SpeakerRequest
@@ -177,7 +177,7 @@ class Frontend:
 
     def stats(self) -> Stats:
         """This replica's counters and memory, for operators and the tests."""
-        rss, peak = _memory()
+        rss, peak = process_memory()
         return Stats(pid=os.getpid(), rss_bytes=rss, peak_rss_bytes=peak,
                      requests={str(k): v for k, v in sorted(self.statuses.items())},
                      chunks=sum(self.batch_sizes.values()),
@@ -225,13 +225,3 @@ async def _call(response: Awaitable[T], retry_after_s: int) -> T:
         raise ApiError(503, "a model replica restarted; retry later", code="replica_restarted",
                        headers={"Retry-After": str(retry_after_s)}) from exc
 
-
-def _memory() -> tuple[int, int]:
-    """(resident, peak resident) bytes of this process, from /proc where there is one."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            fields = dict(line.split(":", 1) for line in status if ":" in line)
-        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return peak, peak

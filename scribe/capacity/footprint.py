@@ -5,11 +5,13 @@ batch adds at peak. :func:`built_in` takes both from the published measurements
 (:data:`PUBLISHED`, each with its source) where they cover the model, and otherwise from
 :func:`estimate`, which derives them from the architecture; ``scribe calibrate`` measures
 them on a card. :func:`memory_table` lists the built-in figures with their sources.
+:func:`process_memory` reads a process's own resident memory, where it is measured.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,6 +45,20 @@ ESTIMATE_FORMULA = (
     "max(encoder: (2 x heads x 1500^2 + 8 x 1500 x d_model) x act_bytes, "
     "decoder: 2 x dec_layers x d_model x (1500 + beam x 448) x act_bytes) + encoder output"
 )
+
+
+def process_memory() -> tuple[int, int]:
+    """(resident, peak resident) bytes of this process. The peak is /proc's ``VmHWM``,
+    this program's own: ``ru_maxrss`` also counts the process that started it (Linux
+    carries the larger across ``exec``, so a child of a 2 GB test run reports 2 GB). Without
+    /proc, ``ru_maxrss`` for both."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts KiB
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return peak, peak
 
 
 COMMON_MODELS = ("tiny", "base", "small", "medium", "large-v2", "large-v3", "large-v3-turbo",

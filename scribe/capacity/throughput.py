@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import queue
-import resource
 import tempfile
 import threading
 import time
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scribe.capacity.footprint import process_memory
 from scribe.config import SAMPLE_RATE, TranscribeOptions
 
 logger = logging.getLogger(__name__)
@@ -199,15 +199,11 @@ def _actor(options_json: str, features_path: str, batch_sizes: list[int], rounds
                 tokens += sum(len(s["tokens"]) for out in engine.transcribe(
                     items, batch_size=batch) for s in out.segments)
             results.put({"start": start, "end": time.time(), "chunks": batch * rounds,
-                         "tokens": tokens, "rss": _peak_rss()})
+                         "tokens": tokens, "rss": process_memory()[1]})
             barrier.wait()
     except Exception as exc:  # reported to the parent, which records it in the table
         results.put({"error": f"{type(exc).__name__}: {exc}"})
         barrier.abort()
-
-
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts KiB
 
 
 class _Sampler:

@@ -52,12 +52,13 @@ def test_decode_path_returns_chunks_or_raises_its_own_error(data: bytes) -> None
 
 
 _MEASURE = textwrap.dedent("""
-    import resource, sys
+    import sys
+    from scribe.capacity.footprint import process_memory
     from scribe.config import TranscribeOptions
     from scribe.pipeline.preprocess import analyse, iter_chunks
     session = analyse(sys.argv[1], TranscribeOptions())
     chunks = sum(1 for _ in iter_chunks(session, 128))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = process_memory()[1] / 2**20
     print(session.duration_s, chunks, peak_mb)
 """)
 
