@@ -4,8 +4,11 @@ or reads it.
 A row is one chunk of a session on its way to the model (``features`` set) or back from
 it (``result`` set, ``features`` dropped), or a session alone: one that failed (``status``
 ``"error"``) or one with no speech (``n_chunks`` 0); such a row has no ``chunk``. Every row
-carries its session's record base (``session``), so the driver can build the record from
-whichever of a session's rows arrives last.
+carries its session's record base (``session``). A session's chunks leave while its audio
+is still being searched for speech, so only the rows of its last block know their count
+(``n_chunks``; before them :data:`COUNT_UNKNOWN`) and carry the whole analysis (speech
+duration, timings) in their base; the driver builds the record from that base once it has
+the count and every chunk, in whatever order they arrive.
 
 The columns are typed Arrow (structs, lists, a map), never JSON text: features travel as
 float32 ``[n_mels][frames]`` lists and come back as numpy arrays without a copy. In Python
@@ -25,6 +28,9 @@ from scribe.pipeline.speakers.voices import VoiceWindow
 from scribe.pipeline.whisper import ChunkOutput
 
 Row = dict[str, Any]
+
+COUNT_UNKNOWN = -1
+"""``n_chunks`` of a chunk row sent before its session's last block."""
 
 _RANGE = pa.struct([("start", pa.int64()), ("end", pa.int64())])
 _SOURCE = pa.struct([
@@ -93,7 +99,8 @@ def filler_row(base: dict[str, Any]) -> Row:
 
 
 def chunk_row(base: dict[str, Any], chunk: Chunk, *, n_chunks: int, features_s: float) -> Row:
-    """One of a session's ``n_chunks`` chunks, with its features, for the model."""
+    """One of a session's ``n_chunks`` chunks (:data:`COUNT_UNKNOWN` before its last
+    block), with its features, for the model."""
     plan = chunk.plan
     place = {"index": plan.index, "offset_s": plan.offset_s, "duration_s": plan.duration_s,
              "ranges": plan.ranges, "features_s": features_s, "channel": plan.channel,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -22,7 +22,8 @@ from ray_jobs.rows import Row
 from scribe.config import TranscribeOptions
 from scribe.errors import ScribeError, describe
 from scribe.io.sessions import SessionRef
-from scribe.pipeline.preprocess import AnalysedSession, analyse_input, iter_chunks
+from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.preprocess import AnalysedSession, iter_chunks, open_input, plan_session
 from scribe.pipeline.transcript import record_base
 from scribe.pipeline.whisper import WhisperEngine
 
@@ -33,8 +34,11 @@ class Preprocessor:
     """CPU stage: one session in, its chunks out in blocks (or one error row).
 
     A generator: a 3-hour session's ~360 chunks leave in blocks of ``rows_per_block`` (the
-    model batch) as their features are computed, so the actor never holds them all and a
-    long session's blocks go to whichever model actor is free. Every block is padded with
+    model batch) as VAD finds them and their features are computed, so the model actors
+    start on a long session before its audio is all searched, the actor never holds all
+    its features, and its blocks go to whichever model actor is free. A block leaves once
+    a chunk after it is planned, so that only the last block, which carries the count, is
+    held until the session's end. Every block is padded with
     filler rows to a multiple of ``align`` rows (the prompt chain when chunks are
     conditioned on the text before them), so that the model stage's batches, a multiple
     of it too, never cut a chain."""
@@ -77,35 +81,38 @@ class Preprocessor:
                                word_timestamps=options.word_timestamps)
 
         try:
-            session = analyse_input(ref.uri, options, size=ref.size)
+            session = open_input(ref.uri, options, size=ref.size)
         except Exception as exc:  # any failure is this session's error record, never the job's
             yield [_error_row(base(), exc)]
             return
+        try:
+            yield from self._chunk_blocks(base, session, options)
+        except Exception as exc:
+            yield [_error_row(base(session), exc)]
+
+    def _chunk_blocks(self, base: Callable[[AnalysedSession], dict[str, Any]],
+                      session: AnalysedSession, options: TranscribeOptions
+                      ) -> Iterator[list[Row]]:
+        waiting: list[tuple[Chunk, float]] = []  # chunks and their features' seconds
+        for plans in plan_session(session, options):
+            started = time.perf_counter()
+            for chunk in iter_chunks(session, self.n_mels, plans):
+                features_s = time.perf_counter() - started
+                self.metrics.stage("features", features_s)
+                waiting.append((chunk, features_s))
+                if len(waiting) > self.rows_per_block:
+                    so_far = base(session)
+                    yield [rows.chunk_row(so_far, c, n_chunks=rows.COUNT_UNKNOWN, features_s=f)
+                           for c, f in waiting[:self.rows_per_block]]
+                    del waiting[:self.rows_per_block]
+                started = time.perf_counter()
         self.metrics.session(session.duration_s, session.timings)
         analysed = base(session)
         if not session.plans:
             yield [rows.session_row(analysed)]
             return
-        try:
-            yield from self._chunk_blocks(analysed, session)
-        except Exception as exc:
-            yield [_error_row(analysed, exc)]
-
-    def _chunk_blocks(self, base: dict[str, Any], session: AnalysedSession
-                      ) -> Iterator[list[Row]]:
-        block: list[Row] = []
-        started = time.perf_counter()
-        for chunk in iter_chunks(session, self.n_mels):
-            features_s = time.perf_counter() - started
-            self.metrics.stage("features", features_s)
-            block.append(rows.chunk_row(base, chunk, n_chunks=len(session.plans),
-                                        features_s=features_s))
-            if len(block) == self.rows_per_block:
-                yield block
-                block = []
-            started = time.perf_counter()
-        if block:
-            yield block
+        yield [rows.chunk_row(analysed, c, n_chunks=len(session.plans), features_s=f)
+               for c, f in waiting]
 
 
 def _error_row(base: dict[str, Any], exc: Exception) -> Row:

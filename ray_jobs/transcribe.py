@@ -58,8 +58,8 @@ class JobLayout:
 
 @dataclass
 class _Pending:
-    expected: int
     base: dict[str, Any]
+    expected: int | None = None  # known from the session's last block
     # by chunk index: a retried task may deliver a chunk twice; it must count once
     chunks: dict[int, ChunkOutput] = field(default_factory=dict)
     features_s: dict[int, float] = field(default_factory=dict)
@@ -88,14 +88,16 @@ class SessionCollector:
             return error_record(base, row["error"])
         if row["n_chunks"] == 0:
             return ok_record(base, [], _speaker_request(base))
-        pending = self._pending.setdefault(sid, _Pending(expected=row["n_chunks"], base=base))
+        pending = self._pending.setdefault(sid, _Pending(base=base))
+        if row["n_chunks"] != rows.COUNT_UNKNOWN:  # the last block's: the whole analysis
+            pending.expected, pending.base = row["n_chunks"], base
         self.batch_sizes.append(row["result"]["batch_size"])
         self.batch_sessions.append(row["result"]["batch_sessions"])
         self.actors.add(row["result"]["actor"])
         output = rows.model_output(row)
         pending.features_s[output.plan.index] = row["chunk"]["features_s"]
         pending.chunks[output.plan.index] = output
-        if len(pending.chunks) < pending.expected:
+        if pending.expected is None or len(pending.chunks) < pending.expected:
             return None
         del self._pending[sid]
         pending.base["timings"]["features"] = sum(pending.features_s.values())
@@ -104,8 +106,10 @@ class SessionCollector:
 
     def incomplete(self) -> list[dict[str, Any]]:
         """Error records for sessions whose chunks did not all come back (none should)."""
-        return [error_record(p.base, f"incomplete: {len(p.chunks)} of {p.expected} chunks "
-                             "came back from the model stage")
+        return [error_record(p.base, f"incomplete: {len(p.chunks)} of "
+                             + ("an unknown number of" if p.expected is None
+                                else f"{p.expected}")
+                             + " chunks came back from the model stage")
                 for p in self._pending.values()]
 
 

@@ -12,6 +12,8 @@ Two of the engine's three chunk types live here: :class:`ChunkPlan`, where a chu
 from __future__ import annotations
 
 import bisect
+import dataclasses
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -77,6 +79,42 @@ def plan_chunks(
                           for r in ranges])
         for i, (meta, ranges) in enumerate(kept)
     ]
+
+
+def stream_chunks(
+    windows: Iterable[list[SampleRange]], chunk_length_s: int, *, origin: int = 0
+) -> Iterator[list[ChunkPlan]]:
+    """:func:`plan_chunks` for speech ranges that arrive window by window (VAD's windows):
+    each batch of plans as soon as it is final, the same plans as :func:`plan_chunks`
+    gives for all the ranges. The packing is greedy, so when a window's ranges are added
+    every chunk but the last is final; the last one's ranges are packed again with the
+    next window's, and it is yielded at the end."""
+    carry: list[SampleRange] = []  # the last chunk's ranges, samples relative to origin
+    index = collapsed = 0  # the carried chunk's index and collapsed start (samples)
+    plans: list[ChunkPlan] = []
+    for found in windows:
+        plans = _shifted(plan_chunks(carry + found, chunk_length_s, origin=origin),
+                         index, collapsed)
+        if not plans:
+            continue
+        if len(plans) > 1:
+            yield plans[:-1]
+        last = plans[-1]
+        index, collapsed = last.index, round(last.offset_s * SAMPLE_RATE)
+        carry = [{"start": r["start"] - origin, "end": r["end"] - origin} for r in last.ranges]
+    if plans:
+        yield plans[-1:]
+
+
+def _shifted(plans: list[ChunkPlan], index: int, collapsed: int) -> list[ChunkPlan]:
+    """``plans`` packed from a carried chunk onwards, numbered and placed on the collapsed
+    timeline after the chunks before it (offsets exact: whole samples over the rate)."""
+    if not index and not collapsed:
+        return plans
+    return [dataclasses.replace(p, index=p.index + index,
+                                offset_s=(round(p.offset_s * SAMPLE_RATE) + collapsed)
+                                / SAMPLE_RATE)
+            for p in plans]
 
 
 def chunk_samples(samples: Audio, plan: ChunkPlan, *, origin: int = 0) -> Audio:

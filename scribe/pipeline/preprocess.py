@@ -2,7 +2,10 @@
 
 Two steps so a long session never holds all its features at once: :func:`analyse`
 (decode to VAD, and the chunk plan) then :func:`iter_chunks` (each chunk's features, built
-as they are consumed). :func:`preprocess` does both eagerly, for short inputs and tests.
+as they are consumed). The first step also comes in two, :func:`open_session` (decode,
+trim) and :func:`plan_session`, which yields plans as VAD finds them, so a long session's
+first chunks need not wait for the rest to be searched. :func:`preprocess` does it all
+eagerly, for short inputs and tests.
 The batch job's CPU actors and the online service's preprocessing deployment call these.
 """
 
@@ -11,19 +14,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, TypeVar
 
 from scribe.config import SAMPLE_RATE, TranscribeOptions
 from scribe.errors import EmptyAudioError
 from scribe.io import storage
 from scribe.pipeline.audio import Audio, DecodedAudio, decode, peak_normalize, trim_silence
-from scribe.pipeline.chunking import Chunk, ChunkPlan, chunk_samples, plan_chunks
+from scribe.pipeline.chunking import Chunk, ChunkPlan, chunk_samples, plan_chunks, stream_chunks
 from scribe.pipeline.features import log_mel
 from scribe.pipeline.speakers import channels as speaker_channels
-from scribe.pipeline.vad import speech_ranges
+from scribe.pipeline.vad import speech_ranges, speech_windows
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,6 +77,19 @@ def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
 def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> AnalysedSession:
     """Decode, trim, normalise and find speech; plan the chunks; with speakers on, split
     the channels or embed the voices. Raises the audio errors."""
+    return _planned(open_session(source, options), options)
+
+
+def _planned(session: AnalysedSession, options: TranscribeOptions) -> AnalysedSession:
+    for _ in plan_session(session, options):
+        pass
+    return session
+
+
+def open_session(source: str | BinaryIO | Any, options: TranscribeOptions) -> AnalysedSession:
+    """Decode and trim: a session with no chunk plans yet (:func:`plan_session` makes
+    them). With one speaker per channel, the channels to transcribe are split here.
+    Raises the audio errors."""
     timings: dict[str, float] = {}
     with _stage(timings, "decode"):
         decoded = decode(
@@ -81,8 +99,10 @@ def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> Analyse
     with _stage(timings, "trim"):
         start, end = (trim_silence(decoded.samples, options.trim_threshold_db)
                       if options.trim_silence else (0, len(decoded.samples)))
-    session = AnalysedSession(
-        samples=decoded.samples[start:end], origin=start, plans=[],
+    split = _speaker_channels(decoded, options, start, end)
+    return AnalysedSession(
+        # with channels split, the mono mix is not transcribed: let it go
+        samples=split[0] if split else decoded.samples[start:end], origin=start, plans=[],
         duration_s=decoded.duration_s, timings=timings, warnings=decoded.warnings,
         source={
             "sample_rate": decoded.source_sample_rate,
@@ -91,13 +111,30 @@ def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> Analyse
             "trimmed_start_s": start / SAMPLE_RATE,
             "trimmed_end_s": end / SAMPLE_RATE,
         },
+        channel_samples=split,
     )
-    split = _speaker_channels(decoded, options, start, end)
-    if split:
-        _plan_channels(session, split, options)
+
+
+def plan_session(session: AnalysedSession, options: TranscribeOptions
+                 ) -> Iterator[list[ChunkPlan]]:
+    """Plan an opened session's chunks, adding them to ``session.plans`` and yielding
+    each batch as it is final. Mono without speaker labels streams: a long session's
+    first chunks are final once its first VAD windows are searched, before the rest is
+    (:func:`scribe.pipeline.chunking.stream_chunks`). Split channels, or voices to
+    embed, are planned whole and yielded once."""
+    if session.channel_samples:
+        _plan_channels(session, options)
+    elif options.speakers == "off":
+        for plans in _stream_mono(session, options):
+            session.plans.extend(plans)
+            yield plans
+        return
     else:
-        _plan_mono(session, options)
-    return session
+        session.plans = [p for plans in _stream_mono(session, options) for p in plans]
+        with _stage(session.timings, "speakers"):
+            session.plans = _embed_voices(session, options)
+    if session.plans:
+        yield session.plans
 
 
 def _speaker_channels(decoded: DecodedAudio, options: TranscribeOptions, start: int,
@@ -111,16 +148,26 @@ def _speaker_channels(decoded: DecodedAudio, options: TranscribeOptions, start: 
     return []
 
 
-def _plan_mono(session: AnalysedSession, options: TranscribeOptions) -> None:
+def _stream_mono(session: AnalysedSession, options: TranscribeOptions
+                 ) -> Iterator[list[ChunkPlan]]:
     if options.normalize:
         peak_normalize(session.samples, in_place=True)
-    with _stage(session.timings, "vad"):
-        speech = speech_ranges(session.samples, options)
-    with _stage(session.timings, "chunk"):
-        session.plans = plan_chunks(speech, options.chunk_length_s, origin=session.origin)
-    if options.speakers != "off":
-        with _stage(session.timings, "speakers"):
-            session.plans = _embed_voices(session, options)
+    timings = session.timings
+    windows = _timed(speech_windows(session.samples, options), timings, "vad")
+    spent: dict[str, float] = {}  # VAD and packing: what is not VAD is packing
+    yield from _timed(stream_chunks(windows, options.chunk_length_s, origin=session.origin),
+                      spent, "planning")
+    timings["chunk"] = spent.get("planning", 0.0) - timings.get("vad", 0.0)
+
+
+def _timed(items: Iterator[T], timings: dict[str, float], name: str) -> Iterator[T]:
+    """``items``, the time spent making each added to ``timings[name]``."""
+    while True:
+        with _stage(timings, name):
+            item = next(items, None)
+        if item is None:
+            return
+        yield item
 
 
 def _embed_voices(session: AnalysedSession, options: TranscribeOptions) -> list[ChunkPlan]:
@@ -135,10 +182,10 @@ def _embed_voices(session: AnalysedSession, options: TranscribeOptions) -> list[
             for p, w in zip(session.plans, found, strict=True)]
 
 
-def _plan_channels(session: AnalysedSession, split: list[Audio],
-                   options: TranscribeOptions) -> None:
+def _plan_channels(session: AnalysedSession, options: TranscribeOptions) -> None:
     """Each channel is normalised, searched for speech and chunked on its own; plan
     indices run on across channels, so the model stage sees ordinary chunks."""
+    split = session.channel_samples
     for number, samples in enumerate(split):
         if options.normalize:
             peak_normalize(samples, in_place=True)
@@ -150,26 +197,30 @@ def _plan_channels(session: AnalysedSession, split: list[Audio],
         first = len(session.plans)
         session.plans.extend([dataclasses.replace(plan, index=first + i, channel=number)
                               for i, plan in enumerate(plans)])
-    session.channel_samples = split
-    session.samples = split[0]  # the mono mix is not transcribed: let it go
 
 
 def analyse_input(source: str | IO[bytes], options: TranscribeOptions, *,
                   size: int | None = None) -> AnalysedSession:
-    """:func:`analyse` one whole input, refusing an empty one (0 bytes) before decoding:
-    a uri, opened through :mod:`scribe.io.storage` (its ``size``, when a listing already
-    read it, spares a stat), or a seekable file, read from its start."""
+    """:func:`analyse` one whole input (see :func:`open_input`)."""
+    return _planned(open_input(source, options, size=size), options)
+
+
+def open_input(source: str | IO[bytes], options: TranscribeOptions, *,
+               size: int | None = None) -> AnalysedSession:
+    """:func:`open_session` on one whole input, refusing an empty one (0 bytes) before
+    decoding: a uri, opened through :mod:`scribe.io.storage` (its ``size``, when a listing
+    already read it, spares a stat), or a seekable file, read from its start."""
     if isinstance(source, str):
         if size is None:
             fs, path = storage.resolve(source)
             size = storage.file_info(fs, path, source).size
         _refuse_empty(size)
         with storage.open_input(source) as f:
-            return analyse(f, options)
+            return open_session(f, options)
     source.seek(0, os.SEEK_END)
     _refuse_empty(source.tell())
     source.seek(0)
-    return analyse(source, options)
+    return open_session(source, options)
 
 
 def _refuse_empty(size: int | None) -> None:
@@ -177,10 +228,12 @@ def _refuse_empty(size: int | None) -> None:
         raise EmptyAudioError("the file is empty (0 bytes)")
 
 
-def iter_chunks(session: AnalysedSession, n_mels: int) -> Iterator[Chunk]:
-    """Each planned chunk with its log-mel features, computed when it is asked for."""
+def iter_chunks(session: AnalysedSession, n_mels: int,
+                plans: Iterable[ChunkPlan] | None = None) -> Iterator[Chunk]:
+    """Each planned chunk (``plans``, by default all the session's) with its log-mel
+    features, computed when it is asked for."""
     session.timings.setdefault("features", 0.0)
-    for plan in session.plans:
+    for plan in session.plans if plans is None else plans:
         samples = (session.samples if plan.channel is None
                    else session.channel_samples[plan.channel])
         with _stage(session.timings, "features"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from scribe.config import SAMPLE_RATE, TranscribeOptions
@@ -27,15 +29,20 @@ def vad_options(options: TranscribeOptions) -> VadOptions:
 
 def speech_ranges(samples: Audio, options: TranscribeOptions) -> list[SampleRange]:
     """Speech as ``{"start", "end"}`` sample ranges; fixed windows when VAD is off."""
+    return [r for found in speech_windows(samples, options) for r in found]
+
+
+def speech_windows(samples: Audio, options: TranscribeOptions) -> Iterator[list[SampleRange]]:
+    """:func:`speech_ranges` one VAD window at a time, each as soon as it is searched, so
+    a long session's first chunks can leave before the rest is searched."""
     if not options.vad_filter:
-        return fixed_windows(len(samples), options.chunk_length_s)
+        yield fixed_windows(len(samples), options.chunk_length_s)
+        return
     vad = vad_options(options)
     step = VAD_WINDOW_S * SAMPLE_RATE
-    ranges: list[SampleRange] = []
     for start in range(0, len(samples), step):
         found = get_speech_timestamps(samples[start:start + step], vad)
-        ranges.extend({"start": r["start"] + start, "end": r["end"] + start} for r in found)
-    return ranges
+        yield [{"start": r["start"] + start, "end": r["end"] + start} for r in found]
 
 
 def fixed_windows(n_samples: int, window_s: int) -> list[SampleRange]:

@@ -3,14 +3,16 @@ track of where every speech range came from."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from scribe.config import TranscribeOptions
-from scribe.pipeline.chunking import chunk_samples, plan_chunks
-from scribe.pipeline.vad import SampleRange, fixed_windows, speech_ranges
+from scribe.pipeline import vad
+from scribe.pipeline.chunking import ChunkPlan, chunk_samples, plan_chunks, stream_chunks
+from scribe.pipeline.vad import SampleRange, fixed_windows, speech_ranges, speech_windows
 from tests import media
 
 
@@ -168,3 +170,70 @@ def test_a_range_longer_than_the_limit_keeps_its_audio(samples: np.ndarray) -> N
     assert [r for c in out for r in c.segments] == [
         {"start": 0, "end": 30 * SR}, {"start": 30 * SR, "end": 40 * SR}, ranges[1]]
     assert sum(len(c.samples) for c in out) == 44 * SR
+
+
+# --- streaming: chunks planned as VAD's windows are searched ---------------------------------
+
+
+def _split(ranges: list[SampleRange], cuts: list[int]) -> list[list[SampleRange]]:
+    """``ranges`` as windows ending before each cut (a range is not cut: VAD's edges are)."""
+    windows: list[list[SampleRange]] = [[] for _ in range(len(cuts) + 1)]
+    for r in ranges:
+        windows[sum(r["start"] >= c for c in cuts)].append(r)
+    return windows
+
+
+def _streamed(windows: list[list[SampleRange]], origin: int = 0) -> list[list[ChunkPlan]]:
+    return list(stream_chunks(iter(windows), OPTIONS.chunk_length_s, origin=origin))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_streamed_plans_are_the_whole_plan(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # speech ranges of 0.1-40 s (longer than the limit: split) after gaps of 0-3 s
+    lengths, gaps = rng.integers(int(0.1 * SR), 40 * SR, 60), rng.integers(0, 3 * SR, 60)
+    ends = np.cumsum(gaps + lengths)
+    ranges = [{"start": int(e - n), "end": int(e)} for e, n in zip(ends, lengths, strict=True)]
+    cuts = sorted(int(c) for c in rng.integers(0, int(ends[-1]), 8))
+    windows = _split(ranges, cuts) + [[]]  # empty windows too: silence between
+    whole = plan_chunks(ranges, OPTIONS.chunk_length_s, origin=777)
+    streamed = _streamed(windows, origin=777)
+    assert [p for batch in streamed for p in batch] == whole
+    assert all(batch for batch in streamed)
+
+
+def test_streamed_plans_of_real_speech(ranges: list[SampleRange]) -> None:
+    windows = _split(ranges, [20 * SR, 40 * SR, 60 * SR])
+    streamed = _streamed(windows)
+    assert [p for batch in streamed for p in batch] == plan_chunks(ranges,
+                                                                   OPTIONS.chunk_length_s)
+    assert len(streamed) > 1, "chunks left before the last window"
+
+
+def test_a_chunk_is_yielded_once_final_before_later_windows_are_searched(
+        ranges: list[SampleRange]) -> None:
+    windows = _split(ranges, [20 * SR, 40 * SR, 60 * SR, 80 * SR])
+    searched = 0
+
+    def search() -> Iterator[list[SampleRange]]:
+        nonlocal searched
+        for window in windows:
+            searched += 1
+            yield window
+
+    seen = [searched for _ in stream_chunks(search(), OPTIONS.chunk_length_s)]
+    assert seen[0] < len(windows), "the first chunks waited for every window"
+    assert seen == sorted(seen)
+
+
+def test_no_speech_streams_no_plans() -> None:
+    assert _streamed([[], [], []]) == [] and _streamed([]) == []
+
+
+def test_speech_windows_are_the_speech_ranges(samples: np.ndarray,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vad, "VAD_WINDOW_S", 30)
+    windows = list(speech_windows(samples, OPTIONS))
+    assert len(windows) == -(-len(samples) // (30 * SR))
+    assert all(r["start"] >= i * 30 * SR for i, w in enumerate(windows) for r in w)
+    assert [r for w in windows for r in w] == speech_ranges(samples, OPTIONS)

@@ -56,3 +56,23 @@ def test_missing_chunks_are_reported_not_dropped() -> None:
     collector.add(_row("a", 0, 2))
     (lost,) = collector.incomplete()
     assert lost["status"] == "error" and "1 of 2 chunks" in lost["error"]
+
+
+def test_a_streamed_session_completes_once_its_count_and_every_chunk_are_in() -> None:
+    collector = SessionCollector()
+    early = rows.COUNT_UNKNOWN  # sent before the session's audio was all searched
+    assert collector.add(_row("a", 0, early)) is None
+    assert collector.add(_row("a", 3, 4)) is None, "the last block's row came in first"
+    assert collector.add(_row("a", 1, early)) is None
+    done = collector.add(_row("a", 2, 4))
+    assert done is not None and [s["start"] for s in done["segments"]] == [0, 10, 20, 30]
+    assert done["speech_duration_s"] == 20.0, "the record takes the last block's analysis"
+    assert collector.incomplete() == []
+
+
+def test_chunks_without_their_count_are_not_a_session() -> None:
+    collector = SessionCollector()
+    assert collector.add(_row("a", 0, rows.COUNT_UNKNOWN)) is None
+    assert collector.add(_row("a", 1, rows.COUNT_UNKNOWN)) is None
+    (lost,) = collector.incomplete()
+    assert lost["status"] == "error" and "2 of an unknown number of chunks" in lost["error"]

@@ -16,6 +16,7 @@ from ray_jobs import rows
 from ray_jobs.stages import Preprocessor, Transcriber
 from scribe.config import TranscribeOptions
 from scribe.io.sessions import SessionRef, list_sessions
+from scribe.pipeline import vad
 from scribe.pipeline.preprocess import analyse_input, iter_chunks
 from scribe.pipeline.transcript import record_base
 from scribe.pipeline.whisper import WhisperEngine
@@ -105,6 +106,38 @@ def test_the_stages_read_and_write_only_the_schema(
     assert by_session["jfk"]["result"]["segments"] and by_session["jfk"]["features"] is None
     assert by_session["silent"]["status"] == "ok" and by_session["silent"]["result"] is None
     assert by_session["empty"]["status"] == "error" and "0 bytes" in by_session["empty"]["error"]
+
+
+def test_a_long_session_streams_its_blocks_as_vad_goes(
+        options: TranscribeOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks leave before VAD has searched the whole session; they hold the chunks the
+    whole analysis plans, and only the last block carries the count and that analysis."""
+    path = media.write_audio(tmp_path / "long.wav", media.speech(150.0, seed=3))
+    monkeypatch.setattr(vad, "VAD_WINDOW_S", 20)
+    searched: list[int] = []
+    search = vad.get_speech_timestamps
+    monkeypatch.setattr(vad, "get_speech_timestamps",
+                        lambda *a: searched.append(1) or search(*a))
+    ref = SessionRef(session_id="long", uri=str(path))
+    blocks, seen = [], []
+    for block in Preprocessor(options, 80, "tiny", rows_per_block=2)(
+            pa.Table.from_pylist([ref.to_dict()])):
+        seen.append(len(searched))
+        blocks.append(rows.decode(block))
+    assert seen[0] < seen[-1] == 8, "the first block waited for all 8 VAD windows"
+
+    whole = analyse_input(str(path), options)
+    chunks = list(iter_chunks(whole, 80))
+    sent = [r for b in blocks for r in b]
+    assert len(chunks) > 4 and [r["chunk"]["index"] for r in sent] == list(range(len(chunks)))
+    for row, chunk in zip(sent, chunks, strict=True):
+        np.testing.assert_array_equal(row["features"], chunk.features)
+    assert all(len(b) == 2 for b in blocks[:-1])
+    last = len(blocks[-1])
+    assert [r["n_chunks"] for r in sent] == ([rows.COUNT_UNKNOWN] * (len(sent) - last)
+                                            + [len(chunks)] * last)
+    assert blocks[-1][0]["session"]["speech_duration_s"] == whole.speech_duration_s
+    assert blocks[0][0]["session"]["speech_duration_s"] < whole.speech_duration_s
 
 
 def test_the_schema_is_declared_once() -> None:
