@@ -106,7 +106,10 @@ class Preprocessor:
                            for c, f in waiting[:self.rows_per_block]]
                     del waiting[:self.rows_per_block]
                 started = time.perf_counter()
-        self.metrics.session(session.duration_s, session.timings)
+        # features were counted chunk by chunk, above
+        self.metrics.session(session.duration_s, {stage: seconds for stage, seconds
+                                                  in session.timings.items()
+                                                  if stage != "features"})
         analysed = base(session)
         if not session.plans:
             yield [rows.session_row(analysed)]

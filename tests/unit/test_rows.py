@@ -140,6 +140,33 @@ def test_a_long_session_streams_its_blocks_as_vad_goes(
     assert blocks[0][0]["session"]["speech_duration_s"] < whole.speech_duration_s
 
 
+class _Recorded:
+    """Stands in for the stage's metrics, keeping what it was told."""
+
+    def __init__(self) -> None:
+        self.audio_s = 0.0
+        self.seconds: dict[str, float] = {}
+
+    def session(self, duration_s: float, timings: dict[str, float]) -> None:
+        self.audio_s += duration_s
+        for stage, seconds in timings.items():
+            self.stage(stage, seconds)
+
+    def stage(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+def test_the_preprocessing_metrics_count_each_step_once(options: TranscribeOptions) -> None:
+    stage = Preprocessor(options, 80, "tiny", rows_per_block=1)
+    stage.metrics = recorded = _Recorded()  # type: ignore[assignment]
+    ref = SessionRef(session_id="jfk", uri=JFK)
+    sent = [r for b in stage(pa.Table.from_pylist([ref.to_dict()])) for r in rows.decode(b)]
+    assert recorded.audio_s == pytest.approx(11.0, abs=0.1)
+    assert recorded.seconds["features"] == pytest.approx(
+        sum(r["chunk"]["features_s"] for r in sent))
+    assert {"decode", "vad", "chunk"} <= recorded.seconds.keys()
+
+
 def test_the_schema_is_declared_once() -> None:
     """Only ray_jobs/rows.py declares Arrow types; no stage or driver parses JSON rows."""
     for path in Path(ray_jobs.__file__).parent.glob("*.py"):
