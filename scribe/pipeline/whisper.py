@@ -49,6 +49,9 @@ _PROMPT_LEVELS = (32, 64, 128)
 Piece = tuple[float, dict[str, Any]]
 # Where a chunk's encoding already is: an encoder output, and the chunk's row in it.
 EncodedRow = tuple[Any, int]
+# Marks a result of the fallback's first retry: decoded with timestamp tokens, unprompted,
+# at the call's temperature, which is the decode the early-end redo makes.
+_TIMESTAMPED = "timestamped_retry"
 
 
 @dataclass
@@ -209,9 +212,13 @@ class WhisperEngine:
 
     def _transcribe(self, items: Sequence[Chunk], opts: TranscribeOptions,
                     prompts: Sequence[str | None],
-                    known: Sequence[EncodedRow | None] | None = None) -> list[ChunkOutput]:
+                    known: Sequence[EncodedRow | None] | None = None,
+                    decoded: Sequence[dict[str, Any] | None] | None = None
+                    ) -> list[ChunkOutput]:
         """One batch, each chunk with its own prompt (the text before it, or None), and
-        where its encoding already is, if anywhere (``known``: a redo's chunks).
+        where its encoding already is, if anywhere (``known``: a redo's chunks), and its
+        decode under ``opts`` where one was made already (``decoded``: a redo's chunks
+        that the fallback decoded so), which is then not made again.
 
         Chunks share a model call when they share an encoder width and a prompt length
         (CTranslate2 decodes a batch only from prompts of one length), so a prompt is cut
@@ -219,9 +226,11 @@ class WhisperEngine:
         text before, never on its neighbours'."""
         start = time.perf_counter()
         previous = [self._previous_tokens(opts, said) for said in prompts]
-        groups: defaultdict[tuple[int, int], list[int]] = defaultdict(list)
+        decoded = decoded or [None] * len(items)
+        groups: defaultdict[tuple[int, int, bool], list[int]] = defaultdict(list)
         for i, item in enumerate(items):
-            groups[self._window(item.features.shape[1], opts), len(previous[i])].append(i)
+            groups[self._window(item.features.shape[1], opts), len(previous[i]),
+                   decoded[i] is not None].append(i)
         known = known or [None] * len(items)
         encoded = {key: self._encode([items[i].features for i in group], key[0],
                                      [known[i] for i in group])
@@ -235,9 +244,11 @@ class WhisperEngine:
         pieces: list[list[Piece]] = [[] for _ in items]
         for key, group in groups.items():
             toks = [tokenizers[i] for i in group]
-            results = self._fall_back([items[i] for i in group], toks, self._generate(
-                encoded[key], toks, opts, previous=[previous[i] for i in group]), opts,
-                key[0], encoded[key])
+            given = [result for i in group if (result := decoded[i]) is not None]
+            results = given or self._fall_back(
+                [items[i] for i in group], toks, self._generate(
+                    encoded[key], toks, opts, previous=[previous[i] for i in group]),
+                opts, key[0], encoded[key])
             for i, result in zip(group, results, strict=True):
                 pieces[i].append((0.0, result))
         pieces = self._decode_remainders(items, tokenizers, pieces, opts)
@@ -253,7 +264,8 @@ class WhisperEngine:
                 self._add_words([items[i] for i in group], [outputs[i] for i in group],
                                 [tokenizers[i] for i in group], encoded[key], key[0])
             if opts.timestamps == "aligned":
-                self._redo_early_ends(items, outputs, opts, prompts, rows)
+                self._redo_early_ends(items, outputs, opts, prompts, rows,
+                                      [chunk_pieces[0][1] for chunk_pieces in pieces])
                 for item, out, tok in zip(items, outputs, tokenizers, strict=True):
                     breaks = pauses(item.plan)
                     out.segments = [part for seg in out.segments
@@ -311,8 +323,8 @@ class WhisperEngine:
         return [*initial, *tokens[len(tokens) - level:]][-limit:]
 
     def _languages(
-        self, items: Sequence[Chunk], groups: dict[tuple[int, int], list[int]],
-        encoded: dict[tuple[int, int], Any], opts: TranscribeOptions,
+        self, items: Sequence[Chunk], groups: dict[tuple[int, int, bool], list[int]],
+        encoded: dict[tuple[int, int, bool], Any], opts: TranscribeOptions,
     ) -> list[tuple[str, float]]:
         """Each chunk's language: given, else the vote of its session's chunks in the batch."""
         given = [item.language or opts.language for item in items]
@@ -415,6 +427,7 @@ class WhisperEngine:
                              [(encoded, i) for i in failing]),
                 [tokenizers[i] for i in failing], retry, best_of=_BEST_OF)
             for i, result in zip(failing, retried, strict=True):
+                result[_TIMESTAMPED] = retry.timestamps != opts.timestamps
                 attempts[i].append(result)
             failing = [i for i in failing if needs_fallback(attempts[i][-1], tokenizers[i], opts)]
         logger.debug("%d of %d chunks fell back", sum(len(a) > 1 for a in attempts), len(items))
@@ -460,7 +473,8 @@ class WhisperEngine:
 
     def _redo_early_ends(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
                          opts: TranscribeOptions, prompts: Sequence[str | None],
-                         rows: Sequence[EncodedRow]) -> None:
+                         rows: Sequence[EncodedRow], results: Sequence[dict[str, Any]]
+                         ) -> None:
         """Aligned text whose last word ends more than ``remainder_s`` before its chunk
         does is decoded again with timestamp tokens, so that what it left is read from the
         last timestamp (:meth:`_decode_remainders`), all such chunks of the batch in one
@@ -475,7 +489,12 @@ class WhisperEngine:
         left 6.8-12.1 s between two words. VAD keeps at most two paddings of silence
         between speech regions, so an unprompted chunk's longest gap is about a second
         (1.2 s on those sessions); the limit is ``remainder_s`` plus two paddings. The
-        redo carries no prompt either, and reuses the chunks' encodings (``rows``)."""
+        redo carries no prompt either, and reuses the chunks' encodings (``rows``), and
+        their decodes (``results``) where the fallback's first retry made them: that retry
+        decodes as the redo does (timestamp tokens, no prompt, the call's temperature), so
+        a chunk whose result it gave is not decoded twice alike (tiny.en on the multilingual
+        clip: 1.7 s of its 7.4 s went to the second of two identical 224-token decodes),
+        nor sampled again where the temperatures after it failed too."""
         if opts.remainder_s is None:
             return
         limit = opts.remainder_s
@@ -490,7 +509,8 @@ class WhisperEngine:
         redone = self._transcribe([items[i] for i in early], opts.model_copy(update={
             "timestamps": "predicted", "word_timestamps": True,
             "hallucination_silence_threshold": None}), [None] * len(early),
-            [rows[i] for i in early])
+            [rows[i] for i in early],
+            [results[i] if results[i].get(_TIMESTAMPED) else None for i in early])
         for i, out in zip(early, redone, strict=True):
             outputs[i].segments = out.segments
 
