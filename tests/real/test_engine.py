@@ -155,7 +155,6 @@ def test_safeguards_keep_room_tone_wordless(engine: WhisperEngine,
     assert all(o.segments == [] for o in engine.transcribe(items, raw))
 
 
-
 def test_no_chunk_is_decoded_twice_alike(real_options: TranscribeOptions) -> None:
     """The fallback's first retry (timestamp tokens, no prompt) is the decode the early-end
     redo makes: tiny.en on the multilingual clip needs both for one chunk, and the second
