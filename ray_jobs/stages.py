@@ -94,22 +94,26 @@ class Preprocessor:
                       session: AnalysedSession, options: TranscribeOptions
                       ) -> Iterator[list[Row]]:
         waiting: list[tuple[Chunk, float]] = []  # chunks and their features' seconds
-        for plans in plan_session(session, options):
-            started = time.perf_counter()
-            for chunk in iter_chunks(session, self.n_mels, plans):
-                features_s = time.perf_counter() - started
-                self.metrics.stage("features", features_s)
-                waiting.append((chunk, features_s))
-                if len(waiting) > self.rows_per_block:
-                    so_far = base(session)
-                    yield [rows.chunk_row(so_far, c, n_chunks=rows.COUNT_UNKNOWN, features_s=f)
-                           for c, f in waiting[:self.rows_per_block]]
-                    del waiting[:self.rows_per_block]
+        try:
+            for plans in plan_session(session, options):
                 started = time.perf_counter()
-        # features were counted chunk by chunk, above
-        self.metrics.session(session.duration_s, {stage: seconds for stage, seconds
-                                                  in session.timings.items()
-                                                  if stage != "features"})
+                for chunk in iter_chunks(session, self.n_mels, plans):
+                    features_s = time.perf_counter() - started
+                    self.metrics.stage("features", features_s)
+                    waiting.append((chunk, features_s))
+                    if len(waiting) > self.rows_per_block:
+                        so_far = base(session)
+                        yield [rows.chunk_row(so_far, c, n_chunks=rows.COUNT_UNKNOWN,
+                                              features_s=f)
+                               for c, f in waiting[:self.rows_per_block]]
+                        del waiting[:self.rows_per_block]
+                    started = time.perf_counter()
+        finally:
+            # a session that fails part-way was decoded all the same, and its steps took
+            # their time; features were counted chunk by chunk, above
+            self.metrics.session(session.duration_s, {stage: seconds for stage, seconds
+                                                      in session.timings.items()
+                                                      if stage != "features"})
         analysed = base(session)
         if not session.plans:
             yield [rows.session_row(analysed)]

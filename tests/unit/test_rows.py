@@ -167,6 +167,24 @@ def test_the_preprocessing_metrics_count_each_step_once(options: TranscribeOptio
     assert {"decode", "vad", "chunk"} <= recorded.seconds.keys()
 
 
+def test_a_session_that_fails_part_way_still_counts_what_it_decoded(
+        options: TranscribeOptions, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Features fail after decode and VAD: the session is one error row, and the audio it
+    decoded and the steps it took are counted all the same."""
+    def fail(*_: object) -> Any:
+        raise MemoryError("no room for features")
+        yield
+
+    monkeypatch.setattr(ray_jobs.stages, "iter_chunks", fail)
+    stage = Preprocessor(options, 80, "tiny", rows_per_block=1)
+    stage.metrics = recorded = _Recorded()  # type: ignore[assignment]
+    ref = SessionRef(session_id="jfk", uri=JFK)
+    sent = [r for b in stage(pa.Table.from_pylist([ref.to_dict()])) for r in rows.decode(b)]
+    assert [r["status"] for r in sent] == ["error"] and "no room" in sent[0]["error"]
+    assert recorded.audio_s == pytest.approx(11.0, abs=0.1)
+    assert {"decode", "vad"} <= recorded.seconds.keys()
+
+
 def test_the_schema_is_declared_once() -> None:
     """Only ray_jobs/rows.py declares Arrow types; no stage or driver parses JSON rows."""
     for path in Path(ray_jobs.__file__).parent.glob("*.py"):
