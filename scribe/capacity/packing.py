@@ -125,18 +125,19 @@ def plan_for_gpus(memory: MemoryModel, gpus: Sequence[GpuInfo], **kwargs: Any) -
                     gpu_name=smallest.name, **kwargs)
 
 
-# Batch 1 on CPU, as ``scribe calibrate`` measures it here with the real tiny.en (int8, 2
-# cores, one-thread actors side by side, chunks of a 12-minute session): 1.92 chunks/s at
-# batch 1, 1.71 at 2, 1.63 at 4, 1.53 at 8 (on the examples' short clips, 1.67-1.69 alike).
-# In the job (the quality benchmark's mixed corpus, Ray running) batch 1 took 35.0 and
-# 32.2 s against 40.7 s at batch 4, with the same text: smaller calls also spread the last
-# ones over both actors. A one-thread actor has no threads for a batch to keep busy; an
-# actor of several threads does gain from batching (the issue's 12-minute session on one
-# 2-thread actor: 80.6 s at batch 1, 50.4 s at batch 8; calibrate, 1 x 2 threads: 1.06
-# chunks/s at batch 1, 1.33 at 2, 1.50 at 4, 1.16 at 8). `scribe calibrate` measures the
-# machine at hand and writes its plan file.
-CPU_BATCH_SIZE = 1
-CPU_THREADED_BATCH_SIZE = 4  # for an actor of several threads
+# Batch 4 on CPU, as measured with the real tiny.en (int8, beam 5, 2 cores). ``scribe
+# calibrate`` (one-thread actors side by side, chunks of a 12-minute session, 2026-12-06):
+# 1.57 chunks/s at batch 1, 1.88 at 2, 1.91 at 4, 1.76 at 8, 1.75 at 16. In the job (the
+# quality benchmark's mixed corpus, Ray running, the three batches in turn four times):
+# 42.5, 41.1, 42.3, 39.2 s at batch 1; 38.9, 41.2, 37.2, 36.4 at 2; 40.3, 37.1, 35.2, 35.3
+# at 4, with the same text: a call of four prompt chains decodes them side by side, and
+# the job's tasks are a quarter as many, each gap between them (~0.2 s) paid a quarter as
+# often. Before the engine's later changes the same two measurements had put batch 1
+# first (1.92 chunks/s against 1.63 at 4; 35.0 and 32.2 s against 40.7 s in the job), so
+# the default follows what is measured now, and ``scribe calibrate`` measures the machine
+# and engine at hand and writes its plan file. An actor of several threads gains from batching too (the issue's 12-minute
+# session on one 2-thread actor: 80.6 s at batch 1, 50.4 s at batch 8).
+CPU_BATCH_SIZE = 4
 # One thread per model actor, one actor per core: ``scribe calibrate`` with the real tiny.en
 # on 2 cores measured 2 actors x 1 thread at 1.83 chunks/s against 1 x 2 threads at 1.61
 # (batch 8), and in the job, where preprocessing and Ray's own processes share the cores, 60
@@ -157,20 +158,14 @@ class CpuPlan:
     measured: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
-def cpu_batch_size(threads_per_actor: int) -> int:
-    """The model batch for a CPU actor of this many threads, as measured: see
-    :data:`CPU_BATCH_SIZE`."""
-    return CPU_BATCH_SIZE if threads_per_actor <= 1 else CPU_THREADED_BATCH_SIZE
-
-
 def plan_cpu(cores: int, *, threads_per_actor: int | None = None,
              batch_size: int | None = None) -> CpuPlan:
     """Model actors of ``threads_per_actor`` cores each (default 1: see
-    :data:`CPU_THREADS_PER_ACTOR`) at ``batch_size`` (default: :func:`cpu_batch_size`).
+    :data:`CPU_THREADS_PER_ACTOR`) at ``batch_size`` (default :data:`CPU_BATCH_SIZE`).
     Preprocessing actors share the cores, at a lower priority (see ``ray_jobs.stages``)."""
     threads = threads_per_actor or CPU_THREADS_PER_ACTOR
     return CpuPlan(cores=cores, actors=max(1, cores // threads), threads_per_actor=threads,
-                   batch_size=batch_size or cpu_batch_size(threads))
+                   batch_size=batch_size or CPU_BATCH_SIZE)
 
 
 def cpu_cores() -> int:
@@ -337,10 +332,10 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Pack
                          cpu_threads=saved.cpu.threads_per_actor, model_cpus=0.0,
                          source=f"plan file ({saved.created})")
     else:
-        # CPU_THREADS_PER_ACTOR and the batch for the actor's threads, as measured;
-        # model_cpus 0 = decided with the cluster
+        # CPU_THREADS_PER_ACTOR and CPU_BATCH_SIZE, as measured; model_cpus 0 = decided
+        # with the cluster
         threads = resources.cpu_threads or CPU_THREADS_PER_ACTOR
-        batch = cpu_batch_size(threads)
+        batch = CPU_BATCH_SIZE
         shape = JobShape(actors_per_gpu=1, batch_size=batch, cpu_threads=threads,
                          model_cpus=0.0, source=f"CPU default: actors of {threads} "
                          f"thread(s), batch {batch}")

@@ -101,7 +101,7 @@ def test_transcriber_replicas_on_cpu_follow_a_cpu_plan_only() -> None:
     assert model_actor_options(options, unplanned) == {"num_cpus": 1}
     saved = packing.PackingPlan(device="cpu", cpu=packing.plan_cpu(8, threads_per_actor=2))
     planned = transcriber_resources(options, ResourceConfig(), saved, ())
-    assert (planned.cpu_threads, planned.model_batch_size) == (2, packing.cpu_batch_size(2))
+    assert (planned.cpu_threads, planned.model_batch_size) == (2, packing.CPU_BATCH_SIZE)
     # Threads share the cores with the preprocessor: the replica still reserves one CPU,
     # so a 2-core machine fits a preprocessor and a 2-thread transcriber.
     assert model_actor_options(options, planned) == {"num_cpus": 1}

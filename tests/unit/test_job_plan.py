@@ -22,7 +22,7 @@ def test_one_thread_cpu_actors_one_per_core_beside_the_preprocessing(
     plan = plan_resources(CPU, ResourceConfig(), {"CPU": cores})
     assert (plan.model_actors, plan.cpu_threads, plan.preprocess_actors) == (
         actors, threads, feeders)
-    assert plan.model_batch_size == 1, "what calibrate measures for one-thread actors"
+    assert plan.model_batch_size == 4, "what calibrate and the job measure for one-thread actors"
     assert (plan.model_actors * plan.model_cpus
             + plan.preprocess_actors * plan.preprocess_cpus) <= cores + 1e-9
 

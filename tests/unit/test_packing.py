@@ -132,12 +132,12 @@ def test_sizes_parse_as_binary_units() -> None:
         packing.parse_size("lots")
 
 
-def test_cpu_plans_are_one_thread_actors_one_per_core_at_batch_one() -> None:
-    # 2 x 1 thread, not 1 x 2, each at batch 1: what calibrate and the job measured with
+def test_cpu_plans_are_one_thread_actors_one_per_core_at_batch_four() -> None:
+    # 2 x 1 thread, not 1 x 2, each at batch 4: what calibrate and the job measured with
     # the real model (issue 10)
-    assert packing.plan_cpu(2) == packing.CpuPlan(2, 2, 1, 1)
+    assert packing.plan_cpu(2) == packing.CpuPlan(2, 2, 1, 4)
     big = packing.plan_cpu(32)
-    assert (big.actors, big.threads_per_actor, big.batch_size) == (32, 1, 1)
+    assert (big.actors, big.threads_per_actor, big.batch_size) == (32, 1, 4)
     assert packing.plan_cpu(8, threads_per_actor=4).actors == 2
     assert 1 <= packing.cpu_cores()
 
@@ -199,8 +199,8 @@ def test_cpu_jobs_take_threads_from_a_cpu_plan() -> None:
     shape = packing.job_shape(options, ResourceConfig(), saved)
     assert (shape.cpu_threads, shape.model_cpus, shape.batch_size) == (4, 0.0, 8)
     default = packing.job_shape(options, ResourceConfig(), None)
-    assert (default.batch_size, default.model_cpus, default.cpu_threads) == (1, 0.0, 1), (
-        "1-thread actors at batch 1 measured fastest")
+    assert (default.batch_size, default.model_cpus, default.cpu_threads) == (4, 0.0, 1), (
+        "1-thread actors at batch 4 measured fastest")
     threaded = packing.job_shape(options, ResourceConfig(cpu_threads=2), None)
     assert (threaded.batch_size, threaded.cpu_threads) == (4, 2), (
         "an actor of several threads batches, as measured")
