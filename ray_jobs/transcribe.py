@@ -13,6 +13,7 @@ import argparse
 import concurrent.futures
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -267,6 +268,11 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
         compute=ActorPoolStrategy(min_size=1, max_size=layout.preprocess_actors),
         num_cpus=layout.preprocess_cpus,
     )
+    actors = layout.model_actors if resources.model_actors else model_actors_for(
+        sessions, layout.model_actors, layout.model_batch_size, chain, options.chunk_length_s)
+    if actors < layout.model_actors:
+        logger.info("%d of the planned %d model actors: the sessions make about %d model "
+                    "call(s)", actors, layout.model_actors, actors)
     model_resources: dict[str, Any] = (
         {"num_gpus": layout.model_gpus} if layout.device == "cuda"
         else {"num_cpus": layout.model_cpus})
@@ -279,8 +285,7 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
         Transcriber, batch_size=call_rows, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "cpu_threads": layout.cpu_threads,
                                "batch_size": layout.model_batch_size},
-        compute=ActorPoolStrategy(size=layout.model_actors,
-                                  max_tasks_in_flight_per_actor=in_flight),
+        compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=in_flight),
         **model_resources,
     )
     # whole blocks as they come, so a session is written as soon as its last chunk is back
@@ -288,6 +293,22 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
         yield from rows.decode(table)
     # where the time went per operator (benchmarks/quality.py prints it)
     logger.debug("Ray Data stats:\n%s", ds.stats())
+
+
+def model_actors_for(sessions: Sequence[SessionRef], planned: int, batch_size: int,
+                     chain: int, chunk_length_s: float) -> int:
+    """The model actors a job starts when the config does not fix them: the plan's, or
+    fewer when the sessions make fewer model calls of ``batch_size`` prompt chains (of
+    ``chain`` chunks) than that, so that a small job loads no model that never runs (at
+    the CPU default, batch 4, the example sessions are one call). Calls are estimated from
+    the sessions' sizes (:attr:`SessionRef.estimated_duration_s`), a chunk per half of
+    ``chunk_length_s``: VAD cuts chunks at pauses, so they are shorter than the longest,
+    and the estimate errs toward more calls. A session of unknown size keeps the plan."""
+    if any(s.estimated_duration_s <= 0 for s in sessions):
+        return planned
+    chains = sum(math.ceil(math.ceil(s.estimated_duration_s / (chunk_length_s / 2)) / chain)
+                 for s in sessions)
+    return max(1, min(planned, math.ceil(chains / batch_size)))
 
 
 def block_bytes(batch_size: int, n_mels: int) -> int:

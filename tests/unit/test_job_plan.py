@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs.transcribe import parse_args, plan_resources
+from ray_jobs.transcribe import model_actors_for, parse_args, plan_resources
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
+from scribe.io.sessions import SessionRef
 
 pytestmark = pytest.mark.unit
 
@@ -52,3 +53,23 @@ def test_the_config_file_and_flags_both_count(tmp_path: Path) -> None:
     job = parse_args(["--config", str(config), "--output", "/elsewhere"])
     assert (job.input, job.output, job.resources.model_actors) == ("/in", "/elsewhere", 3)
     assert parse_args(["--input", "/a", "--output", "/b"]).input == "/a"
+
+
+def _mp3(name: str, seconds: float | None) -> SessionRef:
+    # 16 kB/s: the size-based estimate's rate for compressed audio
+    return SessionRef(session_id=name, uri=f"/in/{name}.mp3",
+                      size=None if seconds is None else int(seconds * 16_000))
+
+
+def test_a_small_job_starts_only_the_model_actors_its_calls_need() -> None:
+    clips = [_mp3(f"clip{i}", 15) for i in range(4)]
+    # four one-chunk sessions are four chains: one call of batch 4, one actor
+    assert model_actors_for(clips, 2, batch_size=4, chain=4, chunk_length_s=30) == 1
+    assert model_actors_for(clips, 2, batch_size=2, chain=4, chunk_length_s=30) == 2
+    # two 6-minute sessions: up to 24 chunks (one per 15 s), 6 chains each, three calls
+    sessions = [_mp3("a", 360), _mp3("b", 360)]
+    assert model_actors_for(sessions, 2, batch_size=4, chain=4, chunk_length_s=30) == 2
+    assert model_actors_for(sessions, 8, batch_size=4, chain=4, chunk_length_s=30) == 3
+    # a size the listing did not give: no estimate, the plan stands
+    assert model_actors_for([*clips, _mp3("unknown", None)], 2, batch_size=4, chain=4,
+                            chunk_length_s=30) == 2
