@@ -192,7 +192,8 @@ class ResourceConfig(_Frozen):
     )
     preprocess_cpus: float = Field(1.0, gt=0, description="CPUs each preprocessing actor holds")
     model_actors: int | None = Field(
-        None, ge=1, description="model actors; default: GPUs x actors-per-gpu, or 1 on CPU"
+        None, ge=1, description="model actors; default: GPUs x actors-per-gpu, or one per "
+        "core on CPU, and no more than the sessions have model calls"
     )
     actors_per_gpu: int = Field(
         2, ge=1, le=16, description="model actors packed on one GPU (num_gpus = 1/k)"
