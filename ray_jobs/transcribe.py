@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ray_jobs import rows
@@ -268,11 +268,6 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
         compute=ActorPoolStrategy(min_size=1, max_size=layout.preprocess_actors),
         num_cpus=layout.preprocess_cpus,
     )
-    actors = layout.model_actors if resources.model_actors else model_actors_for(
-        sessions, layout.model_actors, layout.model_batch_size, chain, options.chunk_length_s)
-    if actors < layout.model_actors:
-        logger.info("%d of the planned %d model actors: the sessions make about %d model "
-                    "call(s)", actors, layout.model_actors, actors)
     model_resources: dict[str, Any] = (
         {"num_gpus": layout.model_gpus} if layout.device == "cuda"
         else {"num_cpus": layout.model_cpus})
@@ -285,7 +280,8 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
         Transcriber, batch_size=call_rows, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "cpu_threads": layout.cpu_threads,
                                "batch_size": layout.model_batch_size},
-        compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=in_flight),
+        compute=ActorPoolStrategy(size=layout.model_actors,
+                                  max_tasks_in_flight_per_actor=in_flight),
         **model_resources,
     )
     # whole blocks as they come, so a session is written as soon as its last chunk is back
@@ -293,6 +289,24 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
         yield from rows.decode(table)
     # where the time went per operator (benchmarks/quality.py prints it)
     logger.debug("Ray Data stats:\n%s", ds.stats())
+
+
+def fit_to_work(layout: JobLayout, sessions: Sequence[SessionRef],
+                options: TranscribeOptions, resources: ResourceConfig) -> JobLayout:
+    """``layout`` with no more model actors than ``sessions`` make model calls
+    (:func:`model_actors_for`), unless the config fixes their number; the GPUs it holds
+    follow."""
+    if resources.model_actors:
+        return layout
+    chain = options.prompt_chain if options.condition_on_previous_text else 1
+    actors = model_actors_for(sessions, layout.model_actors, layout.model_batch_size, chain,
+                              options.chunk_length_s)
+    if actors == layout.model_actors:
+        return layout
+    logger.info("%d of the planned %d model actors: the sessions make about that many "
+                "model calls", actors, layout.model_actors)
+    return replace(layout, model_actors=actors,
+                   gpus=actors * layout.model_gpus if layout.device == "cuda" else 0.0)
 
 
 def model_actors_for(sessions: Sequence[SessionRef], planned: int, batch_size: int,
@@ -345,6 +359,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     assert options.model is not None
     _preflight_nodes(options, layout.device)
     n_mels = model_n_mels(resolve_model_path(options.model))
+    layout = fit_to_work(layout, todo, options, config.resources)
     logger.info("plan: %s", layout)
     with JobMetrics(start, layout.gpus, config.gpu_hourly_usd) as metrics:
         records, collector = _run(todo, options, config, layout, n_mels, metrics)

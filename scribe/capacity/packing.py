@@ -135,8 +135,9 @@ def plan_for_gpus(memory: MemoryModel, gpus: Sequence[GpuInfo], **kwargs: Any) -
 # often. Before the engine's later changes the same two measurements had put batch 1
 # first (1.92 chunks/s against 1.63 at 4; 35.0 and 32.2 s against 40.7 s in the job), so
 # the default follows what is measured now, and ``scribe calibrate`` measures the machine
-# and engine at hand and writes its plan file. An actor of several threads gains from batching too (the 12-minute
-# session on one 2-thread actor: 80.6 s at batch 1, 50.4 s at batch 8).
+# and engine at hand and writes its plan file. An actor of several threads gains from
+# batching too (the 12-minute session on one 2-thread actor: 80.6 s at batch 1,
+# 50.4 s at batch 8).
 CPU_BATCH_SIZE = 4
 # One thread per model actor, one actor per core: ``scribe calibrate`` with the real tiny.en
 # on 2 cores measured 2 actors x 1 thread at 1.83 chunks/s against 1 x 2 threads at 1.61

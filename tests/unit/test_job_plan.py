@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs.transcribe import model_actors_for, parse_args, plan_resources
+from ray_jobs.transcribe import fit_to_work, model_actors_for, parse_args, plan_resources
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 from scribe.io.sessions import SessionRef
@@ -73,3 +73,15 @@ def test_a_small_job_starts_only_the_model_actors_its_calls_need() -> None:
     # a size the listing did not give: no estimate, the plan stands
     assert model_actors_for([*clips, _mp3("unknown", None)], 2, batch_size=4, chain=4,
                             chunk_length_s=30) == 2
+
+
+def test_the_layout_fits_the_work_unless_the_config_fixes_the_actors() -> None:
+    clips = [_mp3(f"clip{i}", 15) for i in range(4)]
+    gpu = TranscribeOptions(model="/models/x", device="cuda")
+    layout = plan_resources(gpu, ResourceConfig(actors_per_gpu=2, model_batch_size=4),
+                            {"CPU": 8, "GPU": 2})
+    assert (layout.model_actors, layout.gpus) == (4, 2.0)
+    fitted = fit_to_work(layout, clips, gpu.resolved(), ResourceConfig())
+    assert (fitted.model_actors, fitted.gpus) == (1, 0.5), "the summary bills what runs"
+    fixed = ResourceConfig(model_actors=4)
+    assert fit_to_work(layout, clips, gpu.resolved(), fixed) == layout
