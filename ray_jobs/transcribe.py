@@ -317,8 +317,9 @@ def model_actors_for(sessions: Sequence[SessionRef], planned: int, batch_size: i
     the CPU default, batch 4, the example sessions are one call). Calls are estimated from
     the sessions' sizes (:attr:`SessionRef.estimated_duration_s`), a chunk per half of
     ``chunk_length_s``: VAD cuts chunks at pauses, so they are shorter than the longest,
-    and the estimate errs toward more calls. A session of unknown size keeps the plan."""
-    if any(s.estimated_duration_s <= 0 for s in sessions):
+    and the estimate errs toward more calls. A session of unknown size keeps the plan; an
+    empty file makes no call (it is refused before decoding)."""
+    if any(s.size is None for s in sessions):
         return planned
     chains = sum(math.ceil(math.ceil(s.estimated_duration_s / (chunk_length_s / 2)) / chain)
                  for s in sessions)

@@ -70,6 +70,9 @@ def test_a_small_job_starts_only_the_model_actors_its_calls_need() -> None:
     sessions = [_mp3("a", 360), _mp3("b", 360)]
     assert model_actors_for(sessions, 2, batch_size=4, chain=4, chunk_length_s=30) == 2
     assert model_actors_for(sessions, 8, batch_size=4, chain=4, chunk_length_s=30) == 3
+    # an empty file is an error record, not a call
+    assert model_actors_for([*clips, _mp3("empty", 0)], 2, batch_size=4, chain=4,
+                            chunk_length_s=30) == 1
     # a size the listing did not give: no estimate, the plan stands
     assert model_actors_for([*clips, _mp3("unknown", None)], 2, batch_size=4, chain=4,
                             chunk_length_s=30) == 2
