@@ -94,6 +94,7 @@ def _counting_cpu(contender: Callable[_P, Run]) -> Callable[_P, Run]:
         with ray_profile.CpuMeter() as meter:
             run = contender(*args, **kwargs)
         run.cpu_s = meter.seconds
+        run.notes["cpu_by_kind"] = meter.by_kind
         return run
     return counted
 
@@ -312,6 +313,10 @@ def profile(run: Run) -> list[str]:
              f"{plan['preprocess_actors']} preprocessing actor(s) ({plan['preprocess_cpus']:g} "
              f"CPU); mean batch {summary['mean_batch_size']:.1f}",
              f"  stage seconds (summed over actors): {stages}"]
+    if run.cpu_s:
+        kinds = sorted(run.notes["cpu_by_kind"].items(), key=lambda kv: -kv[1])
+        lines.append(f"  CPU s by process ({run.cpu_s:.1f} in all): "
+                     + ", ".join(f"{kind} {seconds:.1f}" for kind, seconds in kinds))
     lines += ray_profile.render(run.notes["timeline"], stats.started, stats.ended)
     lines += ["  Ray Data: " + line.strip() for line in stats.text.splitlines()
               if line.startswith("Operator") or "Remote wall" in line]

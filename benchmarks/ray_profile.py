@@ -142,17 +142,40 @@ def _tree_cpu_s(root: int) -> dict[int, float]:
     return found
 
 
+# What a process under the benchmark is, by its command line (Ray names a worker after the
+# actor it holds: ray::MapWorker(MapBatches(Transcriber)), ray::_StatsActor, ray::IDLE).
+MODEL, PREPROCESSING, DRIVER = "model actors", "preprocessing actors", "driver"
+RAY_WORKERS = "Ray's other workers"  # Ray Data's own actors, workers started idle
+RAY_NODE = "Ray's node processes"  # GCS, raylet, agents, dashboard, monitors
+
+
+def process_kind(command: str, *, driver: bool = False) -> str:
+    """Which of the kinds above a process is, from its command line."""
+    if driver:
+        return DRIVER
+    if "Transcriber" in command:
+        return MODEL
+    if "Preprocessor" in command:
+        return PREPROCESSING
+    if command.startswith("ray::") and not command.endswith("Agent"):
+        return RAY_WORKERS
+    return RAY_NODE
+
+
 class CpuMeter:
     """CPU seconds this process and every process below it use while the block runs (Ray's
     workers are children of its raylet, itself a child of the process that started Ray),
     sampled every ``interval_s`` so that a worker that ends is counted up to its last
-    sample. ``seconds`` is None where there is no /proc. A scan takes about a millisecond."""
+    sample; ``by_kind`` splits them by :func:`process_kind`. ``seconds`` is None where there
+    is no /proc. A scan takes about a millisecond."""
 
     def __init__(self, interval_s: float = 0.5) -> None:
         self.interval_s = interval_s
         self.seconds: float | None = None
+        self.by_kind: dict[str, float] = {}
         self._first: dict[int, float] = {}
         self._last: dict[int, float] = {}
+        self._commands: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
 
@@ -169,11 +192,24 @@ class CpuMeter:
         self._stop.set()
         self._thread.join()
         self._sample()
-        self.seconds = sum(t - self._first.get(pid, 0.0) for pid, t in self._last.items())
+        used = {pid: t - self._first.get(pid, 0.0) for pid, t in self._last.items()}
+        self.seconds = sum(used.values())
+        for pid, seconds in used.items():
+            kind = process_kind(self._commands.get(pid, ""), driver=pid == os.getpid())
+            self.by_kind[kind] = self.by_kind.get(kind, 0.0) + seconds
 
     def _sample_until_stopped(self) -> None:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
     def _sample(self) -> None:
-        self._last.update(_tree_cpu_s(os.getpid()))
+        found = _tree_cpu_s(os.getpid())
+        self._last.update(found)
+        for pid in found:
+            # the last name seen: a worker started idle is named after the actor it takes
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if command.strip():
+                self._commands[pid] = command.decode(errors="replace").strip()

@@ -44,9 +44,26 @@ def test_quality_benchmark_quick_mode_runs_end_to_end() -> None:
     cpu_s, wall_s = float(job_rows[0].split()[9]), float(job_rows[0].split()[7])
     assert cpu_s > 0.5 * wall_s, f"the job's CPU counts its Ray workers: {job_rows[0]}"
     assert "Transcriber#1" in out.stdout, "the profile names the model actor"
+    by_process = [line for line in out.stdout.splitlines() if "CPU s by process" in line]
+    assert len(by_process) == 3 and all("model actors" in line for line in by_process)
     toggled = [line.split()[0] for line in out.stdout.split("quality safeguards")[1]
                .split("targets (issue 10):")[0].splitlines()[2:] if line.strip()]
     assert toggled == ["timestamps=predicted"], "a smoke run toggles the timestamps alone"
+
+
+@pytest.mark.unit
+def test_processes_are_told_apart_by_their_command_lines() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import ray_profile as rp
+
+    kinds = {"ray::MapWorker(MapBatches(Transcriber)).submit()": rp.MODEL,
+             "ray::MapWorker(MapBatches(Preprocessor))": rp.PREPROCESSING,
+             "ray::_StatsActor": rp.RAY_WORKERS, "ray::IDLE": rp.RAY_WORKERS,
+             "ray::DashboardAgent": rp.RAY_NODE, "ray::RuntimeEnvAgent": rp.RAY_NODE,
+             "/site-packages/ray/core/src/ray/raylet/raylet --raylet_socket_name=x": rp.RAY_NODE,
+             "python -u /site-packages/ray/_private/log_monitor.py": rp.RAY_NODE}
+    assert {command: rp.process_kind(command) for command in kinds} == kinds
+    assert rp.process_kind("python benchmarks/quality.py", driver=True) == rp.DRIVER
 
 
 @pytest.mark.unit
