@@ -111,25 +111,27 @@ def test_overload_is_shed_with_503_and_retry_after(server: Server) -> None:
     # 52 of 96 sent at once got in): the test sends waves until one is shed entirely, which
     # must happen within a few, then releases the rest.
     capacity = INGRESS_ONGOING + INGRESS_QUEUED
+    sent: list[socket.socket] = []
     held: list[socket.socket] = []
     shed: list[tuple[int, dict[str, str]]] = []
-    waves: list[tuple[int, int]] = []
+    shed_per_wave: list[int] = []
     try:
-        while len(waves) < 5 and not (waves and waves[-1][1] == capacity):
+        while len(shed_per_wave) < 5 and capacity not in shed_per_wave[-1:]:
             wave = [_send_stalled(server.url) for _ in range(capacity)]
+            sent += wave
             answered = _answered_until_quiet(wave)
             shed += [_read_response(s) for s in answered]
             held += [s for s in wave if s not in answered]
-            waves.append((capacity, len(answered)))
+            shed_per_wave.append(len(answered))
         for sock in held:
             sock.sendall(_REST)
         later = [_read_response(s) for s in held]
     finally:
-        for sock in held:
+        for sock in sent:
             sock.close()
-    # (sent, answered before release) per wave: the last wave was shed whole.
-    assert waves[-1] == (capacity, capacity), waves
-    assert len(held) >= capacity, waves
+    # each wave of ``capacity`` requests: how many were answered before any was released
+    assert shed_per_wave[-1] == capacity, shed_per_wave
+    assert len(held) >= capacity, shed_per_wave
     assert all(status == 503 and headers.get("retry-after") == "2"
                for status, headers in shed), shed
     # Every request that got in was answered on its merits (the file is not audio).
