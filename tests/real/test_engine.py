@@ -179,3 +179,43 @@ def test_no_chunk_is_decoded_twice_alike(real_options: TranscribeOptions) -> Non
     assert len(decodes) > len(chunks), "no chunk fell back: the test checks nothing"
     assert len(decodes) == len(set(decodes)), decodes
     assert all(out.segments for out in outputs)
+
+
+class _Calls:
+    """CTranslate2's Whisper, recording how many chunks each encode and align call is
+    given; ``device`` stands in for the one the engine plans its calls by."""
+
+    def __init__(self, model: Any, device: str) -> None:
+        self._model = model
+        self.device = device
+        self.rows: dict[str, list[int]] = {"encode": [], "align": []}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, features: Any, **kwargs: Any) -> Any:
+        self.rows["encode"].append(len(np.asarray(features)))
+        return self._model.encode(features, **kwargs)
+
+    def align(self, features: Any, start: list[int], text: list[list[int]],
+              *args: Any, **kwargs: Any) -> Any:
+        self.rows["align"].append(len(text))
+        return self._model.align(features, start, text, *args, **kwargs)
+
+
+def test_cpu_encodes_and_aligns_chunk_by_chunk_to_the_same_words(
+        engine: WhisperEngine, sessions: dict[str, PreparedSession],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CPU each chunk is encoded and aligned alone (cheaper there than in a batch);
+    the segments, words and times are those of the batched calls a GPU is given."""
+    some = {sid: sessions[sid] for sid in ("joined", "jfk.flac", "paused")}
+    found = {}
+    model = engine.model.model
+    for device in ("cpu", "cuda"):
+        calls = _Calls(model, device)
+        monkeypatch.setattr(engine.model, "model", calls)
+        found[device] = (transcribe(engine, some, 3), calls.rows)
+    (on_cpu, cpu_rows), (batched, gpu_rows) = found["cpu"], found["cuda"]
+    assert on_cpu == batched
+    assert set(cpu_rows["encode"]) == set(cpu_rows["align"]) == {1}, cpu_rows
+    assert max(gpu_rows["encode"]) > 1 and max(gpu_rows["align"]) > 1, gpu_rows
