@@ -284,8 +284,11 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
                                   max_tasks_in_flight_per_actor=in_flight),
         **model_resources,
     )
-    # whole blocks as they come, so a session is written as soon as its last chunk is back
-    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+    # whole blocks as they come, so a session is written as soon as its last chunk is back:
+    # with Ray Data's default prefetch (one batch), a block was handed over only once the
+    # next was ready, a model task later (on the quality benchmark's mixed corpus every
+    # session came at the end, the first 12 s after its block was done)
+    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
         yield from rows.decode(table)
     # where the time went per operator (benchmarks/quality.py prints it)
     logger.debug("Ray Data stats:\n%s", ds.stats())
