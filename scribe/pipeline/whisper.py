@@ -290,7 +290,7 @@ class WhisperEngine:
             if (all(out is output for out, _ in rows) and output.shape[0] == len(rows)
                     and [n for _, n in rows] == list(range(len(rows)))):
                 return output
-            if self.model.model.device == "cpu":
+            if self._on_cpu:
                 import ctranslate2
                 import numpy as np
 
@@ -305,7 +305,7 @@ class WhisperEngine:
         eight 30 s chunks: 2.4-2.8 CPU-s one by one against 3.2-3.6 in batches of four and
         3.5-4.1 in one of eight, at one thread or two), as a batch's activations outgrow the
         caches. Its output is the same either way."""
-        if self.model.model.device != "cpu" or len(batch) == 1:
+        if not self._on_cpu or len(batch) == 1:
             return self.model.encode(batch)
         import ctranslate2
         import numpy as np
@@ -543,6 +543,12 @@ class WhisperEngine:
         return end if end > start else None
 
     @property
+    def _on_cpu(self) -> bool:
+        """Whether the model runs on CPU, where CTranslate2's encoder and aligner are given
+        one chunk per call and encoder outputs can be sliced (:meth:`_run_encoder`)."""
+        return bool(self.model.model.device == "cpu")
+
+    @property
     def _fps(self) -> int:
         return int(self.model.frames_per_second)
 
@@ -592,7 +598,7 @@ class WhisperEngine:
             if tokens:
                 by_language[outputs[i].language].append(i)
         calls = ([[i] for indices in by_language.values() for i in indices]
-                 if self.model.model.device == "cpu" else list(by_language.values()))
+                 if self._on_cpu else list(by_language.values()))
         for indices in calls:
             encoded = self._encode([items[i].features for i in indices], frames,
                                    [(encoder_output, i) for i in indices])
