@@ -290,8 +290,10 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     # session came at the end, the first 12 s after its block was done)
     for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
         yield from rows.decode(table)
-    # where the time went per operator (benchmarks/quality.py prints it)
-    logger.debug("Ray Data stats:\n%s", ds.stats())
+    # where the time went per operator (benchmarks/quality.py prints it); built only when
+    # it will be logged: it asks Ray Data's stats actor
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("Ray Data stats:\n%s", ds.stats())
 
 
 def fit_to_work(layout: JobLayout, sessions: Sequence[SessionRef],

@@ -27,7 +27,7 @@ def api(ray_local: Any, real_options: TranscribeOptions) -> Iterator[str]:
         serve.run(build_app(serve_config(real_options)), name="real", route_prefix="/")
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         wait_for_serve_to_exit()
 
 
@@ -40,6 +40,7 @@ def test_openai_client_gets_jfk_word_for_word(api: str) -> None:
             model="whisper-1", file=f, response_format="verbose_json",
             timestamp_granularities=["word"])
     assert words(result.text) == JFK_WORDS
+    assert result.words is not None
     spoken = [w.word for w in result.words]
     assert words(" ".join(spoken)) == JFK_WORDS
     times = [t for w in result.words for t in (w.start, w.end)]
