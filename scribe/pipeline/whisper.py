@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from scribe.architectures import n_mels_by_name
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
@@ -291,11 +293,7 @@ class WhisperEngine:
                     and [n for _, n in rows] == list(range(len(rows)))):
                 return output
             if self._on_cpu:
-                import ctranslate2
-                import numpy as np
-
-                return ctranslate2.StorageView.from_array(
-                    np.stack([np.asarray(out)[n] for out, n in rows]))
+                return _stacked([np.asarray(out)[n] for out, n in rows])
         return self._run_encoder(stack_padded(list(features), width))
 
     def _run_encoder(self, batch: Any) -> Any:
@@ -307,11 +305,8 @@ class WhisperEngine:
         caches. Its output is the same either way."""
         if not self._on_cpu or len(batch) == 1:
             return self.model.encode(batch)
-        import ctranslate2
-        import numpy as np
-
-        return ctranslate2.StorageView.from_array(np.concatenate(
-            [np.asarray(self.model.encode(batch[k:k + 1])) for k in range(len(batch))]))
+        return _stacked([np.asarray(self.model.encode(batch[k:k + 1]))[0]
+                         for k in range(len(batch))])
 
     def _window(self, frames: int, opts: TranscribeOptions) -> int:
         """The encoder width for a chunk (or remainder) of ``frames``: its length plus
@@ -630,6 +625,13 @@ class WhisperEngine:
         WhisperModel.add_word_timestamps(
             _Aligned(alignment, self.model.frames_per_second), [segments], tokenizer, None,
             self._frames(plan), _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, plan.offset_s)
+
+
+def _stacked(rows: list[Any]) -> Any:
+    """One CTranslate2 encoder output from per-chunk rows (arrays of the same width)."""
+    import ctranslate2
+
+    return ctranslate2.StorageView.from_array(np.stack(rows))
 
 
 def _chains(items: Sequence[Chunk], length: int) -> list[list[int]]:
