@@ -144,7 +144,8 @@ def main() -> None:
         short_files = make_corpus(work / "clips", clips, 5, 20, seed=5000)
         rows += compare(f"{clips} clips (5-20 s)", model_path, short_files, args.batch_size)
         plan = PLANS[-1]
-        rows.append(f"job plan: {plan['model_actors']} model actors x {plan['cpu_threads']} "
+        rows.append(f"job plan: {plan['model_actors']} model actors x "
+                    f"{plan['model_workers']} replica(s) x {plan['cpu_threads']} "
                     f"thread(s), batch {plan['model_batch_size']}, "
                     f"{plan['preprocess_actors']} preprocessing actor(s) ({plan['source']})")
         print("\n".join(rows))

@@ -308,7 +308,8 @@ def profile(run: Run) -> list[str]:
     stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(summary["stage_seconds"].items()))
     lines = [f"{run.name}: wall {run.wall_s:.1f} s, of which Ray start-up "
              f"{run.notes['startup_s']:.1f} s and run_job {summary['wall_s']:.1f} s",
-             f"  plan: {plan['model_actors']} model actor(s) x {plan['cpu_threads']} thread(s) "
+             f"  plan: {plan['model_actors']} model actor(s) x {plan['model_workers']} "
+             f"replica(s) x {plan['cpu_threads']} thread(s) "
              f"({plan['model_cpus']:g} CPU), batch {plan['model_batch_size']}, "
              f"{plan['preprocess_actors']} preprocessing actor(s) ({plan['preprocess_cpus']:g} "
              f"CPU); mean batch {summary['mean_batch_size']:.1f}",

@@ -63,6 +63,24 @@ class Worker:
     last: float = 0.0
     spans: list[tuple[float, float]] = field(default_factory=list)
 
+    def add(self, begin: float, end: float) -> None:
+        self.busy_s += end - begin
+        self.tasks += 1
+        self.first, self.last = min(self.first, begin), max(self.last, end)
+        self.spans.append((begin, end))
+
+    def lanes(self) -> list[Worker]:
+        """The worker's tasks in lanes, each the next task that starts after its last one
+        ends: one lane per call an actor runs at once (a model actor's replicas)."""
+        lanes: list[Worker] = []
+        for begin, end in sorted(self.spans):
+            lane = next((lane for lane in lanes if lane.last <= begin), None)
+            if lane is None:
+                lane = Worker(self.name)
+                lanes.append(lane)
+            lane.add(begin, end)
+        return lanes
+
     def largest_gap(self) -> float:
         ordered = sorted(self.spans)
         return max((b[0] - a[1] for a, b in zip(ordered, ordered[1:], strict=False)),
@@ -71,8 +89,9 @@ class Worker:
 
 def workers(events: list[dict[str, Any]], started: float, ended: float) -> list[Worker]:
     """Ray's timeline events (chrome trace, microseconds) for whole tasks and actor calls
-    (``cat`` ``task::Class.method``) that ran in [started, ended], grouped by worker; a
-    worker is named after the job's stage it ran, where it ran one."""
+    (``cat`` ``task::Class.method``) that ran in [started, ended], grouped by worker, and
+    a worker's calls that ran at once in lanes (:meth:`Worker.lanes`); a worker is named
+    after the job's stage it ran, where it ran one."""
     by_worker: dict[tuple[Any, Any], Worker] = {}
     for event in events:
         category = str(event.get("cat", ""))
@@ -85,11 +104,9 @@ def workers(events: list[dict[str, Any]], started: float, ended: float) -> list[
         worker = by_worker.setdefault((event.get("pid"), event.get("tid")),
                                       Worker(category.removeprefix("task::")[:30]))
         worker.name = _stage(category) or worker.name
-        worker.busy_s += end - begin
-        worker.tasks += 1
-        worker.first, worker.last = min(worker.first, begin), max(worker.last, end)
-        worker.spans.append((begin, end))
-    return sorted(by_worker.values(), key=lambda w: w.first)
+        worker.add(begin, end)
+    return sorted((lane for worker in by_worker.values() for lane in worker.lanes()),
+                  key=lambda w: w.first)
 
 
 def _stage(category: str) -> str | None:

@@ -130,17 +130,18 @@ def _error_row(base: dict[str, Any], exc: Exception) -> Row:
 
 
 class Transcriber:
-    """Model stage: a batch of chunks from any sessions through one model call."""
+    """Model stage: a batch of chunks from any sessions through one model call. With
+    ``workers`` model replicas, Ray Data runs that many calls at once, one on each."""
 
     def __init__(self, options: TranscribeOptions, cpu_threads: int = 0,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, workers: int = 1) -> None:
         import ray
 
         # the actor that runs each chunk (the summary counts them); outside Ray, none: asking
         # Ray's runtime context there would start a local Ray
         self.actor = (ray.get_runtime_context().get_actor_id() or ""
                       ) if ray.is_initialized() else ""
-        self.engine = WhisperEngine(options, cpu_threads=cpu_threads)
+        self.engine = WhisperEngine(options, cpu_threads=cpu_threads, workers=workers)
         self.batch_size = batch_size  # per model call, when a call decodes prompt chains
         self.n_mels = self.engine.n_mels
         self.metrics = ModelMetrics()

@@ -55,6 +55,13 @@ class JobLayout:
     reserved_gpus: float = 0.0
     source: str = "config"
     preprocess_cpus: float = 1.0
+    # model replicas in each actor, each taking one call at a time (CPU: see plan_resources)
+    model_workers: int = 1
+
+    @property
+    def model_replicas(self) -> int:
+        """Model calls the job runs at once: actors x workers."""
+        return self.model_actors * self.model_workers
 
 
 @dataclass
@@ -124,10 +131,11 @@ def _speaker_request(base: dict[str, Any]) -> SpeakerRequest | None:
 def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
                    cluster: dict[str, float], *, reserved_gpus: float = 0.0,
                    saved: packing.PackingPlan | None = None,
-                   gpus_here: Sequence[packing.GpuInfo] = ()) -> JobLayout:
+                   gpus_here: Sequence[packing.GpuInfo] = (), cpu_nodes: int = 1) -> JobLayout:
     """Actor counts from the cluster's resources and the packing plan (the plan file, else
     a plan for the GPUs seen here, else the config), fields set in the config winning.
-    ``reserved_gpus`` are held by others (Serve) and left to them."""
+    ``reserved_gpus`` are held by others (Serve) and left to them; ``cpu_nodes`` is how
+    many nodes hold the cluster's CPUs."""
     gpus = float(cluster.get("GPU", 0.0))
     cpus = float(cluster.get("CPU", 1.0))
     device = options.device if options.device != "auto" else ("cuda" if gpus else "cpu")
@@ -146,11 +154,19 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
         gpu_fraction, model_cpus = 0.0, shape.model_cpus
         free_cpus = cpus - actors * model_cpus
     else:
-        # model actors share the logical CPUs the preprocessing actors leave: preprocessing
-        # needs a few percent of the model's CPU time, so it runs beside them
+        # Model replicas of `threads` threads, one per core (packing.plan_cpu), share the
+        # logical CPUs the preprocessing actors leave: preprocessing needs a few percent of
+        # the model's CPU time, so it runs beside them. On one machine the replicas are
+        # the workers of one actor: one process to start and one copy of the weights, and
+        # Ray Data hands it a call per worker. On the quality benchmark's mixed corpus (2
+        # cores, Ray started by the job) one actor of two workers took about 0.5 s and
+        # 1.2-1.5 CPU-s less than two actors of one (medians of 7 and 4 rounds in turn;
+        # the machine's noise is as large). Across nodes each replica is an actor of its
+        # own, for Ray to place.
         threads = shape.cpu_threads or packing.CPU_THREADS_PER_ACTOR
         feeders = resources.preprocess_actors or max(1, int(cpus) // 8)
-        actors = resources.model_actors or max(1, int(cpus) // threads)
+        replicas = max(1, int(cpus) // threads)
+        actors = resources.model_actors or (1 if cpu_nodes <= 1 else replicas)
         # feeders hold at most half the CPUs, so the model actors always fit beside them
         feeder_cpus = min(resources.preprocess_cpus, cpus / 2 / feeders)
         model_cpus = (cpus - feeders * feeder_cpus) / actors
@@ -158,7 +174,8 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
                          model_cpus=model_cpus, preprocess_actors=feeders, gpus=0.0,
                          model_batch_size=shape.batch_size, cpu_threads=threads,
                          reserved_gpus=reserved_gpus, source=shape.source,
-                         preprocess_cpus=feeder_cpus)
+                         preprocess_cpus=feeder_cpus,
+                         model_workers=max(1, replicas // actors))
     preprocess = resources.preprocess_actors or max(1, int(free_cpus // resources.preprocess_cpus))
     return JobLayout(device=device, model_actors=actors, model_gpus=gpu_fraction,
                      model_cpus=model_cpus, preprocess_actors=preprocess,
@@ -226,6 +243,14 @@ def _held_gpus() -> float:
     return max(0.0, total - free)
 
 
+def _cpu_nodes() -> int:
+    """Live nodes with CPUs in the cluster."""
+    import ray
+
+    nodes = ray.nodes()  # type: ignore[no-untyped-call]
+    return len([n for n in nodes if n["Alive"] and n["Resources"].get("CPU", 0) > 0])
+
+
 def _leave_to_others(reserved_gpus: float) -> None:
     """Keep Ray Data's resource budget off the GPUs others hold, so it does not plan for
     (and wait on) them."""
@@ -271,17 +296,21 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     model_resources: dict[str, Any] = (
         {"num_gpus": layout.model_gpus} if layout.device == "cuda"
         else {"num_cpus": layout.model_cpus})
-    # On CPU a block is seconds of work: an actor is given the next block only once it is
-    # free, so the last blocks go to whichever actor frees first. Ray Data's default queues
-    # a second block behind the running one; on the quality benchmark's mixed corpus that
+    # On CPU a block is seconds of work: a worker is given the next block only once it is
+    # free, so the last blocks go to whichever frees first. Ray Data's default queues a
+    # second block behind the running one; on the quality benchmark's mixed corpus that
     # left one of two actors idle for the last 7-8 s, against 4 s this way.
-    in_flight = 1 if layout.device == "cpu" else None  # None: Ray Data's default
+    workers = layout.model_workers
+    in_flight = workers if layout.device == "cpu" else None  # None: Ray Data's default
+    # an actor of several workers runs their calls at once, each in a thread of its own
+    concurrent: dict[str, Any] = ({"max_concurrent_calls_per_actor": workers,
+                                   "enable_true_multi_threading": True} if workers > 1 else {})
     ds = ds.map_batches(
         Transcriber, batch_size=call_rows, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "cpu_threads": layout.cpu_threads,
-                               "batch_size": layout.model_batch_size},
+                               "batch_size": layout.model_batch_size, "workers": workers},
         compute=ActorPoolStrategy(size=layout.model_actors,
-                                  max_tasks_in_flight_per_actor=in_flight),
+                                  max_tasks_in_flight_per_actor=in_flight, **concurrent),
         **model_resources,
     )
     # whole blocks as they come, so a session is written as soon as its last chunk is back:
@@ -298,25 +327,26 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
 
 def fit_to_work(layout: JobLayout, sessions: Sequence[SessionRef],
                 options: TranscribeOptions, resources: ResourceConfig) -> JobLayout:
-    """``layout`` with no more model actors than ``sessions`` make model calls
-    (:func:`model_actors_for`), unless the config fixes their number; the GPUs it holds
-    follow."""
+    """``layout`` with no more model replicas (actors x workers) than ``sessions`` make
+    model calls (:func:`model_replicas_for`), unless the config fixes the actors; the
+    GPUs it holds follow."""
     if resources.model_actors:
         return layout
     chain = options.prompt_chain if options.condition_on_previous_text else 1
-    actors = model_actors_for(sessions, layout.model_actors, layout.model_batch_size, chain,
-                              options.chunk_length_s)
-    if actors == layout.model_actors:
+    replicas = model_replicas_for(sessions, layout.model_replicas, layout.model_batch_size,
+                                  chain, options.chunk_length_s)
+    if replicas == layout.model_replicas:
         return layout
-    logger.info("%d of the planned %d model actors: the sessions make about that many "
-                "model calls", actors, layout.model_actors)
-    return replace(layout, model_actors=actors,
+    logger.info("%d of the planned %d model replicas: the sessions make about that many "
+                "model calls", replicas, layout.model_replicas)
+    actors = math.ceil(replicas / layout.model_workers)
+    return replace(layout, model_actors=actors, model_workers=math.ceil(replicas / actors),
                    gpus=actors * layout.model_gpus if layout.device == "cuda" else 0.0)
 
 
-def model_actors_for(sessions: Sequence[SessionRef], planned: int, batch_size: int,
-                     chain: int, chunk_length_s: float) -> int:
-    """The model actors a job starts when the config does not fix them: the plan's, or
+def model_replicas_for(sessions: Sequence[SessionRef], planned: int, batch_size: int,
+                       chain: int, chunk_length_s: float) -> int:
+    """The model replicas a job starts when the config does not fix them: the plan's, or
     fewer when the sessions make fewer model calls of ``batch_size`` prompt chains (of
     ``chain`` chunks) than that, so that a small job loads no model that never runs (at
     the CPU default, batch 4, the example sessions are one call). Calls are estimated from
@@ -359,7 +389,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     layout = plan_resources(config.transcribe, config.resources,
                           ray.cluster_resources(),  # type: ignore[no-untyped-call]
                           reserved_gpus=reserved, saved=packing.read_plan(),
-                          gpus_here=packing.read_gpus())
+                          gpus_here=packing.read_gpus(), cpu_nodes=_cpu_nodes())
     _leave_to_others(reserved)
     options = config.transcribe.model_copy(update={"device": layout.device}).resolved()
     assert options.model is not None

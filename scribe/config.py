@@ -192,8 +192,9 @@ class ResourceConfig(_Frozen):
     )
     preprocess_cpus: float = Field(1.0, gt=0, description="CPUs each preprocessing actor holds")
     model_actors: int | None = Field(
-        None, ge=1, description="model actors; default: GPUs x actors-per-gpu, or one per "
-        "core on CPU, and no more than the sessions have model calls"
+        None, ge=1, description="model actors; default: GPUs x actors-per-gpu, or on CPU one "
+        "per node, holding a model replica per core (several actors share the replicas), and "
+        "no more replicas than the sessions have model calls"
     )
     actors_per_gpu: int = Field(
         2, ge=1, le=16, description="model actors packed on one GPU (num_gpus = 1/k)"
@@ -202,7 +203,7 @@ class ResourceConfig(_Frozen):
         16, ge=1, le=256, description="30 s chunks per model call, across sessions"
     )
     cpu_threads: int = Field(
-        0, ge=0, description="threads per model actor on CPU (0: CTranslate2's default)"
+        0, ge=0, description="threads per model replica on CPU (0: CTranslate2's default)"
     )
 
     def gpu_fraction(self) -> float:

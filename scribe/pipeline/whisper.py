@@ -102,7 +102,11 @@ def model_n_mels(model: str) -> int:
 class WhisperEngine:
     """A loaded faster-whisper model that transcribes batches of prepared chunks."""
 
-    def __init__(self, options: TranscribeOptions, *, cpu_threads: int = 0) -> None:
+    def __init__(self, options: TranscribeOptions, *, cpu_threads: int = 0,
+                 workers: int = 1) -> None:
+        """``workers`` model replicas (faster-whisper's ``num_workers``) of ``cpu_threads``
+        threads each: that many :meth:`transcribe` calls from as many threads run at once,
+        in one process with one copy of the weights."""
         from faster_whisper import WhisperModel
 
         opts = options.resolved()
@@ -112,7 +116,7 @@ class WhisperEngine:
         try:
             self.model = WhisperModel(
                 path, device=opts.device, compute_type=opts.compute_type,
-                cpu_threads=cpu_threads,
+                cpu_threads=cpu_threads, num_workers=workers,
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelLoadError(f"could not load model {opts.model!r}: {exc}") from exc

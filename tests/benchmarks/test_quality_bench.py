@@ -67,6 +67,26 @@ def test_processes_are_told_apart_by_their_command_lines() -> None:
 
 
 @pytest.mark.unit
+def test_calls_an_actor_runs_at_once_are_told_apart_in_lanes() -> None:
+    """A CPU model actor runs a call per replica at once: the profile shows each lane's busy
+    and idle time, never one worker busy longer than the window."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import ray_profile as rp
+
+    def call(name: str, begin_s: float, end_s: float, pid: int = 1) -> dict[str, object]:
+        return {"ph": "X", "cat": f"task::MapWorker(MapBatches({name})).submit", "pid": pid,
+                "tid": 1, "ts": begin_s * 1e6, "dur": (end_s - begin_s) * 1e6}
+
+    events = [call("Transcriber", 1, 9), call("Transcriber", 2, 6), call("Transcriber", 7, 10),
+              call("Preprocessor", 0, 2, pid=2), call("Preprocessor", 3, 4, pid=2)]
+    rows = rp.workers(events, 0.0, 10.0)
+    lanes = sorted((w.name, w.first, w.last, w.busy_s) for w in rows)
+    assert lanes == [("Preprocessor", 0, 4, 3), ("Transcriber", 1, 9, 8),
+                     ("Transcriber", 2, 10, 7)]
+    assert rows[-1].largest_gap() == 1.0
+
+
+@pytest.mark.unit
 def test_each_safeguard_is_toggled_from_its_default_or_reported_missing() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import quality

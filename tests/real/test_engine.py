@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
+import itertools
 import random
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -107,6 +110,31 @@ def test_shared_batches_change_no_word_nor_time(
     shared = transcribe(engine, sessions, batch_size, seed)
     for sid, segments in alone.items():
         assert shared[sid] == segments, sid
+
+
+def test_calls_at_once_on_workers_of_one_engine_change_nothing(
+        options: TranscribeOptions, sessions: dict[str, PreparedSession]) -> None:
+    """The job's model actor on CPU runs a call per worker at once, in threads sharing one
+    engine: each call gives what it gives when the calls come one at a time."""
+    engine = WhisperEngine(options, cpu_threads=1, workers=2)
+    chain = options.prompt_chain
+    calls = [[dataclasses.replace(c, group=sid) for c in p.chunks[i:i + chain]]
+             for sid, p in sessions.items() for i in range(0, len(p.chunks), chain)]
+    spans: list[tuple[float, float]] = []
+
+    def run(call: list[Any]) -> list[tuple[Any, str]]:
+        start = time.perf_counter()
+        outputs = engine.transcribe(call, batch_size=1)
+        spans.append((start, time.perf_counter()))
+        return [(out.segments, out.language) for out in outputs]
+
+    one_by_one = [run(call) for call in calls]
+    spans.clear()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(run, calls))
+    assert together == one_by_one
+    spans.sort()
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), "no two calls overlapped"
 
 
 def test_first_word_after_a_pause_is_its_own(alone: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs.transcribe import fit_to_work, model_actors_for, parse_args, plan_resources
+from ray_jobs.transcribe import fit_to_work, model_replicas_for, parse_args, plan_resources
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 from scribe.io.sessions import SessionRef
@@ -16,22 +16,31 @@ pytestmark = pytest.mark.unit
 CPU = TranscribeOptions(model="/models/x", device="cpu")
 
 
-@pytest.mark.parametrize(("cores", "actors", "threads", "feeders"),
-                         [(1, 1, 1, 1), (2, 2, 1, 1), (16, 16, 1, 2)])
-def test_one_thread_cpu_actors_one_per_core_beside_the_preprocessing(
-        cores: int, actors: int, threads: int, feeders: int) -> None:
+@pytest.mark.parametrize(("cores", "workers", "feeders"), [(1, 1, 1), (2, 2, 1), (16, 16, 2)])
+def test_one_cpu_actor_holds_a_one_thread_replica_per_core_beside_the_preprocessing(
+        cores: int, workers: int, feeders: int) -> None:
     plan = plan_resources(CPU, ResourceConfig(), {"CPU": cores})
-    assert (plan.model_actors, plan.cpu_threads, plan.preprocess_actors) == (
-        actors, threads, feeders)
-    assert plan.model_batch_size == 4, "what calibrate and the job measure for one-thread actors"
+    assert (plan.model_actors, plan.model_workers, plan.cpu_threads,
+            plan.preprocess_actors) == (1, workers, 1, feeders)
+    assert plan.model_batch_size == 4, "what calibrate and the job measure for one thread"
     assert (plan.model_actors * plan.model_cpus
             + plan.preprocess_actors * plan.preprocess_cpus) <= cores + 1e-9
+
+
+def test_cpu_replicas_on_several_nodes_are_actors_for_ray_to_place() -> None:
+    plan = plan_resources(CPU, ResourceConfig(), {"CPU": 16}, cpu_nodes=2)
+    assert (plan.model_actors, plan.model_workers, plan.preprocess_actors) == (16, 1, 2)
+    assert plan.model_actors * plan.model_cpus + plan.preprocess_actors * (
+        plan.preprocess_cpus) <= 16 + 1e-9
 
 
 def test_explicit_resources_win() -> None:
     plan = plan_resources(CPU, ResourceConfig(model_actors=3, cpu_threads=2,
                                               model_batch_size=4), {"CPU": 8})
     assert (plan.model_actors, plan.cpu_threads, plan.model_batch_size) == (3, 2, 4)
+    assert plan.model_workers == 1, "4 two-thread replicas do not split over 3 actors"
+    two = plan_resources(CPU, ResourceConfig(model_actors=2), {"CPU": 8})
+    assert (two.model_actors, two.model_workers) == (2, 4), "the replicas shared out"
 
 
 def test_gpu_actors_take_one_over_k_of_each_gpu() -> None:
@@ -64,17 +73,17 @@ def _mp3(name: str, seconds: float | None) -> SessionRef:
 def test_a_small_job_starts_only_the_model_actors_its_calls_need() -> None:
     clips = [_mp3(f"clip{i}", 15) for i in range(4)]
     # four one-chunk sessions are four chains: one call of batch 4, one actor
-    assert model_actors_for(clips, 2, batch_size=4, chain=4, chunk_length_s=30) == 1
-    assert model_actors_for(clips, 2, batch_size=2, chain=4, chunk_length_s=30) == 2
+    assert model_replicas_for(clips, 2, batch_size=4, chain=4, chunk_length_s=30) == 1
+    assert model_replicas_for(clips, 2, batch_size=2, chain=4, chunk_length_s=30) == 2
     # two 6-minute sessions: up to 24 chunks (one per 15 s), 6 chains each, three calls
     sessions = [_mp3("a", 360), _mp3("b", 360)]
-    assert model_actors_for(sessions, 2, batch_size=4, chain=4, chunk_length_s=30) == 2
-    assert model_actors_for(sessions, 8, batch_size=4, chain=4, chunk_length_s=30) == 3
+    assert model_replicas_for(sessions, 2, batch_size=4, chain=4, chunk_length_s=30) == 2
+    assert model_replicas_for(sessions, 8, batch_size=4, chain=4, chunk_length_s=30) == 3
     # an empty file is an error record, not a call
-    assert model_actors_for([*clips, _mp3("empty", 0)], 2, batch_size=4, chain=4,
+    assert model_replicas_for([*clips, _mp3("empty", 0)], 2, batch_size=4, chain=4,
                             chunk_length_s=30) == 1
     # a size the listing did not give: no estimate, the plan stands
-    assert model_actors_for([*clips, _mp3("unknown", None)], 2, batch_size=4, chain=4,
+    assert model_replicas_for([*clips, _mp3("unknown", None)], 2, batch_size=4, chain=4,
                             chunk_length_s=30) == 2
 
 
@@ -88,3 +97,10 @@ def test_the_layout_fits_the_work_unless_the_config_fixes_the_actors() -> None:
     assert (fitted.model_actors, fitted.gpus) == (1, 0.5), "the summary bills what runs"
     fixed = ResourceConfig(model_actors=4)
     assert fit_to_work(layout, clips, gpu.resolved(), fixed) == layout
+    cpu = plan_resources(CPU, ResourceConfig(), {"CPU": 8})
+    assert (cpu.model_actors, cpu.model_workers) == (1, 8)
+    fitted = fit_to_work(cpu, clips, CPU.resolved(), ResourceConfig())
+    assert (fitted.model_actors, fitted.model_workers) == (1, 1), "one call, one replica"
+    spread = plan_resources(CPU, ResourceConfig(), {"CPU": 8}, cpu_nodes=2)
+    fitted = fit_to_work(spread, clips, CPU.resolved(), ResourceConfig())
+    assert (fitted.model_actors, fitted.model_workers) == (1, 1)

@@ -286,10 +286,11 @@ def test_the_batch_job_on_cpu_keeps_its_defaults_without_a_plan() -> None:
 
     options = TranscribeOptions(model="small", device="cpu")
     plain = plan_resources(options, ResourceConfig(), {"CPU": 2})
-    assert (plain.model_actors, plain.model_cpus, plain.preprocess_actors) == (2, 0.5, 1)
+    assert (plain.model_actors, plain.model_workers, plain.model_cpus,
+            plain.preprocess_actors) == (1, 2, 1.0, 1)
     saved = packing.PackingPlan(device="cpu", cpu=packing.CpuPlan(16, 3, 4, 8))
     planned = plan_resources(options, ResourceConfig(), {"CPU": 16}, saved=saved)
-    assert (planned.model_actors, planned.cpu_threads, planned.model_batch_size) == (4, 4, 8)
+    assert (planned.model_replicas, planned.cpu_threads, planned.model_batch_size) == (4, 4, 8)
     assert planned.model_actors * planned.model_cpus + planned.preprocess_actors * (
         planned.preprocess_cpus) <= 16, "preprocessing always fits beside the model actors"
 
