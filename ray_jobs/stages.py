@@ -41,7 +41,8 @@ class Preprocessor:
     held until the session's end. Every block is padded with
     filler rows to a multiple of ``align`` rows (the prompt chain when chunks are
     conditioned on the text before them), so that the model stage's batches, a multiple
-    of it too, never cut a chain."""
+    of it too, never cut a chain. ``vad_threads`` search a session's VAD windows at once
+    (:func:`scribe.pipeline.vad.speech_windows`)."""
 
     # Preprocessing shares the cores with the model actors' threads (it needs a few percent
     # of their CPU time): at a lower priority it fills their idle moments instead of
@@ -51,9 +52,10 @@ class Preprocessor:
     NICENESS = 10
 
     def __init__(self, options: TranscribeOptions, n_mels: int, model: str,
-                 rows_per_block: int = 8, align: int = 1) -> None:
+                 rows_per_block: int = 8, align: int = 1, vad_threads: int = 1) -> None:
         os.nice(self.NICENESS)  # this actor's own worker process: nothing else is affected
         self.options = options
+        self.vad_threads = vad_threads
         self.rows_per_block = rows_per_block
         self.align = align
         self.n_mels = n_mels
@@ -95,7 +97,7 @@ class Preprocessor:
                       ) -> Iterator[list[Row]]:
         waiting: list[tuple[Chunk, float]] = []  # chunks and their features' seconds
         try:
-            for plans in plan_session(session, options):
+            for plans in plan_session(session, options, vad_threads=self.vad_threads):
                 started = time.perf_counter()
                 for chunk in iter_chunks(session, self.n_mels, plans):
                     features_s = time.perf_counter() - started

@@ -115,22 +115,23 @@ def open_session(source: str | BinaryIO | Any, options: TranscribeOptions) -> An
     )
 
 
-def plan_session(session: AnalysedSession, options: TranscribeOptions
-                 ) -> Iterator[list[ChunkPlan]]:
+def plan_session(session: AnalysedSession, options: TranscribeOptions, *,
+                 vad_threads: int = 1) -> Iterator[list[ChunkPlan]]:
     """Plan an opened session's chunks, adding them to ``session.plans`` and yielding
     each batch as it is final. Mono without speaker labels streams: a long session's
     first chunks are final once its first VAD windows are searched, before the rest is
-    (:func:`scribe.pipeline.chunking.stream_chunks`). Split channels, or voices to
-    embed, are planned whole and yielded once."""
+    (:func:`scribe.pipeline.chunking.stream_chunks`), ``vad_threads`` windows searched
+    at once. Split channels, or voices to embed, are planned whole and yielded once."""
     if session.channel_samples:
         _plan_channels(session, options)
     elif options.speakers == "off":
-        for plans in _stream_mono(session, options):
+        for plans in _stream_mono(session, options, vad_threads):
             session.plans.extend(plans)
             yield plans
         return
     else:
-        session.plans = [p for plans in _stream_mono(session, options) for p in plans]
+        session.plans = [p for plans in _stream_mono(session, options, vad_threads)
+                         for p in plans]
         with _stage(session.timings, "speakers"):
             session.plans = _embed_voices(session, options)
     if session.plans:
@@ -148,12 +149,12 @@ def _speaker_channels(decoded: DecodedAudio, options: TranscribeOptions, start: 
     return []
 
 
-def _stream_mono(session: AnalysedSession, options: TranscribeOptions
+def _stream_mono(session: AnalysedSession, options: TranscribeOptions, vad_threads: int = 1
                  ) -> Iterator[list[ChunkPlan]]:
     if options.normalize:
         peak_normalize(session.samples, in_place=True)
     timings = session.timings
-    windows = _timed(speech_windows(session.samples, options), timings, "vad")
+    windows = _timed(speech_windows(session.samples, options, vad_threads), timings, "vad")
     spent: dict[str, float] = {}  # VAD and packing: what is not VAD is packing
     yield from _timed(stream_chunks(windows, options.chunk_length_s, origin=session.origin),
                       spent, "planning")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
@@ -35,17 +36,30 @@ def speech_ranges(samples: Audio, options: TranscribeOptions) -> list[SampleRang
     return [r for found in speech_windows(samples, options) for r in found]
 
 
-def speech_windows(samples: Audio, options: TranscribeOptions) -> Iterator[list[SampleRange]]:
+def speech_windows(samples: Audio, options: TranscribeOptions,
+                   threads: int = 1) -> Iterator[list[SampleRange]]:
     """:func:`speech_ranges` one VAD window at a time, each as soon as it is searched, so
-    a long session's first chunks can leave before the rest is searched."""
+    a long session's first chunks can leave before the rest is searched. ``threads``
+    search that many windows at once (Silero runs outside the GIL, and its state restarts
+    at each window, so the ranges are the same), still yielded in order."""
     if not options.vad_filter:
         yield fixed_windows(len(samples), options.chunk_length_s)
         return
     vad = vad_options(options)
     step = VAD_WINDOW_S * SAMPLE_RATE
-    for start in range(0, len(samples), step):
+    starts = range(0, len(samples), step)
+
+    def search(start: int) -> list[SampleRange]:
         found = get_speech_timestamps(samples[start:start + step], vad)
-        yield [{"start": r["start"] + start, "end": r["end"] + start} for r in found]
+        return [{"start": r["start"] + start, "end": r["end"] + start} for r in found]
+
+    if threads <= 1:
+        yield from map(search, starts)
+        return
+    # a consumer that stops early (a failed session) waits for no window it left: closing
+    # the map's iterator cancels the windows not yet started
+    with ThreadPoolExecutor(threads, thread_name_prefix="scribe-vad") as pool:
+        yield from pool.map(search, starts)
 
 
 def fixed_windows(n_samples: int, window_s: int) -> list[SampleRange]:

@@ -237,3 +237,22 @@ def test_speech_windows_are_the_speech_ranges(samples: np.ndarray,
     assert len(windows) == -(-len(samples) // (30 * SR))
     assert all(r["start"] >= i * 30 * SR for i, w in enumerate(windows) for r in w)
     assert [r for w in windows for r in w] == speech_ranges(samples, OPTIONS)
+    assert list(speech_windows(samples, OPTIONS, threads=2)) == windows, "searched at once"
+
+
+def test_windows_searched_at_once_stop_with_their_consumer(
+        samples: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session that fails after its first window waits for no other window."""
+    monkeypatch.setattr(vad, "VAD_WINDOW_S", 5)
+    searched: list[int] = []
+    search = vad.get_speech_timestamps
+
+    def counted(audio: np.ndarray, options: object) -> list[SampleRange]:
+        searched.append(len(audio))
+        return search(audio, options)
+
+    monkeypatch.setattr(vad, "get_speech_timestamps", counted)
+    windows = speech_windows(samples, OPTIONS, threads=2)
+    next(windows)
+    windows.close()
+    assert len(searched) < -(-len(samples) // (5 * SR)) // 2, searched
