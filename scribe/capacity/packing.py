@@ -338,7 +338,7 @@ def job_shape(options: TranscribeOptions, resources: ResourceConfig, saved: Pack
         threads = resources.cpu_threads or CPU_THREADS_PER_ACTOR
         batch = CPU_BATCH_SIZE
         shape = JobShape(actors_per_gpu=1, batch_size=batch, cpu_threads=threads,
-                         model_cpus=0.0, source=f"CPU default: actors of {threads} "
+                         model_cpus=0.0, source=f"CPU default: replicas of {threads} "
                          f"thread(s), batch {batch}")
     explicit = resources.model_fields_set
     return dataclasses.replace(
