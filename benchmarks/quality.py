@@ -181,7 +181,8 @@ def job(files: list[Item], name: str, *, options: dict[str, Any] | None = None,
     """``run_job`` on the folder holding ``files``; Ray started here if it is not up."""
     import ray
 
-    from ray_jobs.transcribe import connect_ray, run_job
+    from ray_jobs.cluster import connect_ray
+    from ray_jobs.transcribe import run_job
 
     folder = Path(files[0].path).parent
     out = Path(tempfile.mkdtemp(prefix="bench-quality-"))
