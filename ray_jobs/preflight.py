@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 
+from ray_jobs.cluster import check_ray
 from scribe.capacity import doctor
 from scribe.config import JobConfig, TranscribeOptions
 from scribe.errors import ScribeError
@@ -19,7 +20,7 @@ def preflight(config: JobConfig) -> None:
     path. What depends on the nodes (GPUs, CUDA libraries, the model on each disk) is
     checked on them by :func:`preflight_nodes` once Ray is up."""
     model = config.transcribe.model or ""
-    results = [doctor.check_output(config.output), doctor.check_ray()]
+    results = [doctor.check_output(config.output), check_ray()]
     if model.startswith(("/", ".", "~")):
         results.append(doctor.check_model(os.path.expanduser(model)))
     raise_failures(results)

@@ -76,10 +76,12 @@ def _plan(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     import json
 
+    from ray_jobs import cluster
     from scribe.capacity import doctor
 
-    results = doctor.run_checks(device=args.device, model=args.model, output=args.output,
-                                ray_address=args.address, check_ray_address=not args.no_ray)
+    results = doctor.run_checks(device=args.device, model=args.model, output=args.output)
+    if not args.no_ray:
+        results.append(cluster.check_ray(args.address))
     if args.json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results]) + "\n")
     else:
