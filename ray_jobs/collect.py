@@ -8,9 +8,9 @@ from typing import Any
 
 from ray_jobs import rows
 from ray_jobs.rows import Row
+from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import error_record, ok_record
-from scribe.pipeline.whisper import ChunkOutput
 
 
 @dataclass

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from scribe.pipeline.chunking import Chunk, ChunkPlan
+from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
 from scribe.pipeline.speakers.voices import VoiceWindow
-from scribe.pipeline.whisper import ChunkOutput
 
 Row = dict[str, Any]
 

@@ -21,9 +21,9 @@ from ray import serve
 
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
-from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.chunking import Chunk, ChunkOutput
 from scribe.pipeline.preprocess import analyse_input, iter_chunks
-from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
+from scribe.pipeline.whisper import WhisperEngine
 from serve_app.metrics import batch_histogram
 
 logger = logging.getLogger(__name__)

@@ -25,10 +25,9 @@ from starlette.responses import Response
 from scribe import config as cfg
 from scribe.capacity.footprint import process_memory
 from scribe.config import TranscribeOptions
-from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.chunking import Chunk, ChunkOutput
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import ok_record, record_base
-from scribe.pipeline.whisper import ChunkOutput
 from serve_app.deployments import Analysed, ChunkResult, KnownVoices
 from serve_app.metrics import Answer, OnlineMetrics
 from serve_app.protocol import (

@@ -4,9 +4,9 @@ A chunk is speech regions concatenated up to ``chunk_length_s``. Its ``offset_s`
 the *collapsed* timeline (speech only), and ``ranges`` keeps the regions' sample ranges on
 the session's own timeline, so timestamps can be mapped back later.
 
-Two of the engine's three chunk types live here: :class:`ChunkPlan`, where a chunk lies, and
-:class:`Chunk`, a planned chunk with its features, as the model takes it. The third,
-:class:`scribe.pipeline.whisper.ChunkOutput`, is what the model made of one.
+The engine's three chunk types live here: :class:`ChunkPlan`, where a chunk lies,
+:class:`Chunk`, a planned chunk with its features, as the model takes it, and
+:class:`ChunkOutput`, what the model made of one.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from faster_whisper.vad import collect_chunks
@@ -55,6 +55,19 @@ class Chunk:
     features: Features
     group: str = ""
     language: str | None = None
+
+
+@dataclass
+class ChunkOutput:
+    """The model's segments for one chunk, on the collapsed (speech-only) timeline, with
+    the chunk's plan (to map them back onto the session's). ``timings["model"]`` is the
+    chunk's share of its model call's time."""
+
+    plan: ChunkPlan
+    segments: list[dict[str, Any]]
+    language: str
+    language_probability: float
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def plan_chunks(

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from scribe.config import SAMPLE_RATE
 from scribe.io.formats import full_text
+from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.speakers.diarize import SpeakerRequest, speaker_segments
-from scribe.pipeline.whisper import ChunkOutput
 
 SEGMENT_KEYS = ("start", "end", "text", "avg_logprob", "no_speech_prob", "compression_ratio")
 

@@ -16,7 +16,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from scribe.architectures import n_mels_by_name
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
 from scribe.pipeline.bundled import local_model_path
-from scribe.pipeline.chunking import Chunk, ChunkPlan
+from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
 from scribe.pipeline.features import stack_padded, window_frames
 from scribe.pipeline.safeguards import (
     best_attempt,
@@ -54,19 +54,6 @@ EncodedRow = tuple[Any, int]
 # Marks a result of the fallback's first retry: decoded with timestamp tokens, unprompted,
 # at the call's temperature, which is the decode the early-end redo makes.
 _TIMESTAMPED = "timestamped_retry"
-
-
-@dataclass
-class ChunkOutput:
-    """The model's segments for one chunk, on the collapsed (speech-only) timeline, with
-    the chunk's plan (to map them back onto the session's). ``timings["model"]`` is the
-    chunk's share of its model call's time."""
-
-    plan: ChunkPlan
-    segments: list[dict[str, Any]]
-    language: str
-    language_probability: float
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_model_path(model: str) -> str:

@@ -16,9 +16,10 @@ import pytest
 
 from scribe.config import TranscribeOptions
 from scribe.pipeline.audio import decode
+from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.preprocess import PreparedSession, preprocess
 from scribe.pipeline.transcript import restore_segments
-from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
+from scribe.pipeline.whisper import WhisperEngine
 from tests.media import write_audio
 from tests.real.conftest import EXAMPLES, JFK_WORDS, words
 

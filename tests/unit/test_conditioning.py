@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scribe.config import TranscribeOptions
-from scribe.pipeline import whisper
+from scribe.pipeline import chunking, whisper
 from scribe.pipeline.chunking import Chunk, ChunkPlan
 from scribe.pipeline.preprocess import preprocess
 from scribe.pipeline.whisper import WhisperEngine
@@ -167,14 +167,14 @@ def test_a_chain_keeps_its_first_chunks_language(
 def test_the_longest_stretch_without_a_word() -> None:
     plan = ChunkPlan(index=0, offset_s=10.0, duration_s=20.0, ranges=[])
 
-    def out(*spans: tuple[float, float]) -> whisper.ChunkOutput:
+    def out(*spans: tuple[float, float]) -> chunking.ChunkOutput:
         words = [{"word": " w", "start": a, "end": b, "probability": 0.9} for a, b in spans]
-        return whisper.ChunkOutput(plan=plan, segments=[{"words": words[:1]},
+        return chunking.ChunkOutput(plan=plan, segments=[{"words": words[:1]},
                                                         {"words": words[1:]}],
                                    language="en", language_probability=1.0)
 
     assert whisper._longest_gap(out((10.0, 10.5), (10.9, 11.2))) == pytest.approx(0.4)
     assert whisper._longest_gap(out((13.0, 13.5), (13.9, 14.2))) == pytest.approx(3.0)
     assert whisper._longest_gap(out((10.0, 10.5), (17.5, 18.0))) == pytest.approx(7.0)
-    assert whisper._longest_gap(whisper.ChunkOutput(
+    assert whisper._longest_gap(chunking.ChunkOutput(
         plan=plan, segments=[], language="en", language_probability=1.0)) == 0.0

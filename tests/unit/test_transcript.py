@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from scribe.config import TranscribeOptions
+from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.preprocess import PreparedSession
 from scribe.pipeline.transcript import restore_segments, session_language
-from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
+from scribe.pipeline.whisper import WhisperEngine
 
 pytestmark = pytest.mark.unit
 

@@ -12,10 +12,11 @@ from faster_whisper import BatchedInferencePipeline
 
 from scribe.config import TranscribeOptions
 from scribe.pipeline import whisper
+from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.features import N_FRAMES
 from scribe.pipeline.preprocess import PreparedSession
 from scribe.pipeline.transcript import restore_segments
-from scribe.pipeline.whisper import ChunkOutput, WhisperEngine, model_n_mels
+from scribe.pipeline.whisper import WhisperEngine, model_n_mels
 
 pytestmark = pytest.mark.unit
 
