@@ -1,8 +1,10 @@
 """The two model-side deployments, wrapping the engine classes the batch job uses.
 
-:class:`Preprocessor` (CPU) turns an upload into chunk features; :class:`Transcriber`
-(a fraction of a GPU, or one CPU) runs chunks through the model in dynamic batches that
-mix chunks of every request in flight.
+:class:`PreprocessorReplica` (CPU) turns an upload into chunk features;
+:class:`TranscriberReplica` (a fraction of a GPU, or one CPU) runs chunks through the model
+in dynamic batches that mix chunks of every request in flight. The deployments keep the
+names ``Preprocessor`` and ``Transcriber`` (the config file's); the classes are their
+replicas, named apart from the batch job's stages (:mod:`ray_jobs.stages`).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class ChunkResult:
     error: str | None = None
 
 
-class Preprocessor:
+class PreprocessorReplica:
     """CPU: decode, resample, trim, VAD, chunk and log-mel, as in the batch job."""
 
     def __init__(self, n_mels: int) -> None:
@@ -130,7 +132,7 @@ def options_key(options: TranscribeOptions) -> TranscribeOptions:
     return options.model_copy(update={"language": None})
 
 
-class Transcriber:
+class TranscriberReplica:
     """The model: one faster-whisper instance, fed by ``@serve.batch`` across requests."""
 
     def __init__(self, options: TranscribeOptions, resources: ResourceConfig,
@@ -203,7 +205,7 @@ class Transcriber:
 # Deployment objects apart from the classes, so type checkers still see the classes.
 PreprocessorDeployment = serve.deployment(
     name="Preprocessor", max_ongoing_requests=4, ray_actor_options={"num_cpus": 1},
-)(Preprocessor)
+)(PreprocessorReplica)
 TranscriberDeployment = serve.deployment(
     name="Transcriber", max_ongoing_requests=32, ray_actor_options={"num_cpus": 1},
-)(Transcriber)
+)(TranscriberReplica)
