@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scribe.config import TranscribeOptions
-from scribe.pipeline import chunking, whisper
+from scribe.pipeline import chunking, repair, whisper
 from scribe.pipeline.chunking import Chunk, ChunkPlan
 from scribe.pipeline.preprocess import preprocess
 from scribe.pipeline.whisper import WhisperEngine
@@ -126,8 +126,8 @@ def test_a_prompted_chunk_that_skips_speech_is_decoded_again_without_its_prompt(
         # 1.8 s is the limit: remainder_s (1) and twice the VAD padding (0.4 s)
         return 1.9 if output.plan == late else 1.7
 
-    monkeypatch.setattr(whisper, "_longest_gap", longest_gap)
-    monkeypatch.setattr(whisper, "_last_word_end",
+    monkeypatch.setattr(repair, "_longest_gap", longest_gap)
+    monkeypatch.setattr(repair, "_last_word_end",
                         lambda out: out.plan.offset_s + out.plan.duration_s)
     calls = _spy(engine, monkeypatch)
     opts = engine.options.model_copy(update={
@@ -137,7 +137,7 @@ def test_a_prompted_chunk_that_skips_speech_is_decoded_again_without_its_prompt(
     assert calls[0] == [[]] and len(calls[1][0]) > 0 and calls[2] == [[]]
     calls.clear()
     # chunk 0 has no prompt to blame for a gap: it is not decoded again
-    monkeypatch.setattr(whisper, "_longest_gap", lambda out: 5.0)
+    monkeypatch.setattr(repair, "_longest_gap", lambda out: 5.0)
     engine.transcribe(session[:1], opts)
     assert calls == [[[]]]
 
@@ -173,8 +173,8 @@ def test_the_longest_stretch_without_a_word() -> None:
                                                         {"words": words[1:]}],
                                    language="en", language_probability=1.0)
 
-    assert whisper._longest_gap(out((10.0, 10.5), (10.9, 11.2))) == pytest.approx(0.4)
-    assert whisper._longest_gap(out((13.0, 13.5), (13.9, 14.2))) == pytest.approx(3.0)
-    assert whisper._longest_gap(out((10.0, 10.5), (17.5, 18.0))) == pytest.approx(7.0)
-    assert whisper._longest_gap(chunking.ChunkOutput(
+    assert repair._longest_gap(out((10.0, 10.5), (10.9, 11.2))) == pytest.approx(0.4)
+    assert repair._longest_gap(out((13.0, 13.5), (13.9, 14.2))) == pytest.approx(3.0)
+    assert repair._longest_gap(out((10.0, 10.5), (17.5, 18.0))) == pytest.approx(7.0)
+    assert repair._longest_gap(chunking.ChunkOutput(
         plan=plan, segments=[], language="en", language_probability=1.0)) == 0.0
