@@ -87,7 +87,7 @@ def model_alone(model: str, max_new_tokens: int) -> dict[int, float]:
     opts = options(model, max_new_tokens)
     engine = WhisperEngine(opts, cpu_threads=THREADS)
     chunk = preprocess(str(JFK), opts, engine.n_mels).chunks[0]
-    item = dataclasses.replace(chunk, group="a", language="en")
+    item = dataclasses.replace(chunk, session_id="a", language="en")
     engine.transcribe([item], opts)
     rates = {}
     for batch in (1, 16):

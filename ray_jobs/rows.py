@@ -111,7 +111,7 @@ def chunk_row(base: dict[str, Any], chunk: Chunk, *, n_chunks: int, features_s: 
 def model_input(row: Row) -> Chunk:
     """A chunk row as the model takes it: grouped by session, in the session's language."""
     session = row["session"]
-    return Chunk(plan=_plan(row), features=row["features"], group=session["session_id"],
+    return Chunk(plan=_plan(row), features=row["features"], session_id=session["session_id"],
                  language=session["language"])
 
 

@@ -153,7 +153,7 @@ class Transcriber:
         chunks = [row for row in batch_rows if row["features"] is not None]
         if chunks:
             items = [rows.model_input(row) for row in chunks]
-            sessions = len({item.group for item in items})
+            sessions = len({item.session_id for item in items})
             per_call = self.engine.chunks_per_call(len(items), batch_size=self.batch_size)
             start = time.perf_counter()
             outputs = self.engine.transcribe(items, batch_size=self.batch_size)

@@ -134,7 +134,7 @@ class Frontend:
 
         async def one(chunk: Chunk) -> ChunkOutput:
             try:
-                mine = dataclasses.replace(chunk, group=request_id, language=options.language)
+                mine = dataclasses.replace(chunk, session_id=request_id, language=options.language)
                 result: ChunkResult = await _call(
                     self.transcriber.transcribe.remote(mine, options), self.retry_after_s)
             finally:

@@ -48,12 +48,13 @@ class ChunkPlan:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A planned chunk with its log-mel features, ready for the model. ``group`` names its
-    session (for the language vote) and ``language`` is the one asked for, if any."""
+    """A planned chunk with its log-mel features, ready for the model. ``session_id`` names
+    its session (for the language vote and prompt chains; in Serve, its request) and
+    ``language`` is the one asked for, if any."""
 
     plan: ChunkPlan
     features: Features
-    group: str = ""
+    session_id: str = ""
     language: str | None = None
 
 

@@ -122,7 +122,7 @@ def decode_remainders(engine: Decoder, items: Sequence[Chunk], tokenizers: list[
             break
         by_width: defaultdict[int, list[tuple[int, float, Chunk]]] = defaultdict(list)
         for i, end in todo:
-            rest = Chunk(plan=items[i].plan, group=items[i].group,
+            rest = Chunk(plan=items[i].plan, session_id=items[i].session_id,
                          language=items[i].language,
                          features=items[i].features[:, round(end * engine._fps):])
             by_width[engine._window(rest.features.shape[1], opts)].append((i, end, rest))

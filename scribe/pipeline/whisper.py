@@ -328,13 +328,13 @@ class WhisperEngine:
         votes: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         for item, probs in zip(items, detected, strict=True):
             for token, prob in probs:
-                votes[item.group][token[2:-2]] += prob
+                votes[item.session_id][token[2:-2]] += prob
         chosen: list[tuple[str, float]] = []
         for item, lang in zip(items, given, strict=True):
             if lang:
                 chosen.append((lang, 1.0))
                 continue
-            tally = votes[item.group]
+            tally = votes[item.session_id]
             best = max(tally, key=tally.__getitem__)
             chosen.append((best, tally[best] / sum(tally.values())))
         return chosen
@@ -449,7 +449,7 @@ def _chains(items: Sequence[Chunk], length: int) -> list[list[int]]:
     whose indices share ``index // length``, in whatever order they were given."""
     chains: list[list[int]] = []
     order = sorted(range(len(items)), key=lambda i: (
-        items[i].group, items[i].plan.channel or 0, items[i].plan.index))
+        items[i].session_id, items[i].plan.channel or 0, items[i].plan.index))
     for i in order:
         item = items[i]
         if chains and _follows(items[chains[-1][-1]], item, length):
@@ -460,6 +460,6 @@ def _chains(items: Sequence[Chunk], length: int) -> list[list[int]]:
 
 
 def _follows(before: Chunk, after: Chunk, length: int) -> bool:
-    return (after.group == before.group and after.plan.channel == before.plan.channel
+    return (after.session_id == before.session_id and after.plan.channel == before.plan.channel
             and after.plan.index == before.plan.index + 1
             and after.plan.index // length == before.plan.index // length)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.unit
 def _chunk(group: str, index: int, channel: int | None = None) -> Chunk:
     plan = ChunkPlan(index=index, offset_s=30.0 * index, duration_s=30.0,
                      ranges=[{"start": 0, "end": 16_000}], channel=channel)
-    return Chunk(plan=plan, features=np.zeros((80, 10), np.float32), group=group)
+    return Chunk(plan=plan, features=np.zeros((80, 10), np.float32), session_id=group)
 
 
 def test_chains_are_a_sessions_chunks_by_index_in_fours() -> None:
@@ -43,9 +43,9 @@ def engine(test_options: TranscribeOptions) -> WhisperEngine:
 def session(engine: WhisperEngine) -> list[Chunk]:
     """Eight consecutive chunks of one session (jfk's, renumbered), and two of another."""
     jfk = preprocess("examples/sessions/jfk.flac", engine.options, 80).chunks[0]
-    return ([dataclasses.replace(jfk, group="s", plan=dataclasses.replace(jfk.plan, index=i))
+    return ([dataclasses.replace(jfk, session_id="s", plan=dataclasses.replace(jfk.plan, index=i))
              for i in range(8)]
-            + [dataclasses.replace(jfk, group="t", plan=dataclasses.replace(jfk.plan, index=i))
+            + [dataclasses.replace(jfk, session_id="t", plan=dataclasses.replace(jfk.plan, index=i))
                for i in range(2)])
 
 

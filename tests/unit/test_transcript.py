@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 def _one_session(engine: WhisperEngine, prepared: PreparedSession,
                  options: TranscribeOptions) -> list[ChunkOutput]:
     """All of one session's chunks through one model call, ready to assemble."""
-    return engine.transcribe([dataclasses.replace(c, group="s") for c in prepared.chunks],
+    return engine.transcribe([dataclasses.replace(c, session_id="s") for c in prepared.chunks],
                              options)
 
 
