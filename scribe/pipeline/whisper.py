@@ -8,7 +8,6 @@ share one model call. Text and timestamps do not depend on which chunks share a 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -23,7 +22,7 @@ import numpy as np
 from scribe.architectures import n_mels_by_name
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
-from scribe.pipeline import alignment, repair
+from scribe.pipeline import alignment, chains, repair
 from scribe.pipeline.bundled import local_model_path
 from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
 from scribe.pipeline.features import stack_padded, window_frames
@@ -134,14 +133,14 @@ class WhisperEngine:
         one segment.
 
         With ``condition_on_previous_text`` each chunk is prompted with the text before it
-        in its session (:meth:`_transcribe_chains`), in model calls of at most
-        ``batch_size`` chunks (default: ``len(items) / prompt_chain``)."""
+        in its session (:func:`scribe.pipeline.chains.transcribe_chains`), in model calls
+        of at most ``batch_size`` chunks (default: ``len(items) / prompt_chain``)."""
         if not items:
             return []
         opts = options or self.options
         if opts.condition_on_previous_text:
-            return self._transcribe_chains(
-                items, opts, self.chunks_per_call(len(items), opts, batch_size=batch_size))
+            return chains.transcribe_chains(
+                self, items, opts, self.chunks_per_call(len(items), opts, batch_size=batch_size))
         return self._transcribe(items, opts, [None] * len(items))
 
     def chunks_per_call(self, count: int, options: TranscribeOptions | None = None, *,
@@ -153,42 +152,6 @@ class WhisperEngine:
         if not opts.condition_on_previous_text:
             return count
         return min(count, batch_size or math.ceil(count / opts.prompt_chain))
-
-    def _transcribe_chains(self, items: Sequence[Chunk], opts: TranscribeOptions,
-                           per_call: int) -> list[ChunkOutput]:
-        """A session's chunks form chains of ``prompt_chain``: chunk indices 0-3, 4-7 and
-        so on (for 4), whichever call they come in. Each chunk of a chain is prompted with
-        the chain's text before it, as sequential decoding conditions on the previous
-        window's text. The chains of the call are decoded side by side, the first chunk of
-        every chain, then the second, in model calls of ``per_call`` chunks: a call of
-        B x prompt_chain chunks of one session still decodes B at a time. A chain given
-        whole gives the same text whatever else shares the call (the job's blocks keep
-        chains whole); a chain's part starts without a prompt.
-
-        A chain is in one language: where it is not given, the chains' first chunks vote
-        per session, as all of a call's chunks do unprompted, and the rest follow."""
-        chains = _chains(items, opts.prompt_chain)
-        outputs: list[ChunkOutput | None] = [None] * len(items)
-        said = [""] * len(chains)
-        heads: list[ChunkOutput | None] = [None] * len(chains)
-        for k in range(max(len(chain) for chain in chains)):
-            wave = [(n, chain[k]) for n, chain in enumerate(chains) if len(chain) > k]
-            for first in range(0, len(wave), per_call):
-                part = wave[first:first + per_call]
-                batch = [items[i] if (head := heads[n]) is None
-                         else dataclasses.replace(items[i], language=head.language)
-                         for n, i in part]
-                done = self._transcribe(batch, opts, [said[n] or None for n, _ in part])
-                for (n, i), out in zip(part, done, strict=True):
-                    head = heads[n]
-                    if head is None:
-                        heads[n] = out
-                    elif items[i].language is None:
-                        out.language_probability = head.language_probability
-                    outputs[i] = out
-                    said[n] = " ".join(
-                        [said[n], *(seg["text"].strip() for seg in out.segments)]).strip()
-        return [out for out in outputs if out is not None]
 
     def _transcribe(self, items: Sequence[Chunk], opts: TranscribeOptions,
                     prompts: Sequence[str | None],
@@ -442,24 +405,3 @@ def _stacked(rows: list[Any]) -> Any:
     import ctranslate2
 
     return ctranslate2.StorageView.from_array(np.stack(rows))
-
-
-def _chains(items: Sequence[Chunk], length: int) -> list[list[int]]:
-    """Indices of ``items`` in chains: consecutive chunks of one session (and channel)
-    whose indices share ``index // length``, in whatever order they were given."""
-    chains: list[list[int]] = []
-    order = sorted(range(len(items)), key=lambda i: (
-        items[i].session_id, items[i].plan.channel or 0, items[i].plan.index))
-    for i in order:
-        item = items[i]
-        if chains and _follows(items[chains[-1][-1]], item, length):
-            chains[-1].append(i)
-        else:
-            chains.append([i])
-    return chains
-
-
-def _follows(before: Chunk, after: Chunk, length: int) -> bool:
-    return (after.session_id == before.session_id and after.plan.channel == before.plan.channel
-            and after.plan.index == before.plan.index + 1
-            and after.plan.index // length == before.plan.index // length)

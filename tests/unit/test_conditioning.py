@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scribe.config import TranscribeOptions
-from scribe.pipeline import chunking, repair, whisper
+from scribe.pipeline import chains, chunking, repair, whisper
 from scribe.pipeline.chunking import Chunk, ChunkPlan
 from scribe.pipeline.preprocess import preprocess
 from scribe.pipeline.whisper import WhisperEngine
@@ -29,9 +29,9 @@ def test_chains_are_a_sessions_chunks_by_index_in_fours() -> None:
     items = [_chunk("a", i) for i in range(2, 9)] + [_chunk("b", 0), _chunk("a", 10),
                                                       _chunk("c", 0, 0), _chunk("c", 1, 1)]
     # a: 2-3 | 4-7 | 8 (its chain's rest is not in this call) | 10; b; c's two channels
-    assert whisper._chains(items, 4) == [[0, 1], [2, 3, 4, 5], [6], [8], [7], [9], [10]]
-    assert whisper._chains(items[:6], 2) == [[0, 1], [2, 3], [4, 5]]
-    assert whisper._chains(items[:6][::-1], 4) == [[5, 4], [3, 2, 1, 0]], "any order"
+    assert chains._chains(items, 4) == [[0, 1], [2, 3, 4, 5], [6], [8], [7], [9], [10]]
+    assert chains._chains(items[:6], 2) == [[0, 1], [2, 3], [4, 5]]
+    assert chains._chains(items[:6][::-1], 4) == [[5, 4], [3, 2, 1, 0]], "any order"
 
 
 @pytest.fixture(scope="module")
