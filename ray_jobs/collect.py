@@ -4,18 +4,18 @@ soon as the session's last chunk is back."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ray_jobs import rows
 from ray_jobs.rows import Row
 from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import error_record, ok_record
+from scribe.schema import Record, RecordBase
 
 
 @dataclass
 class _Pending:
-    base: dict[str, Any]
+    base: RecordBase
     expected: int | None = None  # known from the session's last block
     # by chunk index: a retried task may deliver a chunk twice; it must count once
     chunks: dict[int, ChunkOutput] = field(default_factory=dict)
@@ -32,7 +32,7 @@ class SessionCollector:
         self.batch_sessions: list[int] = []
         self.actors: set[str] = set()
 
-    def add(self, row: Row) -> dict[str, Any] | None:
+    def add(self, row: Row) -> Record | None:
         """Take one row (:mod:`ray_jobs.rows`); a record when it completes its session."""
         base = row["session"]
         sid = base["session_id"]
@@ -61,7 +61,7 @@ class SessionCollector:
         return ok_record(pending.base, list(pending.chunks.values()),
                          _speaker_request(pending.base))
 
-    def incomplete(self) -> list[dict[str, Any]]:
+    def incomplete(self) -> list[Record]:
         """Error records for sessions whose chunks did not all come back (none should)."""
         return [error_record(p.base, f"incomplete: {len(p.chunks)} of "
                              + ("an unknown number of" if p.expected is None
@@ -70,7 +70,7 @@ class SessionCollector:
                 for p in self._pending.values()]
 
 
-def _speaker_request(base: dict[str, Any]) -> SpeakerRequest | None:
+def _speaker_request(base: RecordBase) -> SpeakerRequest | None:
     """The session's speaker labelling, as its preprocessing resolved it; None when off."""
     if base.get("speakers", "off") == "off":
         return None

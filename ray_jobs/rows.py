@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
 from scribe.pipeline.speakers.voices import VoiceWindow
+from scribe.schema import RecordBase
 
 Row = dict[str, Any]
 
@@ -84,20 +85,20 @@ SCHEMA = pa.schema([
 # --------------------------------------------------------------------------- rows
 
 
-def session_row(base: dict[str, Any], error: str | None = None) -> Row:
+def session_row(base: RecordBase, error: str | None = None) -> Row:
     """A session alone: failed (with ``error``), or ok with no speech."""
     return {"status": "ok" if error is None else "error", "error": error or "",
             "n_chunks": 0, "session": base, "chunk": None, "features": None, "result": None}
 
 
-def filler_row(base: dict[str, Any]) -> Row:
+def filler_row(base: RecordBase) -> Row:
     """No chunk: it pads a block to whole prompt chains, so that no model call cuts one
     (:class:`ray_jobs.stages.Preprocessor`); the model skips it and the driver drops it."""
     return {"status": "filler", "error": "", "n_chunks": 0, "session": base, "chunk": None,
             "features": None, "result": None}
 
 
-def chunk_row(base: dict[str, Any], chunk: Chunk, *, n_chunks: int, features_s: float) -> Row:
+def chunk_row(base: RecordBase, chunk: Chunk, *, n_chunks: int, features_s: float) -> Row:
     """One of a session's ``n_chunks`` chunks (:data:`COUNT_UNKNOWN` before its last
     block), with its features, for the model."""
     plan = chunk.plan

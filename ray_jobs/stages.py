@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pyarrow as pa
 
@@ -26,6 +25,7 @@ from scribe.pipeline.chunking import Chunk
 from scribe.pipeline.preprocess import AnalysedSession, iter_chunks, open_input, plan_session
 from scribe.pipeline.transcript import record_base
 from scribe.pipeline.whisper import WhisperEngine
+from scribe.schema import RecordBase
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Preprocessor:
             "speakers": ref.speakers or self.options.speakers,
             "num_speakers": ref.num_speakers or self.options.num_speakers})
 
-        def base(analysis: AnalysedSession | None = None) -> dict[str, Any]:
+        def base(analysis: AnalysedSession | None = None) -> RecordBase:
             return record_base(ref.session_id, model=self.model, uri=ref.uri,
                                language=ref.language, analysis=analysis,
                                speakers=options.speakers, num_speakers=options.num_speakers,
@@ -92,7 +92,7 @@ class Preprocessor:
         except Exception as exc:
             yield [_error_row(base(session), exc)]
 
-    def _chunk_blocks(self, base: Callable[[AnalysedSession], dict[str, Any]],
+    def _chunk_blocks(self, base: Callable[[AnalysedSession], RecordBase],
                       session: AnalysedSession, options: TranscribeOptions
                       ) -> Iterator[list[Row]]:
         waiting: list[tuple[Chunk, float]] = []  # chunks and their features' seconds
@@ -124,7 +124,7 @@ class Preprocessor:
                for c, f in waiting]
 
 
-def _error_row(base: dict[str, Any], exc: Exception) -> Row:
+def _error_row(base: RecordBase, exc: Exception) -> Row:
     if not isinstance(exc, ScribeError):
         logger.error("unexpected error preprocessing session %s", base["session_id"],
                      exc_info=exc)

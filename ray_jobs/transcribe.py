@@ -31,6 +31,7 @@ from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import summarize, summary_text
 from scribe.pipeline.whisper import model_n_mels, resolve_model_path
+from scribe.schema import Record
 
 logger = logging.getLogger("ray_jobs.transcribe")  # also when run as __main__
 
@@ -88,10 +89,10 @@ def _longest_first(sessions: list[SessionRef]) -> list[SessionRef]:
 
 def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
          layout: JobLayout, n_mels: int, metrics: JobMetrics
-         ) -> tuple[list[dict[str, Any]], SessionCollector]:
+         ) -> tuple[list[Record], SessionCollector]:
     """Stream rows, write each finished session in the background, return all records."""
     collector = SessionCollector()
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     if not todo:
         return records, collector
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers:
@@ -109,12 +110,13 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
     return records, collector
 
 
-def _write(output: str, record: dict[str, Any], metrics: JobMetrics) -> None:
+def _write(output: str, record: Record, metrics: JobMetrics) -> None:
     try:
         outputs.write_session(output, record)
     except Exception as exc:
         logger.error("could not write %s: %s", record["session_id"], describe(exc))
-        record.update(status="error", error=f"writing outputs failed: {describe(exc)}")
+        record["status"] = "error"
+        record["error"] = f"writing outputs failed: {describe(exc)}"
     metrics.session(record)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
+from scribe.schema import Segment
 
 # faster-whisper's batched defaults, kept in one place.
 _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
@@ -55,7 +56,7 @@ def plan_frames(model: Any, plan: ChunkPlan) -> int:
     return int(math.ceil(plan.duration_s) * model.frames_per_second)
 
 
-def place_words(model: Any, plan: ChunkPlan, segments: list[dict[str, Any]], tokenizer: Any,
+def place_words(model: Any, plan: ChunkPlan, segments: list[Segment], tokenizer: Any,
                 alignment: list[dict[str, Any]]) -> None:
     """faster-whisper's own word placement for one chunk, on its precomputed alignment."""
     from faster_whisper import WhisperModel

@@ -15,7 +15,7 @@ import bisect
 import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from faster_whisper.vad import collect_chunks
@@ -24,6 +24,7 @@ from scribe.config import SAMPLE_RATE
 from scribe.pipeline.audio import Audio
 from scribe.pipeline.features import Features
 from scribe.pipeline.vad import SampleRange
+from scribe.schema import Segment
 
 if TYPE_CHECKING:
     from scribe.pipeline.speakers.voices import VoiceWindow
@@ -65,7 +66,7 @@ class ChunkOutput:
     chunk's share of its model call's time."""
 
     plan: ChunkPlan
-    segments: list[dict[str, Any]]
+    segments: list[Segment]
     language: str
     language_probability: float
     timings: dict[str, float] = field(default_factory=dict)

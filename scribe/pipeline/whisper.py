@@ -32,6 +32,7 @@ from scribe.pipeline.safeguards import (
     is_silence,
 )
 from scribe.pipeline.sentences import pauses, split_segment
+from scribe.schema import Segment
 
 logger = logging.getLogger(__name__)
 
@@ -356,7 +357,7 @@ class WhisperEngine:
         return int(self.model.frames_per_second)
 
     def _split(self, plan: ChunkPlan, tokenizer: Any, result: dict[str, Any],
-               start_s: float = 0.0) -> list[dict[str, Any]]:
+               start_s: float = 0.0) -> list[Segment]:
         """Cut one decode's tokens into segments at its timestamp tokens; ``start_s`` is
         where in the chunk that decode began."""
         from faster_whisper.transcribe import get_compression_ratio
@@ -367,7 +368,7 @@ class WhisperEngine:
             segment_size=int(math.ceil(duration) * self._fps), segment_duration=duration,
             seek=0,
         )
-        segments = []
+        segments: list[Segment] = []
         for sub in subsegments:
             text = tokenizer.decode(sub["tokens"])
             segments.append({

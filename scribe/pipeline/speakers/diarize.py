@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -14,8 +13,9 @@ from scribe.config import MAX_SPEAKERS
 from scribe.pipeline.speakers import assign, cluster
 from scribe.pipeline.speakers.channels import CHANNEL_NAMES
 from scribe.pipeline.speakers.voices import VoiceWindow
+from scribe.schema import Segment
 
-Segments = list[dict[str, Any]]
+Segments = list[Segment]
 
 
 @dataclass(frozen=True)
