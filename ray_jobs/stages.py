@@ -149,17 +149,18 @@ class Transcriber:
         self.metrics = ModelMetrics()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        batch_rows = rows.decode(batch)
-        chunks = [row for row in batch_rows if row["features"] is not None]
-        if chunks:
-            items = [rows.model_input(row) for row in chunks]
-            sessions = len({item.session_id for item in items})
-            per_call = self.engine.chunks_per_call(len(items), batch_size=self.batch_size)
-            start = time.perf_counter()
-            outputs = self.engine.transcribe(items, batch_size=self.batch_size)
-            self.metrics.batch([item.plan.duration_s for item in items], start,
-                               time.perf_counter(), per_call)
-            for row, out in zip(chunks, outputs, strict=True):
-                rows.set_output(row, out, batch_size=per_call, batch_sessions=sessions,
-                                actor=self.actor)
-        return rows.encode(batch_rows)
+        """Reads the chunks' features, places and sessions; writes their results with
+        Arrow column operations, the other columns passing through untouched."""
+        chunks = rows.model_inputs(batch)
+        if not chunks:
+            return batch
+        items = list(chunks.values())
+        sessions = len({item.session_id for item in items})
+        per_call = self.engine.chunks_per_call(len(items), batch_size=self.batch_size)
+        start = time.perf_counter()
+        outputs = self.engine.transcribe(items, batch_size=self.batch_size)
+        self.metrics.batch([item.plan.duration_s for item in items], start,
+                           time.perf_counter(), per_call)
+        return rows.with_outputs(batch, dict(zip(chunks, outputs, strict=True)),
+                                 batch_size=per_call, batch_sessions=sessions,
+                                 actor=self.actor)
