@@ -136,7 +136,7 @@ def _add_status_command(sub: argparse._SubParsersAction) -> None:  # type: ignor
 
 def _calibrate_cpu(args: argparse.Namespace) -> int:
     """Time the real model on real chunks at several batch sizes and thread counts."""
-    from scribe.capacity import cpu_timing, packing
+    from scribe.capacity import calibrate, cpu_timing, packing
     from scribe.config import TranscribeOptions
     from scribe.pipeline.whisper import model_n_mels, resolve_model_path
 
@@ -157,10 +157,10 @@ def _calibrate_cpu(args: argparse.Namespace) -> int:
     sys.stdout.write(f"no GPU here (NVML sees none): timing {options.model} "
                      f"({options.compute_type}, beam {options.beam_size}) on {len(chunks)} "
                      f"chunk(s), batches {batches}, threads {threads}...\n")
-    timings = cpu_timing.measure(options, chunks, cores=cores, threads=threads,
-                                 batch_sizes=batches)
-    cpu = cpu_timing.plan_from(cores, timings)
-    path = packing.write_plan(packing.PackingPlan(device="cpu", cpu=cpu), args.plan_file)
+    plan = calibrate.calibrate_cpu(options, chunks, batch_sizes=batches, threads=threads)
+    assert plan.cpu is not None
+    cpu = plan.cpu
+    path = packing.write_plan(plan, args.plan_file)
     sys.stdout.write(f"{cpu_timing.timings_text(cpu)}\n{packing.cpu_plan_text(cpu)}\n"
                      f"wrote {path}\n")
     return 0
