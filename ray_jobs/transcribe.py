@@ -24,6 +24,8 @@ from typing import Any
 
 from ray_jobs import rows
 from ray_jobs.metrics import JobMetrics
+from ray_jobs.progress_display import ProgressDisplay
+from ray_jobs.quiet import filter_native_stderr, quiet_ray_data
 from ray_jobs.rows import Row
 from scribe import config as cfg
 from scribe.capacity import doctor, packing
@@ -446,28 +448,33 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
     records: list[dict[str, Any]] = []
     if not todo:
         return records, collector
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers:
+    quiet_ray_data(config.verbose)
+    with (concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers,
+          ProgressDisplay(todo, sys.stderr, tty=sys.stderr.isatty()) as progress):
         futures = []
         for row in _pipeline(todo, options, config.resources, layout, n_mels):
             record = collector.add(row)
             if record is not None:
                 records.append(record)
-                futures.append(writers.submit(_write, config.output, record, metrics))
+                futures.append(writers.submit(_write, config.output, record, metrics,
+                                              progress))
         for record in collector.incomplete():
             records.append(record)
-            futures.append(writers.submit(_write, config.output, record, metrics))
+            futures.append(writers.submit(_write, config.output, record, metrics, progress))
         for future in futures:
             future.result()
     return records, collector
 
 
-def _write(output: str, record: dict[str, Any], metrics: JobMetrics) -> None:
+def _write(output: str, record: dict[str, Any], metrics: JobMetrics,
+           progress: ProgressDisplay) -> None:
     try:
         outputs.write_session(output, record)
     except Exception as exc:
         logger.error("could not write %s: %s", record["session_id"], describe(exc))
         record.update(status="error", error=f"writing outputs failed: {describe(exc)}")
     metrics.session(record)
+    progress.session(record)
 
 
 def _mean(values: list[int]) -> float:
@@ -497,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         config = parse_args(argv)
+        if not config.verbose:
+            filter_native_stderr()
         summary = run_job(config)
     except ScribeError as exc:
         logger.error("%s", describe(exc))
