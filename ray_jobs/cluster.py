@@ -86,6 +86,8 @@ def check_ray(address: str | None = None) -> CheckResult:
     address = address if address is not None else os.environ.get("RAY_ADDRESS", "")
     if not address:
         return _no_address()
+    if address == "local":  # Ray's own word for "start one here, whatever else runs"
+        return _ok("ray", "RAY_ADDRESS=local: the job starts a local Ray")
     endpoint = _ray_endpoint(address)
     if endpoint is None:
         return CheckResult("ray", "fail", f"cannot read an address from {address!r}",

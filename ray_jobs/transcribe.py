@@ -23,6 +23,8 @@ from ray_jobs.graph import job_rows
 from ray_jobs.layout import JobLayout, fit_to_work, plan_resources
 from ray_jobs.metrics import JobMetrics
 from ray_jobs.preflight import preflight, preflight_nodes
+from ray_jobs.progress_display import ProgressDisplay
+from ray_jobs.quiet import filter_native_stderr, quiet_ray_data
 from scribe import config as cfg
 from scribe.capacity import packing
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
@@ -95,22 +97,26 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
     records: list[Record] = []
     if not todo:
         return records, collector
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers:
+    quiet_ray_data(config.verbose)
+    with (concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers,
+          ProgressDisplay(todo, sys.stderr, tty=sys.stderr.isatty()) as progress):
         futures = []
         for row in job_rows(todo, options, config.resources, layout, n_mels):
             record = collector.add(row)
             if record is not None:
                 records.append(record)
-                futures.append(writers.submit(_write, config.output, record, metrics))
+                futures.append(writers.submit(_write, config.output, record, metrics,
+                                              progress))
         for record in collector.incomplete():
             records.append(record)
-            futures.append(writers.submit(_write, config.output, record, metrics))
+            futures.append(writers.submit(_write, config.output, record, metrics, progress))
         for future in futures:
             future.result()
     return records, collector
 
 
-def _write(output: str, record: Record, metrics: JobMetrics) -> None:
+def _write(output: str, record: Record, metrics: JobMetrics,
+           progress: ProgressDisplay) -> None:
     try:
         outputs.write_session(output, record)
     except Exception as exc:
@@ -118,6 +124,7 @@ def _write(output: str, record: Record, metrics: JobMetrics) -> None:
         record["status"] = "error"
         record["error"] = f"writing outputs failed: {describe(exc)}"
     metrics.session(record)
+    progress.session(record)
 
 
 def _mean(values: list[int]) -> float:
@@ -147,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         config = parse_args(argv)
+        if not config.verbose:
+            filter_native_stderr()
         summary = run_job(config)
     except ScribeError as exc:
         logger.error("%s", describe(exc))

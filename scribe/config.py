@@ -225,6 +225,10 @@ class JobConfig(_Frozen):
         False, description="start Ray's dashboard when the job starts its own Ray (about 2-3 s "
         "of start-up on a small machine); a running cluster keeps its own"
     )
+    verbose: bool = Field(
+        False, description="show Ray Data's own progress bars and logs and Ray's messages "
+        "as they come, beside the job's progress line"
+    )
     transcribe: TranscribeOptions = Field(default_factory=TranscribeOptions)
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
 

@@ -2,14 +2,13 @@
 
 Turns alternate between two voices, spaced by pauses, and now and then the next speaker
 starts before the last one has finished. Voices are real recordings (each example clip,
-and each channel of the stereo example, is one person) or espeak-ng voices.
+and each channel of the stereo example, is one person) or eSpeak NG voices
+(:mod:`tests.speech`).
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import subprocess
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy as np
 from scribe.config import SAMPLE_RATE
 from scribe.pipeline.audio import decode
 from tests.media import EXAMPLES, Samples
+from tests.speech import synthesize
 
 SENTENCES = (
     "The weather today is quite pleasant and I think we should go for a walk.",
@@ -50,10 +50,9 @@ class Conversation:
 
 @functools.cache
 def espeak(voice: str, text: str) -> Samples:
-    """``text`` spoken by espeak-ng's ``voice``, at 16 kHz."""
-    wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], check=True,
-                         capture_output=True).stdout
-    return _speech_only(decode(io.BytesIO(wav)).samples)
+    """``text`` spoken by eSpeak NG's ``voice`` ("en-us+m3", "de", ...), at 16 kHz,
+    trimmed to its speech and at peak 0.8."""
+    return _speech_only(synthesize(voice, text))
 
 
 def _speech_only(samples: Samples, floor_db: float = 40.0) -> Samples:

@@ -37,6 +37,7 @@ def test_ray_is_reachable_or_says_how_to_start_it(listening_port: int,
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # no `ray start` record here
     assert cluster.check_ray("").status == "ok"
+    assert cluster.check_ray("local").status == "ok", "Ray's word for a Ray of its own"
     assert cluster.check_ray(f"127.0.0.1:{listening_port}").status == "ok"
     assert cluster.check_ray(f"http://127.0.0.1:{listening_port}").status == "ok"
     down = cluster.check_ray(f"127.0.0.1:{_closed_port()}")
