@@ -149,3 +149,29 @@ def test_same_sex_and_three_speakers_are_counted(campplus: CamPlusPlus) -> None:
     vectors = np.array([w.embedding for w in windows], dtype=np.float32)
     assert cluster.cluster(vectors, max_speakers=2).max() == 1
     assert cluster.cluster(vectors, min_speakers=4).max() == 3
+
+
+def test_reference_clips_name_same_sex_voices(campplus: CamPlusPlus, campplus_weights: str,
+                                              tmp_path: Path) -> None:
+    # known_speaker_names[] online: clips embedded by the session's encoder name clusters
+    from scribe.config import TranscribeOptions
+    from scribe.pipeline.speakers import assign
+    from scribe.pipeline.speakers.voices import reference_embedding
+    from tests.media import write_audio
+
+    pair = conversations.MORE_SAME_SEX[0]
+    conv = conversations.conversation(conversations.espeak_voices(pair), turns=6, seed=4,
+                                      overlap_share=0.0)
+    ranges = [[{"start": int(s * 16000), "end": int(e * 16000)}] for s, e, _ in conv.turns]
+    windows = [w for chunk in embed_speech(conv.samples, ranges, campplus) for w in chunk]
+    options = TranscribeOptions(speaker_encoder="campplus", speaker_encoder_path=campplus_weights)
+    known = {}
+    for name, voice in zip(("client", "therapist"), pair, strict=True):
+        clip = write_audio(tmp_path / f"{name}.wav", conversations.espeak(
+            voice, "Thank you, I will think about what we discussed today."))
+        known[name] = reference_embedding(str(clip), options)
+    assert len(known["client"]) == 192
+    turns = voice_turns(windows, SpeakerRequest(known=known))
+    for start, end, who in conv.turns:
+        expected = "client" if who == "A" else "therapist"
+        assert assign.speaker_at(start + 0.3, end - 0.3, turns) == expected
