@@ -184,3 +184,11 @@ def test_reference_clips_name_same_sex_voices(campplus: CamPlusPlus, campplus_we
     for start, end, who in conv.turns:
         expected = "client" if who == "A" else "therapist"
         assert assign.speaker_at(start + 0.3, end - 0.3, turns) == expected
+
+
+def test_fetch_command_refuses_one_path_for_two_encoders(capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    from ray_scribe.cli import main
+
+    assert main(["fetch-speaker-encoder", "--path", "weights.pt"]) == 2
+    assert "--encoder campplus or resemblyzer" in capsys.readouterr().err
