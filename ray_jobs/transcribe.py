@@ -14,7 +14,6 @@ import concurrent.futures
 import json
 import logging
 import math
-import os
 import sys
 import time
 import warnings
@@ -32,6 +31,7 @@ from scribe.errors import PlanError, ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import summarize, summary_text
+from scribe.pipeline.bundled import looks_like_path
 from scribe.pipeline.features import N_FRAMES
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import error_record, ok_record
@@ -191,8 +191,8 @@ def _preflight(config: JobConfig) -> None:
     checked on them by :func:`_preflight_nodes` once Ray is up."""
     model = config.transcribe.model or ""
     results = [doctor.check_output(config.output), doctor.check_ray()]
-    if model.startswith(("/", ".", "~")):
-        results.append(doctor.check_model(os.path.expanduser(model)))
+    if looks_like_path(model):
+        results.append(doctor.check_model(model))
     _raise_failures(results)
 
 
