@@ -5,12 +5,12 @@ CUDA libraries and model on disk)."""
 from __future__ import annotations
 
 import logging
-import os
 
 from ray_jobs.cluster import check_ray
 from scribe.capacity import doctor
 from scribe.config import JobConfig, TranscribeOptions
 from scribe.errors import ScribeError
+from scribe.pipeline.bundled import looks_like_path
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ def preflight(config: JobConfig) -> None:
     checked on them by :func:`preflight_nodes` once Ray is up."""
     model = config.transcribe.model or ""
     results = [doctor.check_output(config.output), check_ray()]
-    if model.startswith(("/", ".", "~")):
-        results.append(doctor.check_model(os.path.expanduser(model)))
+    if looks_like_path(model):
+        results.append(doctor.check_model(model))
     raise_failures(results)
 
 

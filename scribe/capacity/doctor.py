@@ -29,7 +29,12 @@ from urllib.parse import urlsplit
 from scribe.architectures import architecture
 from scribe.capacity import footprint, packing
 from scribe.errors import ModelLoadError
-from scribe.pipeline.bundled import BUNDLED_PACKAGE, local_model_path
+from scribe.pipeline.bundled import (
+    BUNDLED_PACKAGE,
+    local_model_path,
+    looks_like_path,
+    model_folder_problem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -238,15 +243,24 @@ def _hub_host() -> str:
     return urlsplit(os.environ.get("HF_ENDPOINT", f"https://{HF_HOST}")).hostname or HF_HOST
 
 
+_CONVERT_FIX = ("convert one: `ct2-transformers-converter --model openai/whisper-small "
+                "--output_dir DIR --copy_files tokenizer.json preprocessor_config.json`")
+
+
 def check_model(model: str) -> CheckResult:
     """The model is a local CTranslate2 directory, in the Hugging Face cache, or
     downloadable right now."""
     fix = (f"on a machine with network: `huggingface-cli download {_repo(model)} --local-dir "
            "DIR`, copy DIR here and pass --model DIR")
-    if os.path.isdir(model):
-        if os.path.isfile(os.path.join(model, "model.bin")):
-            return _ok("model", f"local CTranslate2 model {model}")
-        return CheckResult("model", "fail", f"{model} has no model.bin", fix)
+    folder = os.path.expanduser(model)
+    if looks_like_path(model) or os.path.isdir(folder):
+        problem = model_folder_problem(folder)
+        if problem is None:
+            return _ok("model", f"local CTranslate2 model {folder}")
+        if not os.path.isdir(folder):
+            return CheckResult("model", "fail", problem,
+                               "pass --model tiny.en, or the folder of a converted model")
+        return CheckResult("model", "fail", problem, _CONVERT_FIX)
     if "/" not in model and model not in _known_names():
         return CheckResult("model", "fail", f"unknown model {model!r}",
                            f"use one of {', '.join(_known_names())}, a repo id, or a directory")
@@ -296,7 +310,13 @@ def download_bytes(model: str) -> int | None:
 
 def check_disk(model: str, cache_dir: Path | None = None) -> CheckResult:
     """The disk that will hold the model has room for it (when it still has to come)."""
-    if os.path.isdir(model) or cached_model(model):
+    if looks_like_path(model) or os.path.isdir(model):
+        return _ok("disk", "a model folder: nothing to download")
+    try:
+        cached = cached_model(model)
+    except ModelLoadError:  # the model check says why
+        cached = None
+    if cached:
         return _ok("disk", "model already on disk")
     folder = cache_dir or hf_cache_dir()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
