@@ -40,8 +40,9 @@ FileField = Annotated[UploadFile, File(description="the recording, in any format
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 413, 500, 503)}
 _AUDIO: dict[int | str, dict[str, Any]] = {
-    200: {"description": "json/verbose_json as JSON; text, srt and vtt as text",
-          "content": {"text/plain": {}}},
+    200: {"description": "json/verbose_json as JSON; text, srt and vtt as text; with "
+                         "stream=true, server-sent events",
+          "content": {"text/plain": {}, "text/event-stream": {}}},
     **_ERRORS,
 }
 
