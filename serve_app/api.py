@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
@@ -53,6 +53,7 @@ def make_api(front: Frontend) -> FastAPI:
                   summary="OpenAI-compatible transcription on Ray Serve")
     _add_error_handlers(api)
     _add_audio_routes(api, front)
+    _add_realtime_route(api, front)
     _add_info_routes(api, front)
     # The last added runs first: count every answer, then auth, then the size limit.
     api.add_middleware(BodyLimit, max_bytes=front.config.server.max_body_bytes)
@@ -73,6 +74,17 @@ def _add_audio_routes(api: FastAPI, front: Frontend) -> None:
                            form: Annotated[TranslationRequest, Form()]) -> Response:
         """Translate audio into English (OpenAI's API)."""
         return await front.transcribe(file, form, _request_id(request))
+
+
+def _add_realtime_route(api: FastAPI, front: Frontend) -> None:
+    from serve_app.realtime import SessionLimit, serve_realtime
+
+    limit = SessionLimit(front.config.server.realtime_max_sessions)
+
+    @api.websocket("/v1/realtime")
+    async def realtime(websocket: WebSocket) -> None:
+        """Realtime transcription sessions (``?intent=transcription``), OpenAI's events."""
+        await serve_realtime(front, websocket, limit)
 
 
 def _add_info_routes(api: FastAPI, front: Frontend) -> None:
