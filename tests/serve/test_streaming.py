@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import media
-from tests.serve.support import API_KEY, EXAMPLES, Server
+from tests.serve.support import API_KEY, EXAMPLES, INGRESS_ONGOING, INGRESS_QUEUED, Server
+from tests.serve.test_load import _REST
 
 pytestmark = pytest.mark.serve
 
@@ -173,3 +175,49 @@ def test_client_gone_mid_stream_frees_its_chunks(http: Any, tmp_path: Path) -> N
         assert json.loads(first[len("data: "):])["type"] == "transcript.text.delta"
     ran = _settled(_chunks_run) - start - session
     assert 0 < ran < session / 2, (ran, session)
+
+
+def test_concurrent_streams_share_model_batches(openai_client: Any, http: Any) -> None:
+    clips = [EXAMPLES / name for name in ("jfk.flac", "hotwords.mp3")] * 4
+    before = http.get("/v1/stats").json()
+    with ThreadPoolExecutor(len(clips)) as pool:
+        streams = list(pool.map(lambda path: _stream(openai_client, path), clips))
+    assert all(events[-1].type == "transcript.text.done" for events in streams)
+    after = http.get("/v1/stats").json()
+    grown = {int(size): count - before["batch_sizes"].get(size, 0)
+             for size, count in after["batch_sizes"].items()}
+    assert any(size > 1 and count > 0 for size, count in grown.items()), grown
+
+
+def test_full_ingress_sheds_streams_with_503_and_retry_after(server: Server,
+                                                             openai_client: Any,
+                                                             jfk: Path) -> None:
+    import openai
+
+    from tests.serve.test_load import _answered_until_quiet, _read_response, _send_stalled
+
+    capacity = INGRESS_ONGOING + INGRESS_QUEUED
+    sent: list[Any] = []
+    held: list[Any] = []
+    try:
+        for _ in range(5):  # waves until one is shed whole: the ingress is full
+            wave = [_send_stalled(server.url) for _ in range(capacity)]
+            sent += wave
+            answered = _answered_until_quiet(wave)
+            for sock in answered:
+                _read_response(sock)
+            held += [s for s in wave if s not in answered]
+            if len(answered) == capacity:
+                break
+        with pytest.raises(openai.APIStatusError) as caught:
+            _stream(openai_client, jfk)
+        for sock in held:
+            sock.sendall(_REST)
+        for sock in held:
+            _read_response(sock)
+    finally:
+        for sock in sent:
+            sock.close()
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers.get("retry-after") == "2"
+    assert _stream(openai_client, jfk)[-1].type == "transcript.text.done"
