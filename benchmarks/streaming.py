@@ -26,6 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 FIRST_DELTA_TARGET = 0.2
 REALTIME_TARGET_S = 1.5
@@ -103,7 +104,8 @@ def english_session(path: Path, minutes: float) -> Path:
     rng = np.random.default_rng(1)
     clips = [media.example_clips()[media.EXAMPLE_CLIPS.index(name)]
              for name in ("jfk.flac", "hotwords.mp3")]
-    parts, total, wanted = [], 0, int(minutes * 60 * media.SAMPLE_RATE)
+    parts: list[Any] = []
+    total, wanted = 0, int(minutes * 60 * media.SAMPLE_RATE)
     while total < wanted:
         parts += [clips[len(parts) // 2 % 2], media.silence(float(rng.uniform(0.3, 1.5)))]
         total += len(parts[-2]) + len(parts[-1])
@@ -161,7 +163,7 @@ def realtime_latencies(url: str, sessions: int) -> list[float]:
 
             speaker = threading.Thread(target=speak)
             speaker.start()
-            done = []
+            done: list[float] = []
             while len(done) < len(ends):
                 if connection.recv().type == COMPLETED:
                     done.append(time.perf_counter() - t0)
@@ -257,6 +259,6 @@ def main(argv: list[str] | None = None) -> None:
             import ray
             from ray import serve
 
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
             ray.shutdown()
     report(args.minutes, pairs, args.minutes_16, many, lags)

@@ -53,7 +53,9 @@ def transcripts(connection: Any, limit_s: float = 300) -> list[str]:
     all in: a clear is answered after every append before it, so by its ``cleared`` all
     turns are committed."""
     connection.input_audio_buffer.clear()
-    deadline, items, texts, cleared = time.monotonic() + limit_s, [], {}, False
+    deadline, cleared = time.monotonic() + limit_s, False
+    items: list[str] = []
+    texts: dict[str, str] = {}
     while not (cleared and len(texts) == len(items)) and time.monotonic() < deadline:
         event = connection.recv()
         if event.type == "input_audio_buffer.committed":

@@ -118,7 +118,7 @@ def test_unreadable_file_is_a_400_not_a_stream(openai_client: Any, tmp_path: Pat
 
     with pytest.raises(openai.BadRequestError) as caught:
         _stream(openai_client, media.not_audio(tmp_path / "notes.mp3"))
-    assert caught.value.param == "file"  # type: ignore[attr-defined]
+    assert caught.value.param == "file"
 
 
 def test_streams_need_the_key_where_keys_are_set(server: Server, jfk: Path) -> None:
