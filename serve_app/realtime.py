@@ -43,7 +43,8 @@ VAD_RATE = 16_000
 MAX_TURN_S = 30.0  # one Whisper window: a longer turn is committed as it reaches this
 MIN_COMMIT_MS = 100  # OpenAI refuses to commit less
 CHECK_EVERY_MS = 100
-VAD_GAP_MS = 100  # how much new audio triggers a VAD pass
+VAD_GAP_MS = 100
+VAD_CONTEXT_MS = 500  # how much new audio triggers a VAD pass
 CLOSE_POLICY, CLOSE_TRY_LATER = 1008, 1013
 
 Pcm = npt.NDArray[np.int16]
@@ -147,6 +148,17 @@ class Buffer:
     def audio(self) -> Pcm:
         self.parts = [np.concatenate(self.parts)] if self.parts else []
         return self.parts[0] if self.parts else np.zeros(0, np.int16)
+
+    def tail(self, since: int) -> Pcm:
+        """The samples from buffer sample ``since`` on, copying only those parts."""
+        kept: list[Pcm] = []
+        end = self.samples
+        for part in reversed(self.parts):
+            if end <= since:
+                break
+            kept.append(part[max(0, since - (end - len(part))):])
+            end -= len(part)
+        return np.concatenate(kept[::-1]) if kept else np.zeros(0, np.int16)
 
     def take(self, upto: int) -> Pcm:
         """The first ``upto`` samples, removed."""
@@ -252,14 +264,16 @@ class RealtimeSession:
         try:
             while True:
                 try:
-                    text = await asyncio.wait_for(self.ws.receive_text(), idle_s)
+                    message = await asyncio.wait_for(self.ws.receive(), idle_s)
                 except TimeoutError:
                     if self.turns:  # the client waits for a turn's text: not idle
                         continue
                     await _refuse(self.ws, f"no client event for {idle_s:g} s: session "
                                   "closed", "idle_timeout", CLOSE_POLICY)
                     return
-                await self.handle(text)
+                if message["type"] == "websocket.disconnect":
+                    return
+                await self.handle(message.get("text") or "")
         except WebSocketDisconnect:
             pass
         finally:
@@ -273,7 +287,8 @@ class RealtimeSession:
             if not isinstance(event, dict):
                 raise ValueError("not an object")
         except ValueError:
-            await self.send(error_event("a client event must be a JSON object", "invalid_json"))
+            await self.send(error_event("a client event must be a JSON object in a text "
+                                        "frame", "invalid_json"))
             return
         try:
             await self._dispatch(event)
@@ -304,16 +319,16 @@ class RealtimeSession:
 
     async def _detect(self, turns: TurnDetection) -> None:
         """Server VAD: speech started, and a turn's end once the silence after it lasts
-        ``silence_duration_ms``. Each pass reads only the audio since the last one, with
-        enough before it to see a silence across the seam."""
+        ``silence_duration_ms``. Each pass reads only the audio since the last one, and a
+        little before it for Silero's state; where speech last ended is kept across passes."""
         buffer = self.buffer
         if (buffer.samples - buffer.checked) * 1000 < CHECK_EVERY_MS * RATE:
             return
         silence = turns.silence_duration_ms * RATE // 1000
         pad = turns.prefix_padding_ms * RATE // 1000
-        since = max(0, buffer.checked - silence - RATE // 2)
+        since = max(0, buffer.checked - VAD_CONTEXT_MS * RATE // 1000)
         buffer.checked = buffer.samples
-        found = await asyncio.to_thread(speech_ranges, buffer.audio()[since:], turns)
+        found = await asyncio.to_thread(speech_ranges, buffer.tail(since), turns)
         if not found and buffer.speech_from is None:
             if buffer.samples > pad:  # keep only the padding before any speech
                 buffer.take(buffer.samples - pad)
