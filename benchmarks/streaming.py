@@ -116,7 +116,15 @@ def one_client(url: str, path: Path, rounds: int) -> list[tuple[Timing, Timing, 
     """(plain, streamed, plain again) per round: the second plain answer is the baseline
     for text equality (chunks prompted by their chain's text get a prompt only when the
     chain shares a model batch, so batch timing can change a text) and for the spread."""
-    return [(plain(url, path), streamed(url, path), plain(url, path)) for _ in range(rounds)]
+    rounds_done = []
+    for n in range(rounds):
+        timings = (plain(url, path), streamed(url, path), plain(url, path))
+        first = timings[1].first_s or float("nan")
+        print(f"round {n + 1}: plain {timings[0].total_s:.2f} s, streamed first delta "
+              f"{first:.2f} s / done {timings[1].total_s:.2f} s, plain {timings[2].total_s:.2f} s",
+              flush=True)
+        rounds_done.append(timings)
+    return rounds_done
 
 
 def sixteen_clients(url: str, path: Path) -> tuple[list[Timing], list[Timing], float]:
@@ -188,8 +196,7 @@ def speech_ends() -> list[float]:
 
 
 def report(minutes: float, rounds: list[tuple[Timing, Timing, Timing]], minutes_16: float,
-           many: tuple[list[Timing], list[Timing], float],
-           lags_by_sessions: dict[int, list[float]]) -> None:
+           many: tuple[list[Timing], list[Timing], float] | None) -> None:
     pairs = [(p, s) for p, s, _ in rounds]
     p_total = statistics.median(p.total_s for p, _, q in rounds for p in (p, q))
     s_first = statistics.median(s.first_s or float("nan") for _, s in pairs)
@@ -205,6 +212,8 @@ def report(minutes: float, rounds: list[tuple[Timing, Timing, Timing]], minutes_
     print(f"plain answers: {', '.join(f'{t.total_s:.2f}' for r in rounds for t in r[::2])} s")
     print(f"streamed text == plain text: {equal}; plain == plain again: "
           f"{all(p.text == q.text for p, _, q in rounds)}")
+    if many is None:
+        return
     plains, streams, wall = many
     print(f"\n16 clients at once ({minutes_16:g}-minute sessions, 8 plain + 8 streamed), "
           f"all done in {wall:.1f} s:")
@@ -214,7 +223,6 @@ def report(minutes: float, rounds: list[tuple[Timing, Timing, Timing]], minutes_
     print(f"{'streamed done, median':<28}{statistics.median(t.total_s for t in streams):8.2f} s")
     texts = {t.text for t in plains + streams}
     print(f"one text across all 16: {len(texts) == 1}")
-    report_realtime(lags_by_sessions)
 
 
 def report_realtime(lags_by_sessions: dict[int, list[float]]) -> None:
@@ -230,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--minutes-16", type=float, default=2.0,
-                        help="session length for the 16-client run")
+                        help="session length for the 16-client run (0: no such run)")
     parser.add_argument("--port", type=int, default=8131)
     parser.add_argument("--realtime-only", action="store_true",
                         help="only the realtime sessions' figures")
@@ -249,16 +257,15 @@ def main(argv: list[str] | None = None) -> None:
         url = f"http://127.0.0.1:{args.port}"
         try:
             plain(url, Path(media.EXAMPLES / "jfk.flac"))  # warm
-            lags = {n: realtime_latencies(url, n) for n in (1, 16)}
+            report_realtime({n: realtime_latencies(url, n) for n in (1, 16)})
             if args.realtime_only:
-                report_realtime(lags)
                 return
             pairs = one_client(url, long, args.rounds)
-            many = sixteen_clients(url, short)
+            many = sixteen_clients(url, short) if args.minutes_16 > 0 else None
         finally:
             import ray
             from ray import serve
 
             serve.shutdown()  # type: ignore[no-untyped-call]
             ray.shutdown()
-    report(args.minutes, pairs, args.minutes_16, many, lags)
+    report(args.minutes, pairs, args.minutes_16, many)
