@@ -145,10 +145,16 @@ class TranscriberReplica:
         self._busy_until = 0.0  # when the running model call should end (monotonic)
         self._call_s = 0.0  # recent model call duration, smoothed
         self._batch_sizes = batch_histogram()
+        self._chunks_run = 0
 
     async def ready(self) -> bool:
         """Answers only when this replica is up: the readiness probe's ping."""
         return True
+
+    async def chunks_run(self) -> int:
+        """Chunks this replica has put through the model: whether the chunks of a request
+        that was given up on (a client gone mid-stream) still ran, for operators and tests."""
+        return self._chunks_run
 
     async def transcribe(self, chunk: Chunk, options: TranscribeOptions) -> ChunkResult:
         """One chunk with its request's options; concurrent calls are gathered into one
@@ -176,6 +182,7 @@ class TranscriberReplica:
             self._call_s = elapsed if not self._call_s else 0.7 * self._call_s + 0.3 * elapsed
             self._busy_until = 0.0
         self._batch_sizes.observe(len(jobs))
+        self._chunks_run += len(jobs)
         return results
 
     def _run(self, jobs: list[tuple[Chunk, TranscribeOptions]]) -> list[ChunkResult]:
