@@ -30,8 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scribe.capacity import throughput  # noqa: E402
+from scribe.capacity import harness  # noqa: E402
 from scribe.capacity.doctor import CUBLAS_13_FOR_12, find_cublas_13  # noqa: E402
+from scribe.capacity.throughput import ProcessRunner  # noqa: E402
 from scribe.config import TranscribeOptions  # noqa: E402
 
 JFK = ROOT / "examples" / "sessions" / "jfk.flac"
@@ -181,19 +182,19 @@ def throughput_step(model_dir: str, mode: Mode, deadline: float) -> dict[str, An
                                 compute_type=mode.compute_type, beam_size=5,
                                 max_new_tokens=mode.max_new_tokens, language="en",
                                 temperature_fallback=(), remainder_s=None)
-    rows: list[throughput.Measurement] = []
+    runner = ProcessRunner(options, rounds=mode.rounds)
+    rows: list[harness.Measurement] = []
     skipped = []
     for k in mode.actors:
         if time.monotonic() > deadline:
             skipped.append(k)
             continue
-        rows += throughput.measure(options, actors=(k,), batch_sizes=mode.batch_sizes,
-                                   rounds=mode.rounds, cpu_threads=mode.cpu_threads)
+        rows += harness.measure(runner, [(k, mode.cpu_threads)], mode.batch_sizes)
     return {"runs": [_row(m) for m in rows], "skipped_actors": skipped,
-            "table": throughput.measurements_text(rows)}
+            "table": harness.measurements_text(rows)}
 
 
-def _row(m: throughput.Measurement) -> dict[str, Any]:
+def _row(m: harness.Measurement) -> dict[str, Any]:
     return {**asdict(m), "chunks_per_s": round(m.chunks_per_s, 3), "rtfx": round(m.rtfx, 2)}
 
 

@@ -104,7 +104,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _calibrate_gpu(args: argparse.Namespace, gpu: GpuInfo) -> int:
-    from scribe.capacity import calibrate, packing, throughput
+    from scribe.capacity import calibrate, packing
     from scribe.config import TranscribeOptions
 
     options = TranscribeOptions(model=args.model, compute_type=args.compute_type, device="cuda",
@@ -114,7 +114,7 @@ def _calibrate_gpu(args: argparse.Namespace, gpu: GpuInfo) -> int:
                                    batch_sizes=batches, rounds=args.rounds)
     assert plan.gpu is not None
     path = packing.write_plan(plan, args.plan_file)
-    sys.stdout.write(f"{throughput.measurements_text(plan.throughput)}\n\n"
+    sys.stdout.write(f"{calibrate.plan_table(plan)}\n\n"
                      f"{packing.gpu_plan_text(plan.gpu)}\nwrote {path}\n")
     return 0
 
@@ -164,9 +164,8 @@ def _calibrate_cpu(args: argparse.Namespace) -> int:
                      f"chunk(s), batches {batches}, threads {threads}...\n")
     plan = calibrate.calibrate_cpu(options, chunks, batch_sizes=batches, threads=threads)
     assert plan.cpu is not None
-    cpu = plan.cpu
     path = packing.write_plan(plan, args.plan_file)
-    sys.stdout.write(f"{cpu_timing.timings_text(cpu)}\n{packing.cpu_plan_text(cpu)}\n"
+    sys.stdout.write(f"{calibrate.plan_table(plan)}\n{packing.cpu_plan_text(plan.cpu)}\n"
                      f"wrote {path}\n")
     return 0
 

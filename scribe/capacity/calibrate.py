@@ -1,8 +1,10 @@
 """``scribe calibrate``: on a GPU, measure k = 1..4 actors sharing the card at a few batch
 sizes and plan the fastest that fits, keeping the whole table in the plan file
-(:func:`calibrate_gpu`, processes at a barrier: :mod:`scribe.capacity.throughput`); with no
-GPU, time replicas x threads x batch sizes on real chunks and plan the fastest
-(:func:`calibrate_cpu`, threads: :mod:`scribe.capacity.cpu_timing`).
+(:func:`calibrate_gpu`); with no GPU, time replicas x threads x batch sizes on real chunks
+and plan the fastest (:func:`calibrate_cpu`). Both run the one harness
+(:func:`scribe.capacity.harness.measure`): processes at a barrier
+(:class:`~scribe.capacity.throughput.ProcessRunner`) on the card, threads
+(:class:`~scribe.capacity.cpu_timing.ThreadRunner`) on CPU.
 
 Memory alone says how many actors fit; it cannot say how many pay, since actors sharing a
 card compete for it (faster-whisper #1192). So the plan takes the measured fastest, and
@@ -14,10 +16,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from scribe.capacity import cpu_timing, throughput
+from scribe.capacity import cpu_timing, harness
 from scribe.capacity.footprint import MemoryModel
-from scribe.capacity.packing import GpuInfo, GpuPlan, PackingPlan, cpu_cores, headroom
-from scribe.capacity.throughput import Measurement
+from scribe.capacity.harness import Measurement
+from scribe.capacity.packing import (
+    CpuPlan,
+    GpuInfo,
+    GpuPlan,
+    PackingPlan,
+    cpu_cores,
+    headroom,
+)
+from scribe.capacity.throughput import ProcessRunner
 from scribe.config import TranscribeOptions
 from scribe.errors import PlanError
 from scribe.pipeline.chunking import Chunk
@@ -32,8 +42,8 @@ def calibrate_gpu(options: TranscribeOptions, gpu: GpuInfo, *,
     """Measure every (k, batch) on ``gpu`` and plan the fastest within its free memory.
     Needs the card to itself."""
     opts = options.model_copy(update={"device": "cuda"}).resolved()
-    table = throughput.measure(opts, actors=actors, batch_sizes=batch_sizes, rounds=rounds,
-                               gpu_index=gpu.index)
+    runner = ProcessRunner(opts, rounds=rounds, gpu_index=gpu.index)
+    table = harness.measure(runner, [(k, 0) for k in actors], batch_sizes)
     return plan_from(table, opts, gpu)
 
 
@@ -44,10 +54,21 @@ def calibrate_cpu(options: TranscribeOptions, chunks: Sequence[Chunk], *,
     model at each of ``batch_sizes`` and replica thread counts (default: this machine's
     :func:`~scribe.capacity.cpu_timing.thread_counts`), and plan the fastest."""
     cores = cpu_cores()
-    timings = cpu_timing.measure(options, chunks, cores=cores,
-                                 threads=threads or cpu_timing.thread_counts(cores),
-                                 batch_sizes=batch_sizes)
-    return PackingPlan(device="cpu", cpu=cpu_timing.plan_from(cores, timings))
+    shapes = cpu_timing.shapes(cores, threads or cpu_timing.thread_counts(cores))
+    table = harness.measure(cpu_timing.ThreadRunner(options, chunks), shapes, batch_sizes)
+    return PackingPlan(device="cpu", cpu=cpu_plan_from(cores, table), throughput=tuple(table))
+
+
+def cpu_plan_from(cores: int, table: Sequence[Measurement]) -> CpuPlan:
+    """The CPU plan a measured ``table`` gives: its fastest shape on ``cores`` cores (the
+    rows kept in the plan's ``measured``, the plan file's CPU table)."""
+    best = harness.fastest_within(table)
+    if best is None:
+        errors = sorted({m.error for m in table if m.error}) or ["nothing was measured"]
+        raise PlanError(f"no measured CPU run succeeded: {'; '.join(errors)}")
+    measured = [{"threads": m.threads, "actors": m.actors, "batch_size": m.batch_size,
+                 "chunks_per_s": round(m.chunks_per_s, 3)} for m in table if not m.error]
+    return CpuPlan(cores, best.actors, best.threads, best.batch_size, measured=measured)
 
 
 def plan_from(table: Sequence[Measurement], options: TranscribeOptions,
@@ -55,7 +76,7 @@ def plan_from(table: Sequence[Measurement], options: TranscribeOptions,
     """The plan a measured ``table`` gives: its fastest run within the card's budget."""
     assert options.model is not None and options.compute_type is not None
     budget = min(gpu.total, gpu.free) - headroom(gpu.total)
-    best = throughput.fastest_within(table, budget)
+    best = harness.fastest_within(table, budget)
     if best is None:
         errors = sorted({m.error for m in table if m.error}) or ["none fit the budget"]
         raise PlanError(f"no measured run of {options.model} fits {gpu.name}: "
@@ -90,3 +111,22 @@ def describe(best: Measurement, table: Sequence[Measurement]) -> str:
     versus = f", {best.rtfx / solo.rtfx:.2f}x one actor's" if solo and solo.rtfx else ""
     return (f"measured: {best.chunks_per_s:.2f} chunks/s (RTFx {best.rtfx:.0f}{versus}), "
             f"the fastest of {len(table)} runs within memory")
+
+
+def plan_table(plan: PackingPlan) -> str:
+    """The measured table of ``plan`` (a calibrated one), the planned run marked."""
+    return harness.measurements_text(plan.throughput, planned_run(plan))
+
+
+def planned_run(plan: PackingPlan) -> Measurement | None:
+    """The row of ``plan.throughput`` the plan was chosen from, if it is there."""
+    if plan.gpu is not None:
+        gpu = plan.gpu
+        return next((m for m in plan.throughput if not m.error and
+                     (m.actors, m.batch_size) == (gpu.actors_per_gpu, gpu.batch_size)), None)
+    if plan.cpu is not None:
+        cpu = plan.cpu
+        return next((m for m in plan.throughput if not m.error and
+                     (m.actors, m.threads, m.batch_size)
+                     == (cpu.actors, cpu.threads_per_actor, cpu.batch_size)), None)
+    return None

@@ -24,7 +24,7 @@ import yaml
 
 from scribe.architectures import canonical_name
 from scribe.capacity.footprint import Figure, GiB, MemoryModel, MiB, built_in_for
-from scribe.capacity.throughput import Measurement
+from scribe.capacity.harness import Measurement
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 

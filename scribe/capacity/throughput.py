@@ -1,7 +1,8 @@
-"""Chunks per second that k engine processes sustain sharing one device, and each one's
-peak memory: what fractional packing does (k actors of ``1/k`` GPU are k processes on one
-card), measured rather than summed. Several models on one GPU can compete and lose
-throughput (faster-whisper #1192), so how many actors pay is a measurement.
+"""The process runner of the calibration harness (:mod:`scribe.capacity.harness`): k engine
+processes sharing one device, and each one's peak memory: what fractional packing does (k
+actors of ``1/k`` GPU are k processes on one card), measured rather than summed. Several
+models on one GPU can compete and lose throughput (faster-whisper #1192), so how many
+actors pay is a measurement.
 
 Each process loads one :class:`~scribe.pipeline.whisper.WhisperEngine`; per batch size
 they warm up, start together at a barrier, run the same batches of one synthetic 30 s
@@ -10,7 +11,6 @@ chunk, and stop at a barrier, while this process samples memory.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import queue
 import tempfile
@@ -23,36 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from scribe.capacity.footprint import process_memory
+from scribe.capacity.harness import CHUNK_S, Measurement
 from scribe.config import SAMPLE_RATE, TranscribeOptions
 
-logger = logging.getLogger(__name__)
-
-CHUNK_S = 30.0  # audio per chunk: every synthetic chunk is a full one
 _BARRIER_TIMEOUT_S = 900.0  # one load plus one round of the slowest batch, with room
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One (actors, batch size) run: throughput of all actors together, and memory."""
-
-    actors: int
-    batch_size: int
-    chunks: int
-    wall_s: float
-    tokens_per_chunk: float
-    actor_peak: int  # bytes: GPU memory of the largest actor (RSS on CPU)
-    device_peak: int  # bytes in use on the GPU at peak, every process counted (0 on CPU)
-    memory_source: str
-    error: str = ""
-
-    @property
-    def chunks_per_s(self) -> float:
-        return self.chunks / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def rtfx(self) -> float:
-        """Seconds of audio transcribed per wall-clock second."""
-        return self.chunks_per_s * CHUNK_S
 
 
 def synthetic_features(n_mels: int, seed: int = 0) -> Any:
@@ -68,19 +42,29 @@ def synthetic_features(n_mels: int, seed: int = 0) -> Any:
     return log_mel(audio.astype(np.float32), n_mels)
 
 
-def measure(options: TranscribeOptions, *, actors: Sequence[int], batch_sizes: Sequence[int],
-            rounds: int = 3, cpu_threads: int = 0, gpu_index: int = 0) -> list[Measurement]:
-    """Every (k, batch) of ``actors`` x ``batch_sizes``, each k in its own processes, batch
-    sizes in increasing order (a run that fails, e.g. out of memory, ends its k)."""
-    from scribe.pipeline.whisper import model_n_mels
+class ProcessRunner:
+    """k engine processes per shape, ``rounds`` batches of the synthetic chunk per batch
+    size; a run that fails (e.g. out of memory) ends its shape with the reason."""
 
-    opts = options.resolved()
-    assert opts.model is not None
-    with tempfile.TemporaryDirectory(prefix="scribe-throughput-") as tmp:
-        features = Path(tmp) / "chunk.npy"
-        _save(features, synthetic_features(model_n_mels(opts.model)))
-        run = _Run(opts, features, sorted(batch_sizes), rounds, cpu_threads, gpu_index)
-        return [row for k in actors for row in run.actors(k)]
+    def __init__(self, options: TranscribeOptions, *, rounds: int = 3,
+                 gpu_index: int = 0) -> None:
+        self.options = options.resolved()
+        assert self.options.model is not None
+        self.rounds, self.gpu_index = rounds, gpu_index
+
+    def run(self, actors: int, threads: int, batch_sizes: Sequence[int]
+            ) -> list[Measurement]:
+        """Start ``actors`` engine processes of ``threads`` CPU threads (0: CTranslate2's
+        default) and measure each batch size with all of them running."""
+        from scribe.pipeline.whisper import model_n_mels
+
+        assert self.options.model is not None
+        with tempfile.TemporaryDirectory(prefix="scribe-throughput-") as tmp:
+            features = Path(tmp) / "chunk.npy"
+            _save(features, synthetic_features(model_n_mels(self.options.model)))
+            run = _Run(self.options, features, list(batch_sizes), self.rounds, threads,
+                       self.gpu_index)
+            return run.actors(actors)
 
 
 def _save(path: Path, array: Any) -> None:
@@ -129,15 +113,14 @@ class _Run:
                 except threading.BrokenBarrierError:
                     return rows + self._failed(k, batch, results, procs)
                 reports = [results.get(timeout=60) for _ in range(k)]
-                rows.append(_row(k, batch, reports, sampler))
+                rows.append(_row(k, batch, reports, sampler, self.cpu_threads))
         return rows
 
     def _failed(self, k: int, batch: int, results: Any, procs: list[Any]
                 ) -> list[Measurement]:
         codes = [p.exitcode for p in procs if p.exitcode]
         error = _first_error(results, k) or f"an actor process died (exit codes {codes})"
-        logger.warning("%d actor(s) at batch %d failed: %s", k, batch, error)
-        return [Measurement(k, b, 0, 0.0, 0.0, 0, 0, "", error)
+        return [Measurement(k, b, 0, 0.0, 0.0, 0, 0, "", error, threads=self.cpu_threads)
                 for b in self.batch_sizes if b >= batch]
 
 
@@ -166,14 +149,15 @@ def _meet(barrier: Any, k: int, procs: list[Any]) -> None:
     barrier.wait()  # BrokenBarrierError once aborted
 
 
-def _row(k: int, batch: int, reports: list[dict[str, Any]], sampler: _Sampler) -> Measurement:
+def _row(k: int, batch: int, reports: list[dict[str, Any]], sampler: _Sampler,
+         threads: int) -> Measurement:
     start = min(r["start"] for r in reports)
     end = max(r["end"] for r in reports)
     chunks = sum(r["chunks"] for r in reports)
     tokens = sum(r["tokens"] for r in reports)
     actor_peak, device_peak, source = sampler.peaks(k, max(r["rss"] for r in reports))
     return Measurement(k, batch, chunks, end - start, tokens / max(1, chunks), actor_peak,
-                       device_peak, source)
+                       device_peak, source, threads=threads)
 
 
 def _actor(options_json: str, features_path: str, batch_sizes: list[int], rounds: int,
@@ -283,30 +267,3 @@ def _nvml() -> Any:
 
     pynvml.nvmlInit()
     return pynvml
-
-
-def fastest_within(table: Sequence[Measurement], budget: int) -> Measurement | None:
-    """The run with the most chunks/s whose actors all fit ``budget`` bytes, or None."""
-    fits = [m for m in table if not m.error and m.actors * m.actor_peak <= budget]
-    return max(fits, key=lambda m: m.chunks_per_s, default=None)
-
-
-def measurements_text(table: Sequence[Measurement]) -> str:
-    """One line per run, RTFx beside k = 1 at the same batch (one batched model per GPU)."""
-    solo = {m.batch_size: m.rtfx for m in table if m.actors == 1 and not m.error}
-    lines = [f"{'k':>2} {'batch':>5} {'chunks/s':>9} {'RTFx':>7} {'vs k=1':>7} "
-             f"{'tok/chunk':>9} {'actor peak':>11} {'card peak':>10}  memory read by"]
-    for m in table:
-        if m.error:
-            lines.append(f"{m.actors:>2} {m.batch_size:>5}  failed: {m.error}")
-            continue
-        ratio = f"{m.rtfx / solo[m.batch_size]:.2f}x" if solo.get(m.batch_size) else "-"
-        lines.append(f"{m.actors:>2} {m.batch_size:>5} {m.chunks_per_s:>9.2f} {m.rtfx:>7.1f} "
-                     f"{ratio:>7} {m.tokens_per_chunk:>9.1f} {_mib(m.actor_peak):>11} "
-                     f"{_mib(m.device_peak):>10}  {m.memory_source}")
-    return "\n".join(lines)
-
-
-def _mib(n: int) -> str:
-    return f"{n / 1024**2:.0f} MiB"
-

@@ -9,7 +9,7 @@ import pytest
 
 from scribe.capacity import calibrate, packing
 from scribe.capacity.footprint import GiB, MiB
-from scribe.capacity.throughput import Measurement
+from scribe.capacity.harness import Measurement
 from scribe.config import TranscribeOptions
 from scribe.errors import PlanError
 

@@ -254,9 +254,15 @@ def test_scribe_calibrate_without_a_gpu_times_the_real_model(tmp_path: Path) -> 
 
 
 def test_cpu_plans_pick_the_most_chunks_per_second_on_the_machine() -> None:
-    from scribe.capacity.cpu_timing import CpuTiming, plan_from
+    from scribe.capacity.calibrate import cpu_plan_from as plan_from
+    from scribe.capacity.harness import Measurement
 
-    timings = [CpuTiming(1, 4, 1, 2.0), CpuTiming(1, 4, 8, 2.5), CpuTiming(4, 1, 8, 2.2)]
+    def timed(threads: int, actors: int, batch_size: int, chunks_per_s: float
+              ) -> Measurement:  # one timed shape, as the thread runner records it
+        return Measurement(actors, batch_size, int(chunks_per_s * 100), 100.0, 0.0, 0, 0, "",
+                           threads=threads)
+
+    timings = [timed(1, 4, 1, 2.0), timed(1, 4, 8, 2.5), timed(4, 1, 8, 2.2)]
     plan = plan_from(4, timings)
     assert (plan.actors, plan.threads_per_actor, plan.batch_size) == (4, 1, 8)
     assert len(plan.measured) == 3
