@@ -1,12 +1,16 @@
 """A session's whole CPU side: decode, trim, normalise, VAD, chunk, features.
 
-Two steps so a long session never holds all its features at once: :func:`analyse`
-(decode to VAD, and the chunk plan) then :func:`iter_chunks` (each chunk's features, built
-as they are consumed). The first step also comes in two, :func:`open_session` (decode,
-trim) and :func:`plan_session`, which yields plans as VAD finds them, so a long session's
-first chunks need not wait for the rest to be searched. :func:`preprocess` does it all
-eagerly, for short inputs and tests.
-The batch job's CPU actors and the online service's preprocessing deployment call these.
+Two steps so a long session never holds all its features at once: analysing (decode to
+VAD, and the chunk plan) then :func:`iter_chunks` (each chunk's features, built as they
+are consumed). The entry points, by caller:
+
+- the batch job's CPU actors: :func:`open_input` (decode, trim) then :func:`plan_session`,
+  which yields plans as VAD finds them, so a long session's first chunks need not wait
+  for the rest to be searched, then :func:`iter_chunks`;
+- the online service's preprocessing deployment: :func:`analyse_input` (one whole upload)
+  then :func:`iter_chunks`;
+- :func:`analyse` (any source, no empty-input check) then :func:`iter_chunks`, and
+  :func:`preprocess`, which does it all eagerly, for short inputs, tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
 def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> AnalysedSession:
     """Decode, trim, normalise and find speech; plan the chunks; with speakers on, split
     the channels or embed the voices. Raises the audio errors."""
-    return _planned(open_session(source, options), options)
+    return _planned(_open_session(source, options), options)
 
 
 def _planned(session: AnalysedSession, options: TranscribeOptions) -> AnalysedSession:
@@ -86,7 +90,8 @@ def _planned(session: AnalysedSession, options: TranscribeOptions) -> AnalysedSe
     return session
 
 
-def open_session(source: str | BinaryIO | Any, options: TranscribeOptions) -> AnalysedSession:
+def _open_session(source: str | BinaryIO | Any, options: TranscribeOptions
+                  ) -> AnalysedSession:
     """Decode and trim: a session with no chunk plans yet (:func:`plan_session` makes
     them). With one speaker per channel, the channels to transcribe are split here.
     Raises the audio errors."""
@@ -208,20 +213,22 @@ def analyse_input(source: str | IO[bytes], options: TranscribeOptions, *,
 
 def open_input(source: str | IO[bytes], options: TranscribeOptions, *,
                size: int | None = None) -> AnalysedSession:
-    """:func:`open_session` on one whole input, refusing an empty one (0 bytes) before
-    decoding: a uri, opened through :mod:`scribe.io.storage` (its ``size``, when a listing
-    already read it, spares a stat), or a seekable file, read from its start."""
+    """Decode and trim one whole input (a session with no chunk plans yet:
+    :func:`plan_session` makes them), refusing an empty one (0 bytes) before decoding: a
+    uri, opened through :mod:`scribe.io.storage` (its ``size``, when a listing already
+    read it, spares a stat), or a seekable file, read from its start. With one speaker
+    per channel, the channels to transcribe are split here. Raises the audio errors."""
     if isinstance(source, str):
         if size is None:
             fs, path = storage.resolve(source)
             size = storage.file_info(fs, path, source).size
         _refuse_empty(size)
         with storage.open_input(source) as f:
-            return open_session(f, options)
+            return _open_session(f, options)
     source.seek(0, os.SEEK_END)
     _refuse_empty(source.tell())
     source.seek(0)
-    return open_session(source, options)
+    return _open_session(source, options)
 
 
 def _refuse_empty(size: int | None) -> None:
