@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from scribe.io.formats import full_text
-from scribe.pipeline.chunking import ChunkPlan
-from scribe.pipeline.chunking import ChunkOutput
+from scribe.pipeline.chunking import ChunkOutput, ChunkPlan
 from serve_app.realtime import Buffer, Settings, TurnDetection, Unsupported, apply_update
 from serve_app.streaming import InOrder
 
