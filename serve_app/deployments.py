@@ -118,12 +118,26 @@ class PreprocessorReplica:
     async def _chunks(self, session: AnalysedSession, options: TranscribeOptions
                       ) -> AsyncIterator[Chunk]:
         """The session's chunks with their features, planned and computed off the event
-        loop one step at a time, as they are consumed."""
+        loop one step at a time, as they are consumed.
+
+        With prompt chains, a chain's chunks leave together once its last is made: sent
+        apart (its last chunk planned only after the next VAD window), a chain is cut
+        across model batches and its later part loses its prompt, so the text would
+        depend on how VAD's windows fell (:func:`scribe.pipeline.chains.transcribe_chains`).
+        """
+        chain = options.prompt_chain if options.condition_on_previous_text else 1
+        held: list[Chunk] = []
         batches = plan_session(session, options)
         while (plans := await asyncio.to_thread(next, batches, None)) is not None:
             chunks = iter_chunks(session, self.n_mels, plans)
             while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-                yield chunk
+                held.append(chunk)
+                if (chunk.plan.index + 1) % chain == 0:
+                    for ready in held:
+                        yield ready
+                    held.clear()
+        for ready in held:
+            yield ready
 
     async def known_voices(self, clips: Sequence[bytes], options: TranscribeOptions
                            ) -> KnownVoices:

@@ -91,3 +91,17 @@ def test_undecodable_upload_is_the_only_item(
     failed = items[0][0]
     assert isinstance(failed, Analysed) and failed.error and 400 <= failed.status < 500
     assert not searched
+
+
+def test_prompt_chains_leave_whole_and_still_before_the_last_window(
+        tmp_path: Path, test_options: TranscribeOptions, searched: list[int]) -> None:
+    path = media.long_session(tmp_path / "long.flac", minutes=5)
+    options = test_options.model_copy(update={"condition_on_previous_text": True,
+                                              "prompt_chain": 2})
+    items = asyncio.run(_items(path, options, searched))
+
+    chunks = [(item, n) for item, n in items if isinstance(item, Chunk)]
+    assert [c.plan.index for c, _ in chunks] == list(range(len(chunks)))
+    assert chunks[0][1] < len(searched) == 3, "the first chain left before the last window"
+    for (first, windows), (second, later) in zip(chunks[::2], chunks[1::2], strict=False):
+        assert windows == later, f"chunks {first.plan.index}-{second.plan.index} left apart"
