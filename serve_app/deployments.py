@@ -24,7 +24,7 @@ from ray import serve
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
 from scribe.pipeline.chunking import Chunk, ChunkOutput
-from scribe.pipeline.preprocess import analyse_input, iter_chunks
+from scribe.pipeline.preprocess import AnalysedSession, iter_chunks, open_input, plan_session
 from scribe.pipeline.whisper import WhisperEngine
 from serve_app.metrics import batch_histogram
 
@@ -36,9 +36,15 @@ _SPOOL_BYTES = 16 * 1024 * 1024
 
 @dataclass
 class Analysed:
-    """What the preprocessor knows once the audio is decoded and its chunks planned, or
-    why it cannot go on (``error`` set, ``status`` 4xx). Its chunks follow it."""
+    """What the preprocessor knows of an upload, or why it cannot go on (``error`` set,
+    ``status`` 4xx).
 
+    A request's stream starts with one as soon as the audio is decoded (``planned``
+    false: duration, source and warnings known, speech duration and chunk count not yet),
+    its chunks follow as they are planned, and a last one (``planned`` true) carries the
+    whole analysis once every chunk is."""
+
+    planned: bool = True
     duration_s: float = 0.0
     speech_duration_s: float = 0.0
     n_chunks: int = 0
@@ -82,26 +88,56 @@ class PreprocessorReplica:
     async def prepare(self, pieces: Sequence[Any], options: TranscribeOptions
                       ) -> AsyncIterator[Analysed | Chunk]:
         """Decode the upload held in ``pieces`` (object refs to its bytes, in order);
-        yield an :class:`Analysed`, then each chunk as its features are computed.
+        yield an :class:`Analysed` of the decoded audio, then each chunk as it is planned
+        and its features computed, then the whole :class:`Analysed` (or the failure).
 
         A stream, so the first chunks reach the model while later ones are still being
-        featurised, and no side holds a long session's features all at once.
+        featurised, and no side holds a long session's features all at once. Mono
+        without speaker labels is planned as VAD searches it window by window
+        (:func:`scribe.pipeline.preprocess.plan_session`): a long upload's first chunks
+        leave after its first window, not after the whole upload is searched. Split
+        channels, or voices to embed, are planned whole before their first chunk.
         """
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as upload:
             for piece in pieces:
                 upload.write(await piece)
             try:
-                session = await asyncio.to_thread(analyse_input, upload, options)
+                session = await asyncio.to_thread(open_input, upload, options)
             except ScribeError as exc:
                 yield _failure(exc)
                 return
-        yield Analysed(duration_s=session.duration_s,
-                       speech_duration_s=session.speech_duration_s,
-                       n_chunks=len(session.plans), timings=session.timings,
-                       warnings=session.warnings, source=session.source)
-        chunks = iter_chunks(session, self.n_mels)
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-            yield chunk
+        yield _analysis(session, planned=False)
+        try:
+            async for chunk in self._chunks(session, options):
+                yield chunk
+        except ScribeError as exc:
+            yield _failure(exc)
+            return
+        yield _analysis(session, planned=True)
+
+    async def _chunks(self, session: AnalysedSession, options: TranscribeOptions
+                      ) -> AsyncIterator[Chunk]:
+        """The session's chunks with their features, planned and computed off the event
+        loop one step at a time, as they are consumed.
+
+        With prompt chains, a chain's chunks leave together once its last is made: sent
+        apart (its last chunk planned only after the next VAD window), a chain is cut
+        across model batches and its later part loses its prompt, so the text would
+        depend on how VAD's windows fell (:func:`scribe.pipeline.chains.transcribe_chains`).
+        """
+        chain = options.prompt_chain if options.condition_on_previous_text else 1
+        held: list[Chunk] = []
+        batches = plan_session(session, options)
+        while (plans := await asyncio.to_thread(next, batches, None)) is not None:
+            chunks = iter_chunks(session, self.n_mels, plans)
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                held.append(chunk)
+                if (chunk.plan.index + 1) % chain == 0:
+                    for ready in held:
+                        yield ready
+                    held.clear()
+        for ready in held:
+            yield ready
 
     async def known_voices(self, clips: Sequence[bytes], options: TranscribeOptions
                            ) -> KnownVoices:
@@ -116,6 +152,15 @@ class PreprocessorReplica:
             except ScribeError as exc:
                 return KnownVoices(error=f"clip {number + 1}: {exc}")
         return found
+
+
+def _analysis(session: AnalysedSession, *, planned: bool) -> Analysed:
+    """What is known of ``session``; its speech and chunks only once ``planned``."""
+    return Analysed(planned=planned, duration_s=session.duration_s,
+                    speech_duration_s=session.speech_duration_s if planned else 0.0,
+                    n_chunks=len(session.plans) if planned else 0,
+                    timings=dict(session.timings), warnings=list(session.warnings),
+                    source=dict(session.source))
 
 
 def _failure(error: ScribeError) -> Analysed:

@@ -97,7 +97,7 @@ class Frontend:
                           answer: Answer) -> Response:
         start = time.perf_counter()
         started = await self.start(upload, request, request_id, answer)
-        chunks = await self.model(started.stream, started.options, request_id)
+        chunks = await self.model(started, request_id)
         logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
                     request.task, started.analysed.duration_s, len(chunks),
                     time.perf_counter() - start)
@@ -106,8 +106,8 @@ class Frontend:
     async def start(self, upload: UploadFile, request: AudioRequest, request_id: str,
                     answer: Answer) -> Started:
         """Options, speakers and the decoded upload's analysis, its chunks to follow; every
-        error of the request itself (bad options, clips or audio, a full queue) is raised
-        here, before any answer has begun."""
+        error of the request itself (bad options, clips, undecodable audio, a full queue)
+        is raised here, before any answer has begun."""
         options = self.options(request)
         speakers = await self._speakers(request, options)  # a bad clip fails before the work
         stream = self.preprocessor.options(stream=True).prepare.remote(
@@ -117,8 +117,7 @@ class Frontend:
         except BaseException:
             _cancel(stream)
             raise
-        if analysed.error:
-            raise ApiError(analysed.status, analysed.error, param="file", code=analysed.code)
+        _refuse(analysed)
         answer.audio_s = analysed.duration_s
         return Started(options, speakers, stream, analysed)
 
@@ -151,11 +150,14 @@ class Frontend:
         return SpeakerRequest(num_speakers=options.num_speakers, known=dict(
             zip(request.known_speaker_names, known.embeddings, strict=True)))
 
-    async def model(self, stream: AsyncIterator[Chunk], options: TranscribeOptions,
-                    request_id: str, on_output: OnOutput | None = None) -> list[ChunkOutput]:
-        """Each chunk through the transcriber as it arrives, ``window`` at a time at most;
-        ``on_output(n, output)`` as the ``n``-th chunk (from 0, in the preprocessor's
-        order) is done. Cancelled, it cancels the chunks in flight and the preprocessing."""
+    async def model(self, started: Started, request_id: str,
+                    on_output: OnOutput | None = None) -> list[ChunkOutput]:
+        """Each chunk of a started request through the transcriber as it arrives,
+        ``window`` at a time at most; ``on_output(n, output)`` as the ``n``-th chunk
+        (from 0, in the preprocessor's order) is done. The whole analysis, which follows
+        the last chunk, replaces ``started.analysed`` (a failure in planning raises).
+        Cancelled, it cancels the chunks in flight and the preprocessing."""
+        stream, options = started.stream, started.options
         window = asyncio.Semaphore(self.window)
 
         async def one(number: int, chunk: Chunk) -> ChunkOutput:
@@ -180,6 +182,9 @@ class Frontend:
         try:
             async with asyncio.TaskGroup() as group:
                 async for chunk in stream:
+                    if isinstance(chunk, Analysed):
+                        started.analysed = _refuse(chunk)
+                        continue
                     await window.acquire()
                     tasks.append(group.create_task(one(len(tasks), chunk)))
         except BaseExceptionGroup as errors:
@@ -218,6 +223,13 @@ class Frontend:
                      chunks=sum(self.batch_sizes.values()),
                      batch_sizes=dict(sorted(self.batch_sizes.items())),
                      max_batch_size=max(self.batch_sizes, default=0))
+
+
+def _refuse(analysed: Analysed) -> Analysed:
+    """``analysed``, unless it says why the upload cannot be transcribed (then a 4xx)."""
+    if analysed.error:
+        raise ApiError(analysed.status, analysed.error, param="file", code=analysed.code)
+    return analysed
 
 
 def _cancel(stream: AsyncIterator[Any]) -> None:

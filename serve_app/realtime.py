@@ -382,7 +382,7 @@ class RealtimeSession:
             with self.front.metrics.answer("transcribe") as answer:
                 started = await self.front.start(upload, request, item, answer)
                 work = asyncio.create_task(self.front.model(
-                    started.stream, started.options, item, on_output=on_output))
+                    started, item, on_output=on_output))
                 while not work.done() or not deltas.empty():
                     await self._send_deltas(item, deltas, work)
                 chunks = work.result()

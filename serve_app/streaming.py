@@ -47,14 +47,15 @@ EVENT_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 OnOutput = Callable[[int, ChunkOutput], None]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Started:
     """A request past its checks: its options and speakers, the decoded upload's analysis,
-    and the preprocessor's stream, which yields its chunks next."""
+    and the preprocessor's stream, which yields its chunks next, then the whole analysis
+    (which replaces ``analysed`` once the model has taken every chunk)."""
 
     options: TranscribeOptions
     speakers: SpeakerRequest | None
-    stream: AsyncIterator[Chunk]
+    stream: AsyncIterator[Chunk | Analysed]
     analysed: Analysed
 
 
@@ -67,9 +68,8 @@ class Front(Protocol):
     async def start(self, upload: UploadFile, request: AudioRequest, request_id: str,
                     answer: Answer) -> Started: ...
 
-    async def model(self, stream: AsyncIterator[Chunk], options: TranscribeOptions,
-                    request_id: str, on_output: OnOutput | None = None
-                    ) -> list[ChunkOutput]: ...
+    async def model(self, started: Started, request_id: str,
+                    on_output: OnOutput | None = None) -> list[ChunkOutput]: ...
 
     def record(self, started: Started, chunks: list[ChunkOutput], request_id: str
                ) -> Record: ...
@@ -119,7 +119,7 @@ async def _events(front: Front, started: Started, request: AudioRequest, request
 
     async def model() -> list[ChunkOutput]:
         try:
-            return await front.model(started.stream, started.options, request_id,
+            return await front.model(started, request_id,
                                      on_output=lambda n, out: outputs.put_nowait((n, out)))
         finally:
             outputs.put_nowait(None)
