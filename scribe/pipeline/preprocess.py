@@ -4,11 +4,11 @@ Two steps so a long session never holds all its features at once: analysing (dec
 VAD, and the chunk plan) then :func:`iter_chunks` (each chunk's features, built as they
 are consumed). The entry points, by caller:
 
-- the batch job's CPU actors: :func:`open_input` (decode, trim) then :func:`plan_session`,
-  which yields plans as VAD finds them, so a long session's first chunks need not wait
-  for the rest to be searched, then :func:`iter_chunks`;
-- the online service's preprocessing deployment: :func:`analyse_input` (one whole upload)
-  then :func:`iter_chunks`;
+- the batch job's CPU actors and the online service's preprocessing deployment:
+  :func:`open_input` (decode, trim) then :func:`plan_session`, which yields plans as VAD
+  finds them, so a long session's first chunks need not wait for the rest to be
+  searched, then :func:`iter_chunks`;
+- :func:`analyse_input`: the same on an upload, planned whole before it returns;
 - :func:`analyse` (any source, no empty-input check) then :func:`iter_chunks`, and
   :func:`preprocess`, which does it all eagerly, for short inputs, tests and benchmarks.
 """
