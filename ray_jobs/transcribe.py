@@ -386,7 +386,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     if config.limit:
         sessions = sessions[: config.limit]
     storage.clean_stale_temps(config.output)
-    done = {} if config.overwrite else outputs.finished_sessions(
+    done = set() if config.overwrite else outputs.done_sessions(
         config.output, [s.session_id for s in sessions])
     todo = _longest_first([s for s in sessions if s.session_id not in done])
     logger.info("%d sessions, %d already done, %d to transcribe",
