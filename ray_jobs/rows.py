@@ -72,14 +72,26 @@ RESULT = pa.struct([
     ("segments", pa.list_(_SEGMENT)), ("language", pa.string()),
     ("language_probability", pa.float64()), ("model_s", pa.float64()),
     ("batch_size", pa.int32()), ("batch_sessions", pa.int32()), ("actor", pa.string()),
+    ("node", pa.string()), ("actor_gpus", pa.float64()), ("actor_started", pa.float64()),
 ])
-"""The model's output for a chunk, the batch it ran in, and the model actor that ran it."""
+"""The model's output for a chunk, the batch it ran in, and the model actor that ran it:
+its id, its node, the GPUs it holds and when (Unix time) it loaded its model."""
 
 SCHEMA = pa.schema([
     ("status", pa.string()), ("error", pa.string()), ("n_chunks", pa.int32()),
     ("session", SESSION), ("chunk", CHUNK), ("features", FEATURES), ("result", RESULT),
 ])
 """Every row between the stages, ok or error, before the model or after it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorIdentity:
+    """The model actor that ran a chunk, as its results carry it (empty outside Ray)."""
+
+    actor: str = ""
+    node: str = ""
+    actor_gpus: float = 0.0
+    actor_started: float = 0.0
 
 
 # --------------------------------------------------------------------------- rows
@@ -117,13 +129,14 @@ def model_input(row: Row) -> Chunk:
 
 
 def set_output(row: Row, output: ChunkOutput, *, batch_size: int, batch_sessions: int,
-               actor: str = "") -> None:
+               actor: ActorIdentity | None = None) -> None:
     """``row`` after the model: its output in, its features (no longer needed) out."""
     row["features"] = None
     row["result"] = {"segments": output.segments, "language": output.language,
                      "language_probability": output.language_probability,
                      "model_s": output.timings["model"], "batch_size": batch_size,
-                     "batch_sessions": batch_sessions, "actor": actor}
+                     "batch_sessions": batch_sessions,
+                     **dataclasses.asdict(actor or ActorIdentity())}
 
 
 def model_output(row: Row) -> ChunkOutput:
