@@ -10,7 +10,6 @@ joins the cluster; alone it starts a local Ray.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import logging
 import math
@@ -20,22 +19,27 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray_jobs import rows
+from ray_jobs import elastic, rows
+from ray_jobs.ledger import ModelActorLedger
 from ray_jobs.metrics import JobMetrics
 from ray_jobs.rows import Row
+from ray_jobs.writer import SessionWriter
 from scribe import config as cfg
 from scribe.capacity import doctor, packing
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError, ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
-from scribe.io.summary import summarize, summary_text
+from scribe.io.summary import SummaryTotals, summarize, summary_text
 from scribe.pipeline.features import N_FRAMES
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import error_record, ok_record
 from scribe.pipeline.whisper import ChunkOutput, model_n_mels, resolve_model_path
+
+if TYPE_CHECKING:
+    from ray_jobs.stages import StageClasses
 
 logger = logging.getLogger("ray_jobs.transcribe")
 
@@ -57,6 +61,16 @@ class JobLayout:
     preprocess_cpus: float = 1.0
     # model replicas in each actor, each taking one call at a time (CPU: see plan_resources)
     model_workers: int = 1
+    # the pools' limits as nodes join (ray_jobs.elastic); 0: no growth past the start
+    max_model_actors: int = 0
+    max_preprocess_actors: int = 0
+    # a GPU layout on nodes that only declare GPUs; the engine computes on CPU
+    simulated_gpus: bool = False
+
+    @property
+    def engine_device(self) -> str:
+        """Where the model computes: the layout's device, or CPU under simulated GPUs."""
+        return "cpu" if self.simulated_gpus else self.device
 
     @property
     def model_replicas(self) -> int:
@@ -79,14 +93,17 @@ class SessionCollector:
     def __init__(self) -> None:
         self._pending: dict[str, _Pending] = {}
         self._failed: set[str] = set()
-        self.batch_sizes: list[int] = []
-        self.batch_sessions: list[int] = []
-        self.actors: set[str] = set()
+        # running totals, not lists: the driver's memory must not grow with the bucket
+        self.chunks = 0
+        self.batch_size_sum = 0
+        self.max_batch_sessions = 0
+        self.actors = ModelActorLedger()
 
     def add(self, row: Row) -> dict[str, Any] | None:
         """Take one row (:mod:`ray_jobs.rows`); a record when it completes its session."""
         base = row["session"]
         sid = base["session_id"]
+        # _failed keeps only ids of sessions that failed part-way (a few bytes each)
         if sid in self._failed or row["status"] == "filler":
             return None
         if row["status"] != "ok":
@@ -99,9 +116,11 @@ class SessionCollector:
         pending = self._pending.setdefault(sid, _Pending(base=base))
         if row["n_chunks"] != rows.COUNT_UNKNOWN:  # the last block's: the whole analysis
             pending.expected, pending.base = row["n_chunks"], base
-        self.batch_sizes.append(row["result"]["batch_size"])
-        self.batch_sessions.append(row["result"]["batch_sessions"])
-        self.actors.add(row["result"]["actor"])
+        result = row["result"]
+        self.chunks += 1
+        self.batch_size_sum += result["batch_size"]
+        self.max_batch_sessions = max(self.max_batch_sessions, result["batch_sessions"])
+        self.actors.saw(result, time.time())
         output = rows.model_output(row)
         pending.features_s[output.plan.index] = row["chunk"]["features_s"]
         pending.chunks[output.plan.index] = output
@@ -206,32 +225,38 @@ def _raise_failures(results: list[doctor.CheckResult], where: str = "") -> None:
         raise ScribeError(f"preflight{where}: " + "; ".join(r.line() for r in failed))
 
 
-def _preflight_nodes(options: TranscribeOptions, device: str) -> None:
+def _preflight_nodes(options: TranscribeOptions, device: str, simulated: str = "off") -> None:
     """The node checks (GPU, CUDA libraries, model on disk) on every node that will run
-    model actors, in a task that holds no GPU, so a busy card does not delay it."""
+    model actors, in a task that holds no GPU, so a busy card does not delay it. Under
+    ``simulated`` GPUs the engine's device is CPU, and a node with a real GPU is refused
+    unless asked (:func:`ray_jobs.elastic.real_gpu_refusal`)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    kind = "GPU" if device == "cuda" else "CPU"
+    kind = "GPU" if device == "cuda" or simulated != "off" else "CPU"
     nodes = [n for n in ray.nodes()  # type: ignore[no-untyped-call]
              if n["Alive"] and n["Resources"].get(kind, 0) > 0]
     if [n["NodeID"] for n in nodes] == [ray.get_runtime_context().get_node_id()]:
         # One machine, the driver's own: check here. A task's worker took 3.9 s of a
         # 14.5 s job to start (benchmarks/quality.py's profile, 2 cores).
-        _raise_failures(doctor.node_checks(device, str(options.model)))  # type: ignore[arg-type]
+        _raise_failures(doctor.from_dicts(
+            _node_checks(device, str(options.model), simulated, here=True)))
         return
     check = ray.remote(num_cpus=0)(_node_checks)
     pending = {n["NodeManagerAddress"]: check.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
-            device, str(options.model)) for n in nodes}
+            device, str(options.model), simulated) for n in nodes}
     for address, ref in pending.items():
         rows: list[dict[str, str]] = ray.get(ref, timeout=60)
         _raise_failures(doctor.from_dicts(rows), f" on {address}")
 
 
-def _node_checks(device: str, model: str) -> list[dict[str, str]]:
+def _node_checks(device: str, model: str, simulated: str = "off", here: bool = False
+                 ) -> list[dict[str, str]]:
     # CUDA_VISIBLE_DEVICES is empty in a task without GPUs: NVML still sees the cards.
-    return [r.to_dict() for r in doctor.node_checks(device, model, count_devices=False)]  # type: ignore[arg-type]
+    results = doctor.node_checks(device, model, count_devices=here)  # type: ignore[arg-type]
+    refusal = elastic.real_gpu_refusal(simulated)
+    return [r.to_dict() for r in ([refusal] if refusal else []) + results]
 
 
 def _held_gpus() -> float:
@@ -267,11 +292,10 @@ def _leave_to_others(reserved_gpus: float) -> None:
 
 
 def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
-              resources: ResourceConfig, layout: JobLayout, n_mels: int) -> Iterator[Row]:
+              resources: ResourceConfig, layout: JobLayout, n_mels: int,
+              stages: StageClasses) -> Iterator[Row]:
     import ray.data
     from ray.data import ActorPoolStrategy
-
-    from ray_jobs.stages import Preprocessor, Transcriber
 
     items = [s.to_dict() for s in sessions]
     # a model call's rows: one batch, or one batch of prompt chains side by side, in
@@ -291,13 +315,14 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     # corpus, Ray started by the job: the first model call began ~0.6 s sooner, the job
     # took 0.5 s less, median of 6 rounds in turn). On a GPU node every preprocessing
     # actor has a core of its own already.
-    vad_threads = 2 if layout.device == "cpu" else 1
+    vad_threads = 2 if layout.engine_device == "cpu" and not layout.simulated_gpus else 1
     ds = ds.map_batches(
-        Preprocessor, batch_size=1, batch_format="pyarrow",
+        stages.preprocess, batch_size=1, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "n_mels": n_mels, "model": options.model,
                                "rows_per_block": call_rows, "align": chain,
                                "vad_threads": vad_threads},
-        compute=ActorPoolStrategy(min_size=1, max_size=layout.preprocess_actors),
+        compute=ActorPoolStrategy(min_size=1, max_size=max(layout.preprocess_actors,
+                                                            layout.max_preprocess_actors)),
         num_cpus=layout.preprocess_cpus,
     )
     model_resources: dict[str, Any] = (
@@ -308,15 +333,18 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     # second block behind the running one; on the quality benchmark's mixed corpus that
     # left one of two actors idle for the last 7-8 s, against 4 s this way.
     workers = layout.model_workers
-    in_flight = workers if layout.device == "cpu" else None  # None: Ray Data's default
+    in_flight = workers if layout.engine_device == "cpu" else None  # None: Ray Data's default
     # an actor of several workers runs their calls at once, each in a thread of its own
     concurrent: dict[str, Any] = ({"max_concurrent_calls_per_actor": workers,
                                    "enable_true_multi_threading": True} if workers > 1 else {})
     ds = ds.map_batches(
-        Transcriber, batch_size=call_rows, batch_format="pyarrow",
+        stages.model, batch_size=call_rows, batch_format="pyarrow",
         fn_constructor_kwargs={"options": options, "cpu_threads": layout.cpu_threads,
                                "batch_size": layout.model_batch_size, "workers": workers},
-        compute=ActorPoolStrategy(size=layout.model_actors,
+        # starts with the actors planned for the cluster as it is, grows onto nodes that
+        # join (ray_jobs.elastic)
+        compute=ActorPoolStrategy(min_size=layout.model_actors,
+                                  max_size=max(layout.model_actors, layout.max_model_actors),
                                   max_tasks_in_flight_per_actor=in_flight, **concurrent),
         **model_resources,
     )
@@ -376,8 +404,9 @@ def block_bytes(batch_size: int, n_mels: int) -> int:
     return batch_size * n_mels * N_FRAMES * 4 * 3 // 4  # float32 features
 
 
-def run_job(config: JobConfig) -> dict[str, Any]:
-    """Transcribe every session of ``config.input`` not yet done; returns the summary."""
+def run_job(config: JobConfig, stages: StageClasses | None = None) -> dict[str, Any]:
+    """Transcribe every session of ``config.input`` not yet done; returns the summary.
+    ``stages``: the Ray Data stages' classes (default :data:`ray_jobs.stages.JOB_STAGES`)."""
     import ray
 
     start = time.perf_counter()
@@ -391,33 +420,57 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     todo = _longest_first([s for s in sessions if s.session_id not in done])
     logger.info("%d sessions, %d already done, %d to transcribe",
                 len(sessions), len(done), len(todo))
+    elastic.check_simulation(config.resources, config.transcribe)
     connect_ray(config)
     reserved = _held_gpus()
-    layout = plan_resources(config.transcribe, config.resources,
+    layout = plan_resources(_layout_options(config), config.resources,
                           ray.cluster_resources(),  # type: ignore[no-untyped-call]
                           reserved_gpus=reserved, saved=packing.read_plan(),
                           gpus_here=packing.read_gpus(), cpu_nodes=_cpu_nodes())
+    layout = _simulated(layout, config.resources)
     _leave_to_others(reserved)
-    options = config.transcribe.model_copy(update={"device": layout.device}).resolved()
+    options = config.transcribe.model_copy(update={"device": layout.engine_device}).resolved()
     assert options.model is not None
-    _preflight_nodes(options, layout.device)
+    _preflight_nodes(options, layout.engine_device, config.resources.simulated_gpus)
     n_mels = model_n_mels(resolve_model_path(options.model))
     layout = fit_to_work(layout, todo, options, config.resources)
+    max_model, max_preprocess = elastic.grow_limits(layout, todo, options, config.resources)
+    layout = replace(layout, max_model_actors=max_model, max_preprocess_actors=max_preprocess)
     logger.info("plan: %s", layout)
     with JobMetrics(start, layout.gpus, config.gpu_hourly_usd) as metrics:
-        records, collector = _run(todo, options, config, layout, n_mels, metrics)
+        totals, collector = _run(todo, options, config, layout, n_mels, metrics,
+                                 stages or _job_stages())
     wall = time.perf_counter() - start
+    actors = collector.actors.report(time.time(), _live_nodes())
     summary = summarize(
-        records, wall_s=wall, gpus=layout.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
-        skipped=len(done), extra={
+        totals, wall_s=wall, gpus=layout.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
+        skipped=len(done),
+        gpu_hours=actors["model_gpu_hours"] if layout.device == "cuda" and todo else None,
+        extra={
             "model": options.model, "device": layout.device, "plan": layout.__dict__,
-            "mean_batch_size": _mean(collector.batch_sizes),
-            "max_batch_sessions": max(collector.batch_sessions, default=0),
-            "model_actors_used": len(collector.actors),
+            "mean_batch_size": (collector.batch_size_sum / collector.chunks
+                                if collector.chunks else 0.0),
+            "max_batch_sessions": collector.max_batch_sessions,
+            **actors,
         })
     storage.write_atomic(storage.join(config.output, outputs.SUMMARY_FILE),
                          json.dumps(summary, indent=2))
     return summary
+
+
+def _layout_options(config: JobConfig) -> TranscribeOptions:
+    """The options the layout is planned for: under simulated GPUs, a GPU's."""
+    if config.resources.simulated_gpus == "off":
+        return config.transcribe
+    return config.transcribe.model_copy(update={"device": "cuda"})
+
+
+def _simulated(layout: JobLayout, resources: ResourceConfig) -> JobLayout:
+    """``layout`` marked as simulated GPUs, where asked: its actors compute on CPU, one
+    thread each unless the config says (k actors per declared GPU share a node's cores)."""
+    if resources.simulated_gpus == "off":
+        return layout
+    return replace(layout, simulated_gpus=True, cpu_threads=resources.cpu_threads or 1)
 
 
 def connect_ray(config: JobConfig) -> None:
@@ -438,40 +491,36 @@ def _longest_first(sessions: list[SessionRef]) -> list[SessionRef]:
     return sorted(sessions, key=lambda s: -s.estimated_duration_s)
 
 
+def _job_stages() -> StageClasses:
+    from ray_jobs.stages import JOB_STAGES  # the engine's imports wait until Ray is up
+
+    return JOB_STAGES
+
+
 def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
-         layout: JobLayout, n_mels: int, metrics: JobMetrics
-         ) -> tuple[list[dict[str, Any]], SessionCollector]:
-    """Stream rows, write each finished session in the background, return all records."""
+         layout: JobLayout, n_mels: int, metrics: JobMetrics, stages: StageClasses
+         ) -> tuple[SummaryTotals, SessionCollector]:
+    """Stream rows, write each finished session in the background; the summary's totals.
+    A record lives only until it is written (:class:`ray_jobs.writer.SessionWriter`)."""
     collector = SessionCollector()
-    records: list[dict[str, Any]] = []
+    totals = SummaryTotals()
     if not todo:
-        return records, collector
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers:
-        futures = []
-        for row in _pipeline(todo, options, config.resources, layout, n_mels):
+        return totals, collector
+    with SessionWriter(config.output, totals, metrics) as writer:
+        for row in _pipeline(todo, options, config.resources, layout, n_mels, stages):
             record = collector.add(row)
             if record is not None:
-                records.append(record)
-                futures.append(writers.submit(_write, config.output, record, metrics))
+                writer.submit(record)
         for record in collector.incomplete():
-            records.append(record)
-            futures.append(writers.submit(_write, config.output, record, metrics))
-        for future in futures:
-            future.result()
-    return records, collector
+            writer.submit(record)
+    return totals, collector
 
 
-def _write(output: str, record: dict[str, Any], metrics: JobMetrics) -> None:
-    try:
-        outputs.write_session(output, record)
-    except Exception as exc:
-        logger.error("could not write %s: %s", record["session_id"], describe(exc))
-        record.update(status="error", error=f"writing outputs failed: {describe(exc)}")
-    metrics.session(record)
+def _live_nodes() -> set[str]:
+    """Ids of the cluster's live nodes."""
+    import ray
 
-
-def _mean(values: list[int]) -> float:
-    return sum(values) / len(values) if values else 0.0
+    return {n["NodeID"] for n in ray.nodes() if n["Alive"]}  # type: ignore[no-untyped-call]
 
 
 def parse_args(argv: list[str] | None) -> JobConfig:
