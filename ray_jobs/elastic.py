@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scribe.capacity import doctor
 from scribe.config import ResourceConfig, TranscribeOptions
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from ray_jobs.transcribe import JobLayout
 
 DEFAULT_MAX_MODEL_ACTORS = 256
+# Actors of one pool that may die while starting, one after another, before the job fails.
+# Ray Data's default, 0, fails the job at the first: an actor loading its model on a node
+# that leaves dies so. The count restarts whenever an actor of the pool starts, so a stage
+# whose actors can never start (a broken model) still fails after this many.
+ACTOR_INIT_DEATHS = 8
 
 
 def grow_limits(layout: JobLayout, sessions: Sequence[SessionRef], options: TranscribeOptions,
@@ -45,6 +50,13 @@ def grow_limits(layout: JobLayout, sessions: Sequence[SessionRef], options: Tran
         return model, layout.preprocess_actors
     grown = math.ceil(layout.preprocess_actors * model / layout.model_actors)
     return model, max(layout.preprocess_actors, grown)
+
+
+def survive_actor_deaths(context: Any) -> None:
+    """Let ``context`` (a Ray Data ``DataContext``) replace up to
+    :data:`ACTOR_INIT_DEATHS` actors in a row that died while starting."""
+    context.max_consecutive_actor_init_deaths = max(
+        context.max_consecutive_actor_init_deaths, ACTOR_INIT_DEATHS)
 
 
 def check_simulation(resources: ResourceConfig, options: TranscribeOptions) -> None:

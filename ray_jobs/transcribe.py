@@ -303,6 +303,7 @@ def _pipeline(sessions: list[SessionRef], options: TranscribeOptions,
     chain = options.prompt_chain if options.condition_on_previous_text else 1
     call_rows = layout.model_batch_size * chain
     context = ray.data.DataContext.get_current()
+    elastic.survive_actor_deaths(context)
     default_block_size = context.target_max_block_size
     # the dataset keeps the context it was created with (Ray Data's documented behaviour)
     context.target_max_block_size = block_bytes(call_rows, n_mels)
