@@ -36,7 +36,8 @@ def sim_cluster() -> Iterator[Any]:
 
 
 def add_gpu_node(cluster: Any, gpus: int = 1) -> Any:
-    """A worker node declaring ``gpus`` GPUs (it has none) and a couple of CPUs."""
+    """A worker node declaring ``gpus`` GPUs (it has none; 0: a CPU node) and a couple of
+    CPUs."""
     node = cluster.add_node(num_cpus=NODE_CPUS, num_gpus=gpus, object_store_memory=OBJECT_STORE)
     cluster.wait_for_nodes()
     return node
@@ -50,13 +51,15 @@ def corpus(root: Path, count: int, seed: int = 500) -> Path:
     return root
 
 
-def start_job(cluster: Any, config: Path, src: Path, out: Path, *flags: str
-              ) -> subprocess.Popen[bytes]:
-    """The job as a user submits it, joined to ``cluster`` (its driver on the head)."""
+def start_job(cluster: Any, config: Path, src: Path, out: Path, *flags: str,
+              simulated: bool = True) -> subprocess.Popen[bytes]:
+    """The job as a user submits it, joined to ``cluster`` (its driver on the head), with
+    simulated GPUs unless told."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": cluster.address}
     return subprocess.Popen(
         [sys.executable, "-m", "ray_jobs.transcribe", "--config", str(config),
-         "--input", str(src), "--output", str(out), "--simulated-gpus", "on", *flags],
+         "--input", str(src), "--output", str(out),
+         *(["--simulated-gpus", "on"] if simulated else []), *flags],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

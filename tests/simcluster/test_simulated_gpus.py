@@ -77,19 +77,23 @@ def test_k_actors_per_declared_gpu_on_every_node_billed_as_held(
     assert summary["cost_usd"] == pytest.approx(summary["gpu_hours"] * PRICE)
 
 
-def test_a_node_lost_and_one_added_mid_job(sim_cluster: Any, job_file: Path,
+@pytest.mark.parametrize("layout", [
+    "simulated_gpus", pytest.param("cpu", marks=pytest.mark.slow)])
+def test_a_node_lost_and_one_added_mid_job(layout: str, sim_cluster: Any, job_file: Path,
                                            tmp_path: Path) -> None:
     """A worker removed without warning (its actors, its object store) and a fresh one
-    joining: every session ok exactly once, and the new node runs model actors."""
-    doomed, kept = add_gpu_node(sim_cluster), add_gpu_node(sim_cluster)
+    joining: every session ok exactly once, and the new node runs model actors. On CPU
+    nodes too, the layout the issue's hang was seen with."""
+    gpus = 1 if layout == "simulated_gpus" else 0
+    doomed, kept = add_gpu_node(sim_cluster, gpus), add_gpu_node(sim_cluster, gpus)
     count = 40
     src, out = corpus(tmp_path / "in", count), tmp_path / "out"
     job = start_job(sim_cluster, job_file, src, out, "--actors-per-gpu", "1",
-                    "--model-batch-size", "1")
+                    "--model-batch-size", "1", simulated=bool(gpus))
     try:
         wait_for_records(out, 6, job, JOB_TIMEOUT_S / 2)
         sim_cluster.remove_node(doomed, allow_graceful=False)
-        joined = add_gpu_node(sim_cluster)
+        joined = add_gpu_node(sim_cluster, gpus)
         log = finish(job, JOB_TIMEOUT_S)
     finally:
         if job.poll() is None:
