@@ -165,7 +165,11 @@ def run_child(manifest: Path | str, output: Path | str, model: str, *, address: 
     cmd = [sys.executable, __file__, "--child", str(manifest), str(output), model]
     if simulated:
         cmd.append("--simulated")
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    for _ in range(3):  # a loaded machine's Ray may time out starting: try it again
+        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True,
+                              check=False)
+        if "timed out during startup" not in done.stderr:
+            break
     if done.returncode != 0:
         raise RuntimeError(f"run failed ({done.returncode}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
