@@ -278,7 +278,7 @@ def throughput_on(nodes: int, work: Path, model: str) -> float:
         "num_cpus": 0, "object_store_memory": store, "include_dashboard": False})
     try:
         for _ in range(nodes):
-            cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=store)
+            cluster.add_node(num_cpus=2, num_gpus=1, object_store_memory=store)
         cluster.wait_for_nodes()
         ids = [f"n{nodes}-{i:04d}" for i in range(NODE_CALLS * nodes)]
         manifest = write_manifest(work / f"nodes{nodes}" / "in.jsonl", ids)
