@@ -1,11 +1,12 @@
-"""The job's driver at scale: 1k, 10k (and, with --full, 100k) sessions, with stand-in
-stages of known speed, so that what is measured is the driver (listing, planning, Ray Data,
-the collector, the writers, the summary, resume) and not decoding or the model.
+"""The job's driver at scale: 1k-100k sessions, with stand-in stages of known speed, so
+that what is measured is the driver (listing, planning, Ray Data, the collector, the
+writers, the summary, resume) and not decoding or the model.
 
-    python benchmarks/scale.py                 # 1k and 10k sessions, then 1/2/4 GPU nodes
-    python benchmarks/scale.py --full          # also 100k (tens of minutes on 2 cores)
-    python benchmarks/scale.py --sizes 1000    # one size
-    python benchmarks/scale.py --s3            # resume on the loopback S3 server too
+    python benchmarks/scale.py                  # fresh 1k and 10k, reruns, 1/2/4 GPU nodes
+    python benchmarks/scale.py --sizes 1000 3000 --resume-sizes --no-nodes
+    python benchmarks/scale.py --sizes --resume-sizes 10000 --full   # reruns at 10k, 100k
+    python benchmarks/scale.py --sizes 100000   # a fresh 100k run (hours on 2 loaded cores)
+    python benchmarks/scale.py --s3             # reruns on the loopback S3 server too
 
 What stands in for what:
 - the sessions are a JSONL manifest of URIs (no audio is read; listing a prefix of 100k
@@ -56,8 +57,8 @@ from scribe.pipeline.whisper import ChunkOutput  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 PREPROCESS_S = 0.002
 MODEL_S = 0.002  # per call, in the driver runs: the driver must be the bottleneck
-NODE_MODEL_S = 0.25  # per call, in the throughput runs: the model must be
-NODE_CALLS = 64
+NODE_MODEL_S = 1.0  # per call, in the throughput runs (a GPU batch of large-v3: ~1-2 s)
+NODE_CALLS = 48
 CHUNK_S = 20.0
 
 
