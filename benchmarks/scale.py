@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,8 +83,11 @@ class StandInPreprocessor:
 
 
 class StandInModel:
-    """The model of known speed: a call sleeps the seconds ``SCALE_MODEL_S`` says; the
-    first call's time goes to ``SCALE_FIRST_CALL`` (a file) for the benchmark."""
+    """The model of known speed: a call sleeps the seconds ``SCALE_MODEL_S`` says, one call
+    at a time per actor as on a GPU (Ray Data may hand an actor several calls at once);
+    the first call's time goes to ``SCALE_FIRST_CALL`` (a file) for the benchmark."""
+
+    _one_at_a_time = threading.Lock()
 
     def __init__(self, **kwargs: Any) -> None:
         from ray_jobs.stages import actor_identity
@@ -95,7 +99,8 @@ class StandInModel:
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.first and not os.path.exists(self.first):
             Path(self.first).write_text(str(time.time()))
-        time.sleep(self.delay)
+        with self._one_at_a_time:
+            time.sleep(self.delay)
         batch_rows = rows.decode(batch)
         for row in batch_rows:
             if row["features"] is None:
