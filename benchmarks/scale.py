@@ -87,12 +87,11 @@ class StandInModel:
     at a time per actor as on a GPU (Ray Data may hand an actor several calls at once);
     the first call's time goes to ``SCALE_FIRST_CALL`` (a file) for the benchmark."""
 
-    _one_at_a_time = threading.Lock()
-
     def __init__(self, **kwargs: Any) -> None:
         from ray_jobs.stages import actor_identity
 
         self.delay = float(os.environ.get("SCALE_MODEL_S", MODEL_S))
+        self._one_at_a_time = threading.Lock()  # made in the actor: a lock does not pickle
         self.actor = actor_identity(time.time())
         self.first = os.environ.get("SCALE_FIRST_CALL", "")
 
