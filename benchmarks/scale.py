@@ -51,9 +51,8 @@ import pyarrow as pa  # noqa: E402
 from ray_jobs import rows  # noqa: E402
 from ray_jobs.stages import StageClasses  # noqa: E402
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions  # noqa: E402
-from scribe.pipeline.chunking import Chunk, ChunkPlan  # noqa: E402
+from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan  # noqa: E402
 from scribe.pipeline.transcript import record_base  # noqa: E402
-from scribe.pipeline.whisper import ChunkOutput  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PREPROCESS_S = 0.002
@@ -100,19 +99,17 @@ class StandInModel:
             Path(self.first).write_text(str(time.time()))
         with self._one_at_a_time:
             time.sleep(self.delay)
-        batch_rows = rows.decode(batch)
-        for row in batch_rows:
-            if row["features"] is None:
-                continue
-            plan = rows.model_input(row).plan
-            segment = {"start": 0.0, "end": plan.duration_s, "text": " stand-in text.",
+        # as the real model stage: its columns in and out with Arrow, the rest passed through
+        chunks = rows.model_inputs(batch)
+        outputs = {i: ChunkOutput(
+            plan=chunk.plan, language="en", language_probability=1.0,
+            timings={"model": self.delay},
+            segments=[{"start": 0.0, "end": chunk.plan.duration_s, "text": " stand-in text.",
                        "tokens": [1, 2, 3], "avg_logprob": -0.2, "no_speech_prob": 0.01,
-                       "compression_ratio": 1.2, "seek": 0, "words": None}
-            out = ChunkOutput(plan=plan, segments=[segment], language="en",
-                              language_probability=1.0, timings={"model": self.delay})
-            rows.set_output(row, out, batch_size=len(batch_rows), batch_sessions=1,
-                            actor=self.actor)
-        return rows.encode(batch_rows)
+                       "compression_ratio": 1.2, "seek": 0}])
+            for i, chunk in chunks.items()}
+        return rows.with_outputs(batch, outputs, batch_size=len(chunks), batch_sessions=1,
+                                 actor=self.actor)
 
 
 STAND_INS = StageClasses(StandInPreprocessor, StandInModel)

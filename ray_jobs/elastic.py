@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
+from ray_jobs.layout import JobLayout, model_replicas_for
 from scribe.capacity import doctor
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 from scribe.io.sessions import SessionRef
-
-if TYPE_CHECKING:
-    from ray_jobs.transcribe import JobLayout
 
 DEFAULT_MAX_MODEL_ACTORS = 256
 # Actors of one pool that may die while starting, one after another, before the job fails.
@@ -37,8 +36,6 @@ def grow_limits(layout: JobLayout, sessions: Sequence[SessionRef], options: Tran
     :data:`DEFAULT_MAX_MODEL_ACTORS`; never fewer than the layout starts with, and no
     growth where the config fixes ``model_actors`` and sets no maximum. The
     preprocessing pool grows in proportion, unless the config caps it."""
-    from ray_jobs.transcribe import model_replicas_for
-
     chain = options.prompt_chain if options.condition_on_previous_text else 1
     calls = model_replicas_for(sessions, DEFAULT_MAX_MODEL_ACTORS * layout.model_workers,
                                layout.model_batch_size, chain, options.chunk_length_s)
@@ -50,6 +47,13 @@ def grow_limits(layout: JobLayout, sessions: Sequence[SessionRef], options: Tran
         return model, layout.preprocess_actors
     grown = math.ceil(layout.preprocess_actors * model / layout.model_actors)
     return model, max(layout.preprocess_actors, grown)
+
+
+def with_grow_limits(layout: JobLayout, sessions: Sequence[SessionRef],
+                     options: TranscribeOptions, resources: ResourceConfig) -> JobLayout:
+    """``layout`` with the pools' limits (:func:`grow_limits`) set."""
+    model, preprocess = grow_limits(layout, sessions, options, resources)
+    return replace(layout, max_model_actors=model, max_preprocess_actors=preprocess)
 
 
 def survive_actor_deaths(context: Any) -> None:

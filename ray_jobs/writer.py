@@ -8,12 +8,13 @@ import concurrent.futures
 import logging
 import threading
 from types import TracebackType
-from typing import Any
 
 from ray_jobs.metrics import JobMetrics
+from ray_jobs.progress_display import ProgressDisplay
 from scribe.errors import describe
 from scribe.io import outputs
 from scribe.io.summary import SummaryTotals
+from scribe.schema import Record
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +25,13 @@ MAX_PENDING = 64
 
 
 class SessionWriter:
-    """Writes records in threads; ``with`` waits for every write on leaving."""
+    """Writes records in threads; ``with`` waits for every write on leaving. Each written
+    record is counted in the metrics, the progress display (if any) and the totals."""
 
-    def __init__(self, output: str, totals: SummaryTotals, metrics: JobMetrics) -> None:
+    def __init__(self, output: str, totals: SummaryTotals, metrics: JobMetrics,
+                 progress: ProgressDisplay | None = None) -> None:
         self._output, self._totals, self._metrics = output, totals, metrics
+        self._progress = progress
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS)
         self._pending: set[concurrent.futures.Future[None]] = set()
         self._lock = threading.Lock()
@@ -42,7 +46,7 @@ class SessionWriter:
         finally:
             self._pool.shutdown(wait=True)
 
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, record: Record) -> None:
         """Write ``record`` in the background (after waiting, if too many are pending)."""
         self._wait(MAX_PENDING - 1)
         self._pending.add(self._pool.submit(self._write, record))
@@ -54,12 +58,15 @@ class SessionWriter:
             for future in finished:
                 future.result()
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: Record) -> None:
         try:
             outputs.write_session(self._output, record)
         except Exception as exc:
             logger.error("could not write %s: %s", record["session_id"], describe(exc))
-            record.update(status="error", error=f"writing outputs failed: {describe(exc)}")
+            record["status"] = "error"
+            record["error"] = f"writing outputs failed: {describe(exc)}"
         self._metrics.session(record)
+        if self._progress is not None:
+            self._progress.session(record)
         with self._lock:
             self._totals.add(record)

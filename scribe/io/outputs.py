@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 
 from scribe.errors import StorageError
 from scribe.io import done, formats, storage
+from scribe.schema import Record
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def record_uri(output: str, session_id: str, suffix: str = ".json") -> str:
     return storage.join(output, session_id + suffix)
 
 
-def write_session(output: str, record: dict[str, Any]) -> None:
+def write_session(output: str, record: Record) -> None:
     """Write ``record`` and, when it is ok, its SRT/VTT/TXT and segment Parquet; JSON last."""
     sid = record["session_id"]
     if record["status"] == "ok":
@@ -55,7 +56,7 @@ def write_session(output: str, record: dict[str, Any]) -> None:
         done.mark_done(output, sid)
 
 
-def segment_table(record: dict[str, Any]) -> pa.Table:
+def segment_table(record: Record) -> pa.Table:
     """One row per segment, for analytics over all sessions."""
     segs = record["segments"]
     return pa.table({

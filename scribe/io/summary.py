@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 OPENAI_USD_PER_AUDIO_HOUR = 0.36  # $0.006 per audio minute
@@ -21,7 +21,7 @@ class SummaryTotals:
         self.stages: defaultdict[str, float] = defaultdict(float)
         self.failures: list[dict[str, Any]] = []
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: Mapping[str, Any]) -> None:
         """Count one finished session (ok or not); the record is not kept."""
         for stage, seconds in record.get("timings", {}).items():
             self.stages[stage] += seconds
@@ -35,7 +35,7 @@ class SummaryTotals:
 
 
 def summarize(
-    records: Iterable[dict[str, Any]] | SummaryTotals,
+    records: Iterable[Mapping[str, Any]] | SummaryTotals,
     *,
     wall_s: float,
     gpus: float,

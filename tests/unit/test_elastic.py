@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ray_jobs import elastic
-from ray_jobs.transcribe import parse_args, plan_resources
+from ray_jobs.layout import plan_resources
+from ray_jobs.transcribe import parse_args
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 from scribe.io.sessions import SessionRef
