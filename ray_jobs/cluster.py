@@ -149,6 +149,13 @@ def cpu_nodes() -> int:
     return len([n for n in nodes if n["Alive"] and n["Resources"].get("CPU", 0) > 0])
 
 
+def live_nodes() -> set[str]:
+    """Ids of the cluster's live nodes."""
+    import ray
+
+    return {n["NodeID"] for n in ray.nodes() if n["Alive"]}  # type: ignore[no-untyped-call]
+
+
 def leave_to_others(reserved_gpus: float) -> None:
     """Keep Ray Data's resource budget off the GPUs others hold, so it does not plan for
     (and wait on) them."""

@@ -3,9 +3,11 @@ soon as the session's last chunk is back."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from ray_jobs import rows
+from ray_jobs.ledger import ModelActorLedger
 from ray_jobs.rows import Row
 from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.speakers.diarize import SpeakerRequest
@@ -28,14 +30,17 @@ class SessionCollector:
     def __init__(self) -> None:
         self._pending: dict[str, _Pending] = {}
         self._failed: set[str] = set()
-        self.batch_sizes: list[int] = []
-        self.batch_sessions: list[int] = []
-        self.actors: set[str] = set()
+        # running totals, not lists: the driver's memory must not grow with the bucket
+        self.chunks = 0
+        self.batch_size_sum = 0
+        self.max_batch_sessions = 0
+        self.actors = ModelActorLedger()
 
     def add(self, row: Row) -> Record | None:
         """Take one row (:mod:`ray_jobs.rows`); a record when it completes its session."""
         base = row["session"]
         sid = base["session_id"]
+        # _failed keeps only ids of sessions that failed part-way (a few bytes each)
         if sid in self._failed or row["status"] == "filler":
             return None
         if row["status"] != "ok":
@@ -48,9 +53,11 @@ class SessionCollector:
         pending = self._pending.setdefault(sid, _Pending(base=base))
         if row["n_chunks"] != rows.COUNT_UNKNOWN:  # the last block's: the whole analysis
             pending.expected, pending.base = row["n_chunks"], base
-        self.batch_sizes.append(row["result"]["batch_size"])
-        self.batch_sessions.append(row["result"]["batch_sessions"])
-        self.actors.add(row["result"]["actor"])
+        result = row["result"]
+        self.chunks += 1
+        self.batch_size_sum += result["batch_size"]
+        self.max_batch_sessions = max(self.max_batch_sessions, result["batch_sessions"])
+        self.actors.saw(result, time.time())
         output = rows.model_output(row)
         pending.features_s[output.plan.index] = row["chunk"]["features_s"]
         pending.chunks[output.plan.index] = output
@@ -60,6 +67,11 @@ class SessionCollector:
         pending.base["timings"]["features"] = sum(pending.features_s.values())
         return ok_record(pending.base, list(pending.chunks.values()),
                          _speaker_request(pending.base))
+
+    @property
+    def mean_batch_size(self) -> float:
+        """Chunks per model call, averaged over the chunks that came back."""
+        return self.batch_size_sum / self.chunks if self.chunks else 0.0
 
     def incomplete(self) -> list[Record]:
         """Error records for sessions whose chunks did not all come back (none should)."""

@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray_jobs import rows
+from ray_jobs import elastic, rows
 from ray_jobs.layout import JobLayout, block_bytes
 from ray_jobs.rows import Row
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.io.sessions import SessionRef
+
+if TYPE_CHECKING:
+    from ray_jobs.stages import StageClasses
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +43,10 @@ def _chain(options: TranscribeOptions) -> int:
     return options.prompt_chain if options.condition_on_previous_text else 1
 
 
-def preprocess_stage(options: TranscribeOptions, layout: JobLayout, n_mels: int) -> StageSpec:
-    """The CPU stage: a session per call, its chunks out in blocks of a model call."""
+def preprocess_stage(options: TranscribeOptions, layout: JobLayout, n_mels: int,
+                     fn: type | None = None) -> StageSpec:
+    """The CPU stage: a session per call, its chunks out in blocks of a model call.
+    ``fn``: the stage's class (default :class:`ray_jobs.stages.Preprocessor`)."""
     from ray.data import ActorPoolStrategy
 
     from ray_jobs.stages import Preprocessor
@@ -50,20 +55,24 @@ def preprocess_stage(options: TranscribeOptions, layout: JobLayout, n_mels: int)
     # threads search a session's VAD windows meanwhile (the quality benchmark's mixed
     # corpus, Ray started by the job: the first model call began ~0.6 s sooner, the job
     # took 0.5 s less, median of 6 rounds in turn). On a GPU node every preprocessing
-    # actor has a core of its own already.
-    vad_threads = 2 if layout.device == "cpu" else 1
+    # actor has a core of its own already (simulated GPUs: a core per model actor).
+    vad_threads = 2 if layout.engine_device == "cpu" and not layout.simulated_gpus else 1
     return StageSpec(
-        Preprocessor,
+        fn or Preprocessor,
         {"options": options, "n_mels": n_mels, "model": options.model,
          "rows_per_block": call_rows(options, layout), "align": _chain(options),
          "vad_threads": vad_threads},
         {"batch_size": 1,
-         "compute": ActorPoolStrategy(min_size=1, max_size=layout.preprocess_actors),
+         # grows onto nodes that join, up to the elastic limit (ray_jobs.elastic)
+         "compute": ActorPoolStrategy(min_size=1, max_size=max(
+             layout.preprocess_actors, layout.max_preprocess_actors)),
          "num_cpus": layout.preprocess_cpus})
 
 
-def model_stage(options: TranscribeOptions, layout: JobLayout) -> StageSpec:
-    """The model stage: a model call's rows per call, on the layout's model actors."""
+def model_stage(options: TranscribeOptions, layout: JobLayout, fn: type | None = None
+                ) -> StageSpec:
+    """The model stage: a model call's rows per call, on the layout's model actors.
+    ``fn``: the stage's class (default :class:`ray_jobs.stages.Transcriber`)."""
     from ray.data import ActorPoolStrategy
 
     from ray_jobs.stages import Transcriber
@@ -76,27 +85,34 @@ def model_stage(options: TranscribeOptions, layout: JobLayout) -> StageSpec:
     # second block behind the running one; on the quality benchmark's mixed corpus that
     # left one of two actors idle for the last 7-8 s, against 4 s this way.
     workers = layout.model_workers
-    in_flight = workers if layout.device == "cpu" else None  # None: Ray Data's default
+    in_flight = workers if layout.engine_device == "cpu" else None  # None: Ray Data's default
     # an actor of several workers runs their calls at once, each in a thread of its own
     concurrent: dict[str, Any] = ({"max_concurrent_calls_per_actor": workers,
                                    "enable_true_multi_threading": True} if workers > 1 else {})
     return StageSpec(
-        Transcriber,
+        fn or Transcriber,
         {"options": options, "cpu_threads": layout.cpu_threads,
          "batch_size": layout.model_batch_size, "workers": workers},
         {"batch_size": call_rows(options, layout),
-         "compute": ActorPoolStrategy(size=layout.model_actors,
-                                      max_tasks_in_flight_per_actor=in_flight, **concurrent),
+         # starts with the actors planned for the cluster as it is, grows onto nodes that
+         # join (ray_jobs.elastic)
+         "compute": ActorPoolStrategy(
+             min_size=layout.model_actors,
+             max_size=max(layout.model_actors, layout.max_model_actors),
+             max_tasks_in_flight_per_actor=in_flight, **concurrent),
          **model_resources})
 
 
 def job_rows(sessions: list[SessionRef], options: TranscribeOptions,
-             resources: ResourceConfig, layout: JobLayout, n_mels: int) -> Iterator[Row]:
-    """Run ``sessions`` through the job's stages; yield the rows as their blocks finish."""
+             resources: ResourceConfig, layout: JobLayout, n_mels: int,
+             stages: StageClasses | None = None) -> Iterator[Row]:
+    """Run ``sessions`` through the job's stages; yield the rows as their blocks finish.
+    ``stages``: the stages' classes (default :data:`ray_jobs.stages.JOB_STAGES`)."""
     import ray.data
 
     items = [s.to_dict() for s in sessions]
     context = ray.data.DataContext.get_current()
+    elastic.survive_actor_deaths(context)
     default_block_size = context.target_max_block_size
     # the dataset keeps the context it was created with (Ray Data's documented behaviour)
     context.target_max_block_size = block_bytes(call_rows(options, layout), n_mels)
@@ -104,7 +120,9 @@ def job_rows(sessions: list[SessionRef], options: TranscribeOptions,
         ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
     finally:
         context.target_max_block_size = default_block_size
-    for stage in (preprocess_stage(options, layout, n_mels), model_stage(options, layout)):
+    preprocess, model = (stages.preprocess, stages.model) if stages else (None, None)
+    for stage in (preprocess_stage(options, layout, n_mels, preprocess),
+                  model_stage(options, layout, model)):
         ds = ds.map_batches(stage.fn, batch_format="pyarrow",
                             fn_constructor_kwargs=stage.fn_constructor_kwargs,
                             **stage.map_batches_kwargs)

@@ -34,12 +34,21 @@ class JobLayout:
     preprocess_cpus: float = 1.0
     # model replicas in each actor, each taking one call at a time (CPU: see plan_resources)
     model_workers: int = 1
+    # the pools' limits as nodes join (ray_jobs.elastic); 0: no growth past the start
+    max_model_actors: int = 0
+    max_preprocess_actors: int = 0
+    # a GPU layout on nodes that only declare GPUs; the engine computes on CPU
+    simulated_gpus: bool = False
+
+    @property
+    def engine_device(self) -> str:
+        """Where the model computes: the layout's device, or CPU under simulated GPUs."""
+        return "cpu" if self.simulated_gpus else self.device
 
     @property
     def model_replicas(self) -> int:
         """Model calls the job runs at once: actors x workers."""
         return self.model_actors * self.model_workers
-
 
 
 def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
@@ -98,6 +107,21 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
                      reserved_gpus=reserved_gpus, source=shape.source,
                      preprocess_cpus=resources.preprocess_cpus)
 
+
+def layout_options(options: TranscribeOptions, resources: ResourceConfig
+                   ) -> TranscribeOptions:
+    """The options the layout is planned for: under simulated GPUs, a GPU's."""
+    if resources.simulated_gpus == "off":
+        return options
+    return options.model_copy(update={"device": "cuda"})
+
+
+def simulated(layout: JobLayout, resources: ResourceConfig) -> JobLayout:
+    """``layout`` marked as simulated GPUs, where asked: its actors compute on CPU, one
+    thread each unless the config says (k actors per declared GPU share a node's cores)."""
+    if resources.simulated_gpus == "off":
+        return layout
+    return replace(layout, simulated_gpus=True, cpu_threads=resources.cpu_threads or 1)
 
 
 def fit_to_work(layout: JobLayout, sessions: Sequence[SessionRef],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from ray_jobs.cluster import check_ray
+from ray_jobs.elastic import real_gpu_refusal
 from scribe.capacity import doctor
 from scribe.config import JobConfig, TranscribeOptions
 from scribe.errors import ScribeError
@@ -36,30 +37,37 @@ def raise_failures(results: list[doctor.CheckResult], where: str = "") -> None:
         raise ScribeError(f"preflight{where}: " + "; ".join(r.line() for r in failed))
 
 
-def preflight_nodes(options: TranscribeOptions, device: str) -> None:
+def preflight_nodes(options: TranscribeOptions, device: str, simulated: str = "off") -> None:
     """The node checks (GPU, CUDA libraries, model on disk) on every node that will run
-    model actors, in a task that holds no GPU, so a busy card does not delay it."""
+    model actors, in a task that holds no GPU, so a busy card does not delay it. Under
+    ``simulated`` GPUs the engine's device is CPU, and a node with a real GPU is refused
+    unless asked (:func:`ray_jobs.elastic.real_gpu_refusal`)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    kind = "GPU" if device == "cuda" else "CPU"
+    kind = "GPU" if device == "cuda" or simulated != "off" else "CPU"
     nodes = [n for n in ray.nodes()  # type: ignore[no-untyped-call]
              if n["Alive"] and n["Resources"].get(kind, 0) > 0]
     if [n["NodeID"] for n in nodes] == [ray.get_runtime_context().get_node_id()]:
         # One machine, the driver's own: check here. A task's worker took 3.9 s of a
         # 14.5 s job to start (benchmarks/quality.py's profile, 2 cores).
-        raise_failures(doctor.node_checks(device, str(options.model)))  # type: ignore[arg-type]
+        raise_failures(doctor.from_dicts(
+            _node_checks(device, str(options.model), simulated, here=True)))
         return
     check = ray.remote(num_cpus=0)(_node_checks)
     pending = {n["NodeManagerAddress"]: check.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
-            device, str(options.model)) for n in nodes}
+            device, str(options.model), simulated)  # type: ignore[call-arg]  # Ray's stubs: defaults
+        for n in nodes}
     for address, ref in pending.items():
         found: list[dict[str, str]] = ray.get(ref, timeout=60)
         raise_failures(doctor.from_dicts(found), f" on {address}")
 
 
-def _node_checks(device: str, model: str) -> list[dict[str, str]]:
+def _node_checks(device: str, model: str, simulated: str = "off", here: bool = False
+                 ) -> list[dict[str, str]]:
     # CUDA_VISIBLE_DEVICES is empty in a task without GPUs: NVML still sees the cards.
-    return [r.to_dict() for r in doctor.node_checks(device, model, count_devices=False)]  # type: ignore[arg-type]
+    results = doctor.node_checks(device, model, count_devices=here)  # type: ignore[arg-type]
+    refusal = real_gpu_refusal(simulated)
+    return [r.to_dict() for r in ([refusal] if refusal else []) + results]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from scribe.io.sessions import SessionRef
@@ -58,7 +58,7 @@ class ProgressDisplay:
         self._ticker.start()
         return self
 
-    def session(self, record: dict[str, Any]) -> None:
+    def session(self, record: Mapping[str, Any]) -> None:
         """One session finished: ``record`` is its ok or error record."""
         with self._lock:
             ok = record.get("status") == "ok"

@@ -72,14 +72,26 @@ RESULT = pa.struct([
     ("segments", pa.list_(_SEGMENT)), ("language", pa.string()),
     ("language_probability", pa.float64()), ("model_s", pa.float64()),
     ("batch_size", pa.int32()), ("batch_sessions", pa.int32()), ("actor", pa.string()),
+    ("node", pa.string()), ("actor_gpus", pa.float64()), ("actor_started", pa.float64()),
 ])
-"""The model's output for a chunk, the batch it ran in, and the model actor that ran it."""
+"""The model's output for a chunk, the batch it ran in, and the model actor that ran it:
+its id, its node, the GPUs it holds and when (Unix time) it loaded its model."""
 
 SCHEMA = pa.schema([
     ("status", pa.string()), ("error", pa.string()), ("n_chunks", pa.int32()),
     ("session", SESSION), ("chunk", CHUNK), ("features", FEATURES), ("result", RESULT),
 ])
 """Every row between the stages, ok or error, before the model or after it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorIdentity:
+    """The model actor that ran a chunk, as its results carry it (empty outside Ray)."""
+
+    actor: str = ""
+    node: str = ""
+    actor_gpus: float = 0.0
+    actor_started: float = 0.0
 
 
 # --------------------------------------------------------------------------- rows
@@ -117,7 +129,7 @@ def model_input(row: Row) -> Chunk:
 
 
 def set_output(row: Row, output: ChunkOutput, *, batch_size: int, batch_sessions: int,
-               actor: str = "") -> None:
+               actor: ActorIdentity | None = None) -> None:
     """``row`` after the model: its output in, its features (no longer needed) out."""
     row["features"] = None
     row["result"] = _result(output, batch_size=batch_size, batch_sessions=batch_sessions,
@@ -125,11 +137,11 @@ def set_output(row: Row, output: ChunkOutput, *, batch_size: int, batch_sessions
 
 
 def _result(output: ChunkOutput, *, batch_size: int, batch_sessions: int,
-            actor: str) -> dict[str, Any]:
+            actor: ActorIdentity | None) -> dict[str, Any]:
     return {"segments": output.segments, "language": output.language,
             "language_probability": output.language_probability,
             "model_s": output.timings["model"], "batch_size": batch_size,
-            "batch_sessions": batch_sessions, "actor": actor}
+            "batch_sessions": batch_sessions, **dataclasses.asdict(actor or ActorIdentity())}
 
 
 def model_inputs(table: pa.Table) -> dict[int, Chunk]:
@@ -151,7 +163,7 @@ def model_inputs(table: pa.Table) -> dict[int, Chunk]:
 
 
 def with_outputs(table: pa.Table, outputs: dict[int, ChunkOutput], *, batch_size: int,
-                 batch_sessions: int, actor: str = "") -> pa.Table:
+                 batch_sessions: int, actor: ActorIdentity | None = None) -> pa.Table:
     """``table`` after the model, ``outputs`` given for every row with features
     (:func:`model_inputs`): their results in and every row's features out, as
     :func:`set_output` does row by row; the other columns pass through as they came."""

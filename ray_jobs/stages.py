@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -137,16 +138,12 @@ class Transcriber:
 
     def __init__(self, options: TranscribeOptions, cpu_threads: int = 0,
                  batch_size: int | None = None, workers: int = 1) -> None:
-        import ray
-
-        # the actor that runs each chunk (the summary counts them); outside Ray, none: asking
-        # Ray's runtime context there would start a local Ray
-        self.actor = (ray.get_runtime_context().get_actor_id() or ""
-                      ) if ray.is_initialized() else ""
+        started = time.time()
         self.engine = WhisperEngine(options, cpu_threads=cpu_threads, workers=workers)
         self.batch_size = batch_size  # per model call, when a call decodes prompt chains
         self.n_mels = self.engine.n_mels
         self.metrics = ModelMetrics()
+        self.actor = actor_identity(started)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Reads the chunks' features, places and sessions; writes their results with
@@ -164,3 +161,29 @@ class Transcriber:
         return rows.with_outputs(batch, dict(zip(chunks, outputs, strict=True)),
                                  batch_size=per_call, batch_sessions=sessions,
                                  actor=self.actor)
+
+
+def actor_identity(started: float) -> rows.ActorIdentity:
+    """This model actor's id, node and GPUs (the summary counts them and bills what they
+    held from ``started``); outside Ray, none: asking Ray's runtime context there would
+    start a local Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return rows.ActorIdentity()
+    context = ray.get_runtime_context()
+    held = context.get_assigned_resources()  # type: ignore[no-untyped-call]
+    return rows.ActorIdentity(actor=context.get_actor_id() or "", node=context.get_node_id(),
+                              actor_gpus=float(held.get("GPU", 0.0)), actor_started=started)
+
+
+class StageClasses(NamedTuple):
+    """The classes the job's two Ray Data stages run. Another pair that takes the same
+    constructor arguments and maps the same rows (:data:`ray_jobs.rows.SCHEMA`) may stand
+    in for them: benchmarks/scale.py measures the driver with stages of known speed."""
+
+    preprocess: type
+    model: type
+
+
+JOB_STAGES = StageClasses(Preprocessor, Transcriber)

@@ -10,36 +10,40 @@ joins the cluster; alone it starts a local Ray.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray_jobs.cluster import connect_ray, cpu_nodes, held_gpus, leave_to_others
+from ray_jobs import elastic
+from ray_jobs.cluster import connect_ray, cpu_nodes, held_gpus, leave_to_others, live_nodes
 from ray_jobs.collect import SessionCollector
 from ray_jobs.graph import job_rows
-from ray_jobs.layout import JobLayout, fit_to_work, plan_resources
+from ray_jobs.layout import JobLayout, fit_to_work, layout_options, plan_resources, simulated
 from ray_jobs.metrics import JobMetrics
 from ray_jobs.preflight import preflight, preflight_nodes
 from ray_jobs.progress_display import ProgressDisplay
 from ray_jobs.quiet import filter_native_stderr, quiet_ray_data
+from ray_jobs.writer import SessionWriter
 from scribe import config as cfg
 from scribe.capacity import packing
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
-from scribe.io.summary import summarize, summary_text
+from scribe.io.summary import SummaryTotals, summarize, summary_text
 from scribe.pipeline.whisper import model_n_mels, resolve_model_path
-from scribe.schema import Record
+
+if TYPE_CHECKING:
+    from ray_jobs.stages import StageClasses
 
 logger = logging.getLogger("ray_jobs.transcribe")  # also when run as __main__
 
 
-def run_job(config: JobConfig) -> dict[str, Any]:
-    """Transcribe every session of ``config.input`` not yet done; returns the summary."""
+def run_job(config: JobConfig, stages: StageClasses | None = None) -> dict[str, Any]:
+    """Transcribe every session of ``config.input`` not yet done; returns the summary.
+    ``stages``: the Ray Data stages' classes (default :data:`ray_jobs.stages.JOB_STAGES`)."""
     import ray
 
     start = time.perf_counter()
@@ -48,38 +52,46 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     if config.limit:
         sessions = sessions[: config.limit]
     storage.clean_stale_temps(config.output)
-    done = {} if config.overwrite else outputs.finished_sessions(
+    done = set() if config.overwrite else outputs.done_sessions(
         config.output, [s.session_id for s in sessions])
     todo = _longest_first([s for s in sessions if s.session_id not in done])
     logger.info("%d sessions, %d already done, %d to transcribe",
                 len(sessions), len(done), len(todo))
+    elastic.check_simulation(config.resources, config.transcribe)
     connect_ray(config)
     reserved = held_gpus()
-    layout = plan_resources(config.transcribe, config.resources,
-                          ray.cluster_resources(),  # type: ignore[no-untyped-call]
-                          reserved_gpus=reserved, saved=packing.read_plan(),
-                          gpus_here=packing.read_gpus(), cpu_nodes=cpu_nodes())
+    layout = plan_resources(layout_options(config.transcribe, config.resources),
+                            config.resources,
+                            ray.cluster_resources(),  # type: ignore[no-untyped-call]
+                            reserved_gpus=reserved, saved=packing.read_plan(),
+                            gpus_here=packing.read_gpus(), cpu_nodes=cpu_nodes())
+    layout = simulated(layout, config.resources)
     leave_to_others(reserved)
-    options = config.transcribe.model_copy(update={"device": layout.device}).resolved()
+    options = config.transcribe.model_copy(update={"device": layout.engine_device}).resolved()
     assert options.model is not None
-    preflight_nodes(options, layout.device)
+    preflight_nodes(options, layout.engine_device, config.resources.simulated_gpus)
     n_mels = model_n_mels(resolve_model_path(options.model))
     layout = fit_to_work(layout, todo, options, config.resources)
+    layout = elastic.with_grow_limits(layout, todo, options, config.resources)
     logger.info("plan: %s", layout)
     with JobMetrics(start, layout.gpus, config.gpu_hourly_usd) as metrics:
-        records, collector = _run(todo, options, config, layout, n_mels, metrics)
+        totals, collector = _run(todo, options, config, layout, n_mels, metrics, stages)
     wall = time.perf_counter() - start
+    actors = collector.actors.report(time.time(), live_nodes())
     summary = summarize(
-        records, wall_s=wall, gpus=layout.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
-        skipped=len(done), extra={
+        totals, wall_s=wall, gpus=layout.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
+        skipped=len(done),
+        gpu_hours=actors["model_gpu_hours"] if layout.device == "cuda" and todo else None,
+        extra={
             "model": options.model, "device": layout.device, "plan": layout.__dict__,
-            "mean_batch_size": _mean(collector.batch_sizes),
-            "max_batch_sessions": max(collector.batch_sessions, default=0),
-            "model_actors_used": len(collector.actors),
+            "mean_batch_size": collector.mean_batch_size,
+            "max_batch_sessions": collector.max_batch_sessions,
+            **actors,
         })
     storage.write_atomic(storage.join(config.output, outputs.SUMMARY_FILE),
                          json.dumps(summary, indent=2))
     return summary
+
 
 def _longest_first(sessions: list[SessionRef]) -> list[SessionRef]:
     """Longest recordings first (:attr:`SessionRef.estimated_duration_s`): a long session's
@@ -90,45 +102,24 @@ def _longest_first(sessions: list[SessionRef]) -> list[SessionRef]:
 
 
 def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
-         layout: JobLayout, n_mels: int, metrics: JobMetrics
-         ) -> tuple[list[Record], SessionCollector]:
-    """Stream rows, write each finished session in the background, return all records."""
+         layout: JobLayout, n_mels: int, metrics: JobMetrics, stages: StageClasses | None
+         ) -> tuple[SummaryTotals, SessionCollector]:
+    """Stream rows, write each finished session in the background; the summary's totals.
+    A record lives only until it is written (:class:`ray_jobs.writer.SessionWriter`)."""
     collector = SessionCollector()
-    records: list[Record] = []
+    totals = SummaryTotals()
     if not todo:
-        return records, collector
+        return totals, collector
     quiet_ray_data(config.verbose)
-    with (concurrent.futures.ThreadPoolExecutor(max_workers=8) as writers,
-          ProgressDisplay(todo, sys.stderr, tty=sys.stderr.isatty()) as progress):
-        futures = []
-        for row in job_rows(todo, options, config.resources, layout, n_mels):
+    with (ProgressDisplay(todo, sys.stderr, tty=sys.stderr.isatty()) as progress,
+          SessionWriter(config.output, totals, metrics, progress) as writer):
+        for row in job_rows(todo, options, config.resources, layout, n_mels, stages):
             record = collector.add(row)
             if record is not None:
-                records.append(record)
-                futures.append(writers.submit(_write, config.output, record, metrics,
-                                              progress))
+                writer.submit(record)
         for record in collector.incomplete():
-            records.append(record)
-            futures.append(writers.submit(_write, config.output, record, metrics, progress))
-        for future in futures:
-            future.result()
-    return records, collector
-
-
-def _write(output: str, record: Record, metrics: JobMetrics,
-           progress: ProgressDisplay) -> None:
-    try:
-        outputs.write_session(output, record)
-    except Exception as exc:
-        logger.error("could not write %s: %s", record["session_id"], describe(exc))
-        record["status"] = "error"
-        record["error"] = f"writing outputs failed: {describe(exc)}"
-    metrics.session(record)
-    progress.session(record)
-
-
-def _mean(values: list[int]) -> float:
-    return sum(values) / len(values) if values else 0.0
+            writer.submit(record)
+    return totals, collector
 
 
 def parse_args(argv: list[str] | None) -> JobConfig:

@@ -206,6 +206,19 @@ class ResourceConfig(_Frozen):
     cpu_threads: int = Field(
         0, ge=0, description="threads per model replica on CPU (0: CTranslate2's default)"
     )
+    max_model_actors: int | None = Field(
+        None, ge=1, description="the model pool starts with what the cluster has and grows "
+        "onto nodes that join mid-job up to this many actors (the preprocessing pool in "
+        "proportion); default: as many as the sessions make model calls, at most "
+        "256"
+    )
+    simulated_gpus: Literal["off", "on", "over_real_gpus"] = Field(
+        "off", description="lay the model actors out on the GPUs Ray's nodes declare "
+        "(ray start --num-gpus N): num_gpus = 1/actors_per_gpu each, GPU hours and cost "
+        "as they held them, while the engine computes on CPU; to rehearse a GPU cluster's "
+        "layout on machines without GPUs. 'on' is refused where a node has a real GPU; "
+        "'over_real_gpus' runs anyway"
+    )
 
     def gpu_fraction(self) -> float:
         """The ``num_gpus`` each model actor asks for: always 1/k."""

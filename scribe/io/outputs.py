@@ -1,24 +1,31 @@
 """Write a session's outputs, and find which sessions an earlier run finished.
 
-The JSON record is written last: it is the commit marker. A session whose JSON says
-``ok`` has all its files; a rerun skips it. Every write is atomic.
+The JSON record is written last of the session's files: it is the commit. A session
+whose JSON says ``ok`` has all its files; a rerun skips it, learning so from the small
+marker written after the record (:mod:`scribe.io.done`). Every write is atomic.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from scribe.errors import StorageError
-from scribe.io import formats, storage
+from scribe.io import done, formats, storage
 from scribe.schema import Record
 
+logger = logging.getLogger(__name__)
+
 SEGMENTS_DIR = "_segments"
+# Past this many unmarked sessions, one listing of the output finds their records sooner
+# than asking for each (a GET per session on S3, most of them for records not there).
+READ_EACH_AT_MOST = 256
 SUMMARY_FILE = "_summary.json"
 _SEGMENT_SCHEMA = pa.schema([
     ("session_id", pa.string()), ("segment", pa.int32()), ("start", pa.float64()),
@@ -42,7 +49,11 @@ def write_session(output: str, record: Record) -> None:
         storage.write_atomic(record_uri(output, sid, ".txt"), formats.to_txt(segments))
         storage.write_parquet_atomic(
             storage.join(output, SEGMENTS_DIR, sid + ".parquet"), segment_table(record))
+    else:
+        done.unmark(output, sid)  # an earlier run's ok must not outlive this record
     storage.write_atomic(record_uri(output, sid), formats.to_json(record))
+    if record["status"] == "ok":
+        done.mark_done(output, sid)
 
 
 def segment_table(record: Record) -> pa.Table:
@@ -59,6 +70,24 @@ def segment_table(record: Record) -> pa.Table:
         "no_speech_prob": [s["no_speech_prob"] for s in segs],
         "speaker": [s.get("speaker") for s in segs],
     }, schema=_SEGMENT_SCHEMA)
+
+
+def done_sessions(output: str, session_ids: Sequence[str]) -> set[str]:
+    """The ids of ``session_ids`` that have an ok record under ``output``: marked ones
+    without reading them, the others by reading their record (and marking them)."""
+    marked = done.marked_sessions(output)
+    unmarked = [sid for sid in session_ids if sid not in marked]
+    if len(unmarked) > READ_EACH_AT_MOST:
+        recorded = set(recorded_sessions(output))
+        unmarked = [sid for sid in unmarked if sid in recorded]
+    found = {sid for sid, rec in read_records(output, unmarked).items()
+             if rec.get("status") == "ok"}
+    if found:
+        logger.info("%d finished sessions had no marker: marking them", len(found))
+    for sid in found:
+        done.mark_done(output, sid)
+    wanted = set(session_ids)
+    return (marked & wanted) | found
 
 
 def finished_sessions(output: str, session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:

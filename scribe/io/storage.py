@@ -197,6 +197,19 @@ def exists(uri: str) -> bool:
     return bool(file_info(fs, path, uri).type != pafs.FileType.NotFound)
 
 
+def remove(uri: str) -> None:
+    """Delete the file at ``uri``; nothing when none is there."""
+    fs, path = resolve(uri)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        return
+    except (OSError, pa.ArrowException) as exc:
+        if file_info(fs, path, uri).type == pafs.FileType.NotFound:
+            return
+        raise StorageError(f"cannot delete {uri}: {exc}") from exc
+
+
 # --------------------------------------------------------------------------- writing
 
 

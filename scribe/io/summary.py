@@ -9,38 +9,67 @@ from typing import Any
 OPENAI_USD_PER_AUDIO_HOUR = 0.36  # $0.006 per audio minute
 
 
+class SummaryTotals:
+    """The few numbers per run the summary needs, added one record at a time, so that a
+    driver over 100,000 sessions never holds their records (segments, text) to the end.
+    Failed sessions are kept by id and error only."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.audio_s = 0.0
+        self.speech_s = 0.0
+        self.stages: defaultdict[str, float] = defaultdict(float)
+        self.failures: list[dict[str, Any]] = []
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Count one finished session (ok or not); the record is not kept."""
+        for stage, seconds in record.get("timings", {}).items():
+            self.stages[stage] += seconds
+        if record["status"] != "ok":
+            self.failures.append({"session_id": record["session_id"],
+                                  "error": record["error"]})
+            return
+        self.ok += 1
+        self.audio_s += record["duration_s"]
+        self.speech_s += record["speech_duration_s"]
+
+
 def summarize(
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[Mapping[str, Any]] | SummaryTotals,
     *,
     wall_s: float,
     gpus: float,
     gpu_hourly_usd: float,
     skipped: int = 0,
+    gpu_hours: float | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run's summary. Billed hours are wall time x GPUs held (x1 on a CPU-only run)."""
-    records = list(records)
-    ok = [r for r in records if r["status"] == "ok"]
-    failed = [r for r in records if r["status"] != "ok"]
-    audio_s = sum(r["duration_s"] for r in ok)
-    speech_s = sum(r["speech_duration_s"] for r in ok)
-    stages: defaultdict[str, float] = defaultdict(float)
-    for r in records:
-        for stage, seconds in r.get("timings", {}).items():
-            stages[stage] += seconds
-    billed_hours = wall_s / 3600.0 * max(gpus, 1.0)
+    """The run's summary, from the records or their :class:`SummaryTotals`. GPU hours are
+    wall time x GPUs held unless ``gpu_hours`` gives what the model actors held; billed
+    hours are those (x1 machine on a CPU-only run)."""
+    if isinstance(records, SummaryTotals):
+        totals = records
+    else:
+        totals = SummaryTotals()
+        for record in records:
+            totals.add(record)
+    if gpu_hours is None:
+        gpu_hours = wall_s / 3600.0 * gpus
+        billed_hours = wall_s / 3600.0 * max(gpus, 1.0)  # a card is rented whole
+    else:
+        billed_hours = gpu_hours if gpus else wall_s / 3600.0
     cost = billed_hours * gpu_hourly_usd
-    audio_hours = audio_s / 3600.0
+    audio_hours = totals.audio_s / 3600.0
     return {
-        "sessions": {"ok": len(ok), "failed": len(failed), "skipped": skipped},
-        "failures": [{"session_id": r["session_id"], "error": r["error"]} for r in failed],
+        "sessions": {"ok": totals.ok, "failed": len(totals.failures), "skipped": skipped},
+        "failures": list(totals.failures),
         "audio_hours": audio_hours,
-        "speech_hours": speech_s / 3600.0,
+        "speech_hours": totals.speech_s / 3600.0,
         "wall_s": wall_s,
-        "throughput_audio_s_per_wall_s": audio_s / wall_s if wall_s > 0 else 0.0,
-        "stage_seconds": dict(stages),
+        "throughput_audio_s_per_wall_s": totals.audio_s / wall_s if wall_s > 0 else 0.0,
+        "stage_seconds": dict(totals.stages),
         "gpus": gpus,
-        "gpu_hours": wall_s / 3600.0 * gpus,
+        "gpu_hours": gpu_hours,
         "gpu_hourly_usd": gpu_hourly_usd,
         "cost_usd": cost,
         "cost_per_audio_hour_usd": cost / audio_hours if audio_hours > 0 else None,

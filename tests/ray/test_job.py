@@ -85,7 +85,8 @@ def test_resume_skips_finished_sessions_and_redoes_deleted_ones(
     ok = first["sessions"]["ok"]
     assert second["sessions"] == {"ok": 0, "failed": first["sessions"]["failed"], "skipped": ok}
     redone = tmp_path / "standup.json"
-    redone.unlink()
+    redone.unlink()  # a session is redone once its record and its marker are gone
+    (tmp_path / "_done" / "standup.ok").unlink()
     third = run_job(job_config(str(root), str(tmp_path)))
     assert third["sessions"]["ok"] == 1 and third["sessions"]["skipped"] == ok - 1
     assert redone.exists()

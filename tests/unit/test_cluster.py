@@ -64,6 +64,7 @@ def test_a_recorded_cluster_that_died_is_found_in_a_second(
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # not the shell's (RAY_ADDRESS=local)
     assert cluster.ray_address_file() == tmp_path / "ray" / "ray_current_cluster"
     _record(tmp_path, f"127.0.0.1:{listening_port}")
     assert cluster.dead_recorded_cluster() is None

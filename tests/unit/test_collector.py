@@ -26,7 +26,8 @@ def _row(sid: str, index: int, n: int, *, status: str = "ok", text: str = "hi") 
            "features": None,
            "result": {"segments": [seg], "language": "en", "language_probability": 1.0,
                       "model_s": 0.2, "batch_size": 4, "batch_sessions": 2,
-                      "actor": "a1"}}
+                      "actor": "a1", "node": "n1", "actor_gpus": 0.5,
+                      "actor_started": 1.0}}
     return rows.decode(rows.encode([row]))[0]  # as the driver gets it from the dataset
 
 

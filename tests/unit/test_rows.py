@@ -123,7 +123,10 @@ def test_the_model_stage_passes_the_columns_it_does_not_read_through(
         if row["features"] is not None:
             result = done["result"]
             rows.set_output(row, rows.model_output(done), batch_size=result["batch_size"],
-                            batch_sessions=result["batch_sessions"], actor=result["actor"])
+                            batch_sessions=result["batch_sessions"],
+                            actor=rows.ActorIdentity(result["actor"], result["node"],
+                                                     result["actor_gpus"],
+                                                     result["actor_started"]))
     assert rows.encode(expected).equals(out)
     assert Transcriber(options)(batch.filter(batch.column("features").is_null())
                                 ).equals(batch.filter(batch.column("features").is_null()))

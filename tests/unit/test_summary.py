@@ -73,3 +73,19 @@ def test_the_text_says_counts_throughput_cost_and_each_failure() -> None:
     assert "decode 5.5, model 40.0" in lines[2]
     assert "at $0.42/GPU-h" in lines[3] and "$0.0420 per audio hour" in lines[3]
     assert lines[-1] == "FAILED c: not audio"
+
+
+def test_totals_added_one_by_one_give_the_summary_of_the_records() -> None:
+    from scribe.io.summary import SummaryTotals
+
+    totals = SummaryTotals()
+    for record in RECORDS:
+        totals.add(record)
+    kwargs: dict[str, Any] = {"wall_s": 720.0, "gpus": 1.0, "gpu_hourly_usd": 0.42}
+    assert summarize(totals, **kwargs) == summarize(RECORDS, **kwargs)
+
+
+def test_gpu_hours_the_actors_held_are_billed_as_given() -> None:
+    summary = summarize(RECORDS, wall_s=3600.0, gpus=2.0, gpu_hourly_usd=0.5, gpu_hours=1.5)
+    assert summary["gpu_hours"] == 1.5
+    assert summary["cost_usd"] == pytest.approx(0.75)

@@ -1,0 +1,93 @@
+"""The job's layout on a cluster that changes: pools that grow onto nodes joining mid-job,
+and GPU accounting rehearsed on nodes that only declare GPUs.
+
+Ray Data's autoscaling actor pools (``ActorPoolStrategy(min_size, max_size)``) start with
+``min_size`` actors and add more while their work queues up and Ray has room for them: a
+node that joins adds room, so the pool grows onto it; one that leaves takes its actors,
+which Ray restarts where there is room (or the pool carries on with fewer). The job never
+waits for ``max_size``: it is a limit, not a request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from ray_jobs.layout import JobLayout, model_replicas_for
+from scribe.capacity import doctor
+from scribe.config import ResourceConfig, TranscribeOptions
+from scribe.errors import PlanError
+from scribe.io.sessions import SessionRef
+
+DEFAULT_MAX_MODEL_ACTORS = 256
+# Actors of one pool that may die while starting, one after another, before the job fails.
+# Ray Data's default, 0, fails the job at the first: an actor loading its model on a node
+# that leaves dies so. The count restarts whenever an actor of the pool starts, so a stage
+# whose actors can never start (a broken model) still fails after this many.
+ACTOR_INIT_DEATHS = 8
+
+
+def grow_limits(layout: JobLayout, sessions: Sequence[SessionRef], options: TranscribeOptions,
+                resources: ResourceConfig) -> tuple[int, int]:
+    """The most model and preprocessing actors the pools may grow to: the config's
+    ``max_model_actors``, else one per model call the sessions make (none idle), else
+    :data:`DEFAULT_MAX_MODEL_ACTORS`; never fewer than the layout starts with, and no
+    growth where the config fixes ``model_actors`` and sets no maximum. The
+    preprocessing pool grows in proportion, unless the config caps it."""
+    chain = options.prompt_chain if options.condition_on_previous_text else 1
+    calls = model_replicas_for(sessions, DEFAULT_MAX_MODEL_ACTORS * layout.model_workers,
+                               layout.model_batch_size, chain, options.chunk_length_s)
+    if resources.model_actors and not resources.max_model_actors:
+        return layout.model_actors, layout.preprocess_actors  # fixed by the config
+    model = resources.max_model_actors or math.ceil(calls / layout.model_workers)
+    model = max(layout.model_actors, model)
+    if resources.preprocess_actors:
+        return model, layout.preprocess_actors
+    grown = math.ceil(layout.preprocess_actors * model / layout.model_actors)
+    return model, max(layout.preprocess_actors, grown)
+
+
+def with_grow_limits(layout: JobLayout, sessions: Sequence[SessionRef],
+                     options: TranscribeOptions, resources: ResourceConfig) -> JobLayout:
+    """``layout`` with the pools' limits (:func:`grow_limits`) set."""
+    model, preprocess = grow_limits(layout, sessions, options, resources)
+    return replace(layout, max_model_actors=model, max_preprocess_actors=preprocess)
+
+
+def survive_actor_deaths(context: Any) -> None:
+    """Let ``context`` (a Ray Data ``DataContext``) replace up to
+    :data:`ACTOR_INIT_DEATHS` actors in a row that died while starting."""
+    context.max_consecutive_actor_init_deaths = max(
+        context.max_consecutive_actor_init_deaths, ACTOR_INIT_DEATHS)
+
+
+def check_simulation(resources: ResourceConfig, options: TranscribeOptions) -> None:
+    """Refuse a simulated GPU layout that would hide a real GPU or contradict the device."""
+    if resources.simulated_gpus == "off":
+        return
+    if options.device == "cuda":
+        raise PlanError("simulated_gpus computes on CPU: leave device auto or cpu")
+    refusal = real_gpu_refusal(resources.simulated_gpus)
+    if refusal is not None:
+        raise PlanError(f"{refusal.message}  -> {refusal.fix}")
+
+
+def real_gpu_refusal(mode: str) -> doctor.CheckResult | None:
+    """A failed check where ``mode`` is ``on`` and this node has a real GPU (Ray would
+    place actors on it and the engine would leave it idle); None otherwise."""
+    if mode != "on" or not _cuda_devices():
+        return None
+    return doctor.CheckResult(
+        "simulated GPUs", "fail", "this node has a real GPU: simulated_gpus on would "
+        "leave it idle", fix="turn simulated_gpus off, or set it to over_real_gpus")
+
+
+def _cuda_devices() -> int:
+    try:
+        import ctranslate2
+
+        return int(ctranslate2.get_cuda_device_count())
+    except Exception:  # a broken CUDA install: no GPU that the engine could use
+        return 0
