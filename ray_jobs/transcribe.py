@@ -33,6 +33,7 @@ from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import summarize, summary_text
 from scribe.pipeline.features import N_FRAMES
+from scribe.pipeline.languages import check_request, check_sessions
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import error_record, ok_record
 from scribe.pipeline.whisper import ChunkOutput, model_n_mels, resolve_model_path
@@ -190,6 +191,7 @@ def _preflight(config: JobConfig) -> None:
     path. What depends on the nodes (GPUs, CUDA libraries, the model on each disk) is
     checked on them by :func:`_preflight_nodes` once Ray is up."""
     model = config.transcribe.model or ""
+    check_request(model, language=config.transcribe.language, task=config.transcribe.task)
     results = [doctor.check_output(config.output), doctor.check_ray()]
     if model.startswith(("/", ".", "~")):
         results.append(doctor.check_model(os.path.expanduser(model)))
@@ -385,6 +387,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     sessions = list_sessions(config.input)
     if config.limit:
         sessions = sessions[: config.limit]
+    check_sessions(config.transcribe, [(s.session_id, s.language) for s in sessions])
     storage.clean_stale_temps(config.output)
     done = {} if config.overwrite else outputs.finished_sessions(
         config.output, [s.session_id for s in sessions])

@@ -26,6 +26,7 @@ from scribe import config as cfg
 from scribe.capacity.footprint import process_memory
 from scribe.config import TranscribeOptions
 from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.languages import check_request
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import ok_record, record_base
 from scribe.pipeline.whisper import ChunkOutput
@@ -80,7 +81,9 @@ class Frontend:
         }
         if wants_speakers(request) and base.speakers == "off":
             update["speakers"] = "auto"
-        return cfg.build(TranscribeOptions, base.model_dump(), update)
+        options = cfg.build(TranscribeOptions, base.model_dump(), update)
+        check_request(str(base.model), language=options.language, task=options.task)
+        return options
 
     async def transcribe(self, upload: UploadFile, request: AudioRequest, request_id: str
                          ) -> Response:
@@ -105,7 +108,9 @@ class Frontend:
                     time.perf_counter() - start)
         base = record_base(request_id, model=self.config.transcribe.model, analysis=analysed,
                            word_timestamps=options.word_timestamps)
-        return transcription_response(ok_record(base, chunks, speakers), request)
+        record = ok_record(base, chunks, speakers)
+        answer.segments = record["segments"]
+        return transcription_response(record, request)
 
     async def _speakers(self, request: AudioRequest, options: TranscribeOptions
                         ) -> SpeakerRequest | None:

@@ -37,7 +37,9 @@ def restore_segments(chunks: Iterable[ChunkOutput]) -> list[dict[str, Any]]:
     ]
     if speech:
         segments = list(restore_speech_timestamps(segments, speech, SAMPLE_RATE))
-    return in_order([_segment_dict(i, seg) for i, seg in enumerate(segments)])
+    languages = [s.get("language") or c.language for c in ordered for s in c.segments]
+    return in_order([_segment_dict(i, seg, language)
+                     for i, (seg, language) in enumerate(zip(segments, languages, strict=True))])
 
 
 def in_order(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,9 +76,10 @@ def _segments(chunks: list[ChunkOutput], speakers: SpeakerRequest | None
     return speaker_segments(restored, windows, speakers)
 
 
-def _segment_dict(index: int, segment: Any) -> dict[str, Any]:
+def _segment_dict(index: int, segment: Any, language: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"id": index}
     out.update({key: getattr(segment, key) for key in SEGMENT_KEYS})
+    out["language"] = language
     out["text"] = out["text"].strip()
     if segment.words:
         out["words"] = [

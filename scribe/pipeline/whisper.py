@@ -8,7 +8,6 @@ share one model call. Text and timestamps do not depend on which chunks share a 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from scribe.errors import ModelLoadError
 from scribe.pipeline.bundled import local_model_path
 from scribe.pipeline.chunking import Chunk, ChunkPlan
 from scribe.pipeline.features import stack_padded, window_frames
+from scribe.pipeline.languages import Detected, detect
 from scribe.pipeline.safeguards import (
     best_attempt,
     drop_hallucinations,
@@ -165,10 +165,38 @@ class WhisperEngine:
         if not items:
             return []
         opts = options or self.options
+        found = (detect(self, items, opts) if self.is_multilingual
+                 else Detected(list(items), [None] * len(items), list(range(len(items))),
+                               [1.0] * len(items)))
         if opts.condition_on_previous_text:
-            return self._transcribe_chains(
-                items, opts, self.chunks_per_call(len(items), opts, batch_size=batch_size))
-        return self._transcribe(items, opts, [None] * len(items))
+            outputs = self._transcribe_chains(
+                found.chunks, opts,
+                self.chunks_per_call(len(found.chunks), opts, batch_size=batch_size),
+                found.rows)
+        else:
+            outputs = self._transcribe(found.chunks, opts, [None] * len(found.chunks),
+                                       found.rows)
+        return _merged(items, outputs, found)
+
+    def encode_at_windows(self, features: Sequence[Any], opts: TranscribeOptions
+                          ) -> list[EncodedRow]:
+        """Each chunk's encoding at its own window (:meth:`_window`), chunks of one window
+        in one encoder output."""
+        groups: defaultdict[int, list[int]] = defaultdict(list)
+        for i, feats in enumerate(features):
+            groups[self._window(feats.shape[1], opts)].append(i)
+        rows: list[EncodedRow] = [(None, 0)] * len(features)
+        for width, group in groups.items():
+            encoded = self._encode([features[i] for i in group], width, [None] * len(group))
+            for n, i in enumerate(group):
+                rows[i] = (encoded, n)
+        return rows
+
+    def detect_language(self, encoded: Any) -> list[list[tuple[str, float]]]:
+        """CTranslate2's language detection on an encoder output: per row, every language
+        and its probability, the likeliest first."""
+        return [[(token[2:-2], prob) for token, prob in ranked]
+                for ranked in self.model.model.detect_language(encoded)]
 
     def chunks_per_call(self, count: int, options: TranscribeOptions | None = None, *,
                         batch_size: int | None = None) -> int:
@@ -181,7 +209,8 @@ class WhisperEngine:
         return min(count, batch_size or math.ceil(count / opts.prompt_chain))
 
     def _transcribe_chains(self, items: Sequence[Chunk], opts: TranscribeOptions,
-                           per_call: int) -> list[ChunkOutput]:
+                           per_call: int, known: Sequence[EncodedRow | None]
+                           ) -> list[ChunkOutput]:
         """A session's chunks form chains of ``prompt_chain``: chunk indices 0-3, 4-7 and
         so on (for 4), whichever call they come in. Each chunk of a chain is prompted with
         the chain's text before it, as sequential decoding conditions on the previous
@@ -189,28 +218,19 @@ class WhisperEngine:
         every chain, then the second, in model calls of ``per_call`` chunks: a call of
         B x prompt_chain chunks of one session still decodes B at a time. A chain given
         whole gives the same text whatever else shares the call (the job's blocks keep
-        chains whole); a chain's part starts without a prompt.
-
-        A chain is in one language: where it is not given, the chains' first chunks vote
-        per session, as all of a call's chunks do unprompted, and the rest follow."""
+        chains whole); a chain's part starts without a prompt. Each chunk keeps its own
+        language (:mod:`scribe.pipeline.languages`); ``known`` says where its encoding is."""
         chains = _chains(items, opts.prompt_chain)
         outputs: list[ChunkOutput | None] = [None] * len(items)
         said = [""] * len(chains)
-        heads: list[ChunkOutput | None] = [None] * len(chains)
         for k in range(max(len(chain) for chain in chains)):
             wave = [(n, chain[k]) for n, chain in enumerate(chains) if len(chain) > k]
             for first in range(0, len(wave), per_call):
                 part = wave[first:first + per_call]
-                batch = [items[i] if (head := heads[n]) is None
-                         else dataclasses.replace(items[i], language=head.language)
-                         for n, i in part]
-                done = self._transcribe(batch, opts, [said[n] or None for n, _ in part])
+                done = self._transcribe([items[i] for _, i in part], opts,
+                                        [said[n] or None for n, _ in part],
+                                        [known[i] for _, i in part])
                 for (n, i), out in zip(part, done, strict=True):
-                    head = heads[n]
-                    if head is None:
-                        heads[n] = out
-                    elif items[i].language is None:
-                        out.language_probability = head.language_probability
                     outputs[i] = out
                     said[n] = " ".join(
                         [said[n], *(seg["text"].strip() for seg in out.segments)]).strip()
@@ -245,7 +265,8 @@ class WhisperEngine:
         for key, group in groups.items():
             for n, i in enumerate(group):
                 rows[i] = (encoded[key], n)
-        languages = self._languages(items, groups, encoded, opts)
+        languages = [(item.language or opts.language or "en", 1.0) if self.is_multilingual
+                     else ("en", 1.0) for item in items]
         tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
         pieces: list[list[Piece]] = [[] for _ in items]
         for key, group in groups.items():
@@ -335,35 +356,6 @@ class WhisperEngine:
         levels = (*(n for n in _PROMPT_LEVELS if n < cap), cap)
         level = max((n for n in levels if n <= len(tokens)), default=0)
         return [*initial, *tokens[len(tokens) - level:]][-limit:]
-
-    def _languages(
-        self, items: Sequence[Chunk], groups: dict[tuple[int, int, bool], list[int]],
-        encoded: dict[tuple[int, int, bool], Any], opts: TranscribeOptions,
-    ) -> list[tuple[str, float]]:
-        """Each chunk's language: given, else the vote of its session's chunks in the batch."""
-        given = [item.language or opts.language for item in items]
-        if not self.is_multilingual:
-            return [("en", 1.0)] * len(items)
-        if all(given):
-            return [(lang, 1.0) for lang in given if lang]
-        detected: list[Any] = [None] * len(items)
-        for key, group in groups.items():
-            for i, probs in zip(group, self.model.model.detect_language(encoded[key]),
-                                strict=True):
-                detected[i] = probs
-        votes: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for item, probs in zip(items, detected, strict=True):
-            for token, prob in probs:
-                votes[item.group][token[2:-2]] += prob
-        chosen: list[tuple[str, float]] = []
-        for item, lang in zip(items, given, strict=True):
-            if lang:
-                chosen.append((lang, 1.0))
-                continue
-            tally = votes[item.group]
-            best = max(tally, key=tally.__getitem__)
-            chosen.append((best, tally[best] / sum(tally.values())))
-        return chosen
 
     def _generate(
         self, encoder_output: Any, tokenizers: list[Any], opts: TranscribeOptions,
@@ -629,6 +621,26 @@ class WhisperEngine:
         WhisperModel.add_word_timestamps(
             _Aligned(alignment, self.model.frames_per_second), [segments], tokenizer, None,
             self._frames(plan), _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, plan.offset_s)
+
+
+def _merged(items: Sequence[Chunk], outputs: list[ChunkOutput], found: Detected
+            ) -> list[ChunkOutput]:
+    """One output per chunk of ``items`` from the outputs of ``found``'s chunks (a chunk
+    decoded in two halves, in two languages, gives its segments in order and the language
+    of its longer half); every segment names its language."""
+    parts: defaultdict[int, list[tuple[ChunkOutput, float]]] = defaultdict(list)
+    for out, parent, prob in zip(outputs, found.parents, found.probabilities, strict=True):
+        for segment in out.segments:
+            segment["language"] = out.language
+        parts[parent].append((out, prob))
+    merged = []
+    for i, item in enumerate(items):
+        longest, prob = max(parts[i], key=lambda part: part[0].plan.duration_s)
+        merged.append(ChunkOutput(
+            plan=item.plan, language=longest.language, language_probability=prob,
+            segments=[seg for out, _ in parts[i] for seg in out.segments],
+            timings={"model": sum(out.timings.get("model", 0.0) for out, _ in parts[i])}))
+    return merged
 
 
 def _stacked(rows: list[Any]) -> Any:
