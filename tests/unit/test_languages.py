@@ -172,3 +172,12 @@ def test_the_job_exits_2_before_reading_audio(real_model: str, tmp_path: Path,
     assert code == 2
     assert f"invalid_parameter: {param}: " in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_seconds_per_language_for_the_metrics() -> None:
+    from scribe.telemetry import language_seconds
+
+    segments = [{"start": 0.0, "end": 2.0, "language": "en"},
+                {"start": 2.0, "end": 2.5, "language": "de"},
+                {"start": 3.0, "end": 4.0, "language": "en"}, {"start": 4.0, "end": 5.0}]
+    assert language_seconds(segments) == {"en": 3.0, "de": 0.5, "unknown": 1.0}
