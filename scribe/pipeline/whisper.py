@@ -168,14 +168,15 @@ class WhisperEngine:
         found = (detect(self, items, opts) if self.is_multilingual
                  else Detected(list(items), [None] * len(items), list(range(len(items))),
                                [1.0] * len(items)))
+        # A GPU's encoder outputs cannot be sliced (:meth:`_encode`): they are let go, and
+        # the decode encodes again, rather than holding the call's outputs on the card.
+        rows = found.rows if self._on_cpu else [None] * len(found.chunks)
         if opts.condition_on_previous_text:
             outputs = self._transcribe_chains(
                 found.chunks, opts,
-                self.chunks_per_call(len(found.chunks), opts, batch_size=batch_size),
-                found.rows)
+                self.chunks_per_call(len(found.chunks), opts, batch_size=batch_size), rows)
         else:
-            outputs = self._transcribe(found.chunks, opts, [None] * len(found.chunks),
-                                       found.rows)
+            outputs = self._transcribe(found.chunks, opts, [None] * len(found.chunks), rows)
         return _merged(items, outputs, found)
 
     def encode_at_windows(self, features: Sequence[Any], opts: TranscribeOptions
