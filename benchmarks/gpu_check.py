@@ -208,7 +208,7 @@ def words_step(model_dir: str, mode: Mode) -> dict[str, Any]:
     engine = WhisperEngine(options, cpu_threads=mode.cpu_threads)
     prepared = preprocess(str(JFK), options, engine.n_mels)
     began = time.monotonic()
-    outputs = engine.transcribe([dataclasses.replace(c, group="jfk")
+    outputs = engine.transcribe([dataclasses.replace(c, session_id="jfk")
                                  for c in prepared.chunks])
     model_s = time.monotonic() - began
     text = " ".join(s["text"].strip() for out in outputs for s in out.segments)

@@ -173,7 +173,7 @@ def engine_floor(files: list[Item], batch_size: int) -> Run:
     chain = options.prompt_chain if options.condition_on_previous_text else 1
     units = []
     for f in files:
-        chunks = [dataclasses.replace(c, group=f.path)
+        chunks = [dataclasses.replace(c, session_id=f.path)
                   for c in preprocess(f.path, options, engine.n_mels).chunks]
         units += [chunks[i:i + chain] for i in range(0, len(chunks), chain)]
     texts: dict[str, list[str]] = {f.path: [] for f in files}
@@ -181,7 +181,7 @@ def engine_floor(files: list[Item], batch_size: int) -> Run:
         batch = [c for unit in units[i:i + batch_size] for c in unit]
         outputs = engine.transcribe(batch, batch_size=batch_size)
         for chunk, out in zip(batch, outputs, strict=True):
-            texts[chunk.group] += [s["text"] for s in out.segments]
+            texts[chunk.session_id] += [s["text"] for s in out.segments]
     return Run(f"engine in one process, batch {batch_size}",
                {k: " ".join(v) for k, v in texts.items()}, time.perf_counter() - start)
 
@@ -192,7 +192,8 @@ def job(files: list[Item], name: str, *, options: dict[str, Any] | None = None,
     """``run_job`` on the folder holding ``files``; Ray started here if it is not up."""
     import ray
 
-    from ray_jobs.transcribe import connect_ray, run_job
+    from ray_jobs.cluster import connect_ray
+    from ray_jobs.transcribe import run_job
 
     folder = Path(files[0].path).parent
     out = Path(tempfile.mkdtemp(prefix="bench-quality-"))

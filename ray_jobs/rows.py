@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from scribe.pipeline.chunking import Chunk, ChunkPlan
+from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
 from scribe.pipeline.speakers.voices import VoiceWindow
-from scribe.pipeline.whisper import ChunkOutput
+from scribe.schema import RecordBase
 
 Row = dict[str, Any]
 
@@ -85,20 +85,20 @@ SCHEMA = pa.schema([
 # --------------------------------------------------------------------------- rows
 
 
-def session_row(base: dict[str, Any], error: str | None = None) -> Row:
+def session_row(base: RecordBase, error: str | None = None) -> Row:
     """A session alone: failed (with ``error``), or ok with no speech."""
     return {"status": "ok" if error is None else "error", "error": error or "",
             "n_chunks": 0, "session": base, "chunk": None, "features": None, "result": None}
 
 
-def filler_row(base: dict[str, Any]) -> Row:
+def filler_row(base: RecordBase) -> Row:
     """No chunk: it pads a block to whole prompt chains, so that no model call cuts one
     (:class:`ray_jobs.stages.Preprocessor`); the model skips it and the driver drops it."""
     return {"status": "filler", "error": "", "n_chunks": 0, "session": base, "chunk": None,
             "features": None, "result": None}
 
 
-def chunk_row(base: dict[str, Any], chunk: Chunk, *, n_chunks: int, features_s: float) -> Row:
+def chunk_row(base: RecordBase, chunk: Chunk, *, n_chunks: int, features_s: float) -> Row:
     """One of a session's ``n_chunks`` chunks (:data:`COUNT_UNKNOWN` before its last
     block), with its features, for the model."""
     plan = chunk.plan
@@ -112,7 +112,7 @@ def chunk_row(base: dict[str, Any], chunk: Chunk, *, n_chunks: int, features_s: 
 def model_input(row: Row) -> Chunk:
     """A chunk row as the model takes it: grouped by session, in the session's language."""
     session = row["session"]
-    return Chunk(plan=_plan(row), features=row["features"], group=session["session_id"],
+    return Chunk(plan=_plan(row), features=row["features"], session_id=session["session_id"],
                  language=session["language"])
 
 
@@ -120,10 +120,51 @@ def set_output(row: Row, output: ChunkOutput, *, batch_size: int, batch_sessions
                actor: str = "") -> None:
     """``row`` after the model: its output in, its features (no longer needed) out."""
     row["features"] = None
-    row["result"] = {"segments": output.segments, "language": output.language,
-                     "language_probability": output.language_probability,
-                     "model_s": output.timings["model"], "batch_size": batch_size,
-                     "batch_sessions": batch_sessions, "actor": actor}
+    row["result"] = _result(output, batch_size=batch_size, batch_sessions=batch_sessions,
+                            actor=actor)
+
+
+def _result(output: ChunkOutput, *, batch_size: int, batch_sessions: int,
+            actor: str) -> dict[str, Any]:
+    return {"segments": output.segments, "language": output.language,
+            "language_probability": output.language_probability,
+            "model_s": output.timings["model"], "batch_size": batch_size,
+            "batch_sessions": batch_sessions, "actor": actor}
+
+
+def model_inputs(table: pa.Table) -> dict[int, Chunk]:
+    """The chunks of a :data:`SCHEMA` table as the model takes them (:func:`model_input`),
+    by row number; rows without features (fillers, sessions alone) are not among them.
+    Only the columns the model reads are decoded."""
+    features = _features_of(table.column("features"))
+    present = pa.array([i for i, f in enumerate(features) if f is not None], pa.int64())
+    places = table.column("chunk").take(present).to_pylist()
+    session = table.column("session").take(present)
+    ids = pa.chunked_array([c.field("session_id") for c in session.chunks],
+                           pa.string()).to_pylist()
+    languages = pa.chunked_array([c.field("language") for c in session.chunks],
+                                 pa.string()).to_pylist()
+    return {i: model_input({"chunk": place, "features": features[i],
+                            "session": {"session_id": sid, "language": language}})
+            for i, place, sid, language in zip(present.to_pylist(), places, ids, languages,
+                                                strict=True)}
+
+
+def with_outputs(table: pa.Table, outputs: dict[int, ChunkOutput], *, batch_size: int,
+                 batch_sessions: int, actor: str = "") -> pa.Table:
+    """``table`` after the model, ``outputs`` given for every row with features
+    (:func:`model_inputs`): their results in and every row's features out, as
+    :func:`set_output` does row by row; the other columns pass through as they came."""
+    if len(outputs) != len(table) - table.column("features").null_count:
+        raise ValueError("every row with features needs its output")
+    results: list[dict[str, Any] | None] = [None] * len(table)
+    for i, output in outputs.items():
+        results[i] = _result(output, batch_size=batch_size, batch_sessions=batch_sessions,
+                             actor=actor)
+    table = table.set_column(SCHEMA.get_field_index("features"), "features",
+                             pa.nulls(len(table), FEATURES))
+    return table.set_column(SCHEMA.get_field_index("result"), "result",
+                            pa.array(results, type=RESULT))
 
 
 def model_output(row: Row) -> ChunkOutput:

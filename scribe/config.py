@@ -153,10 +153,11 @@ class TranscribeOptions(_Frozen):
         description=f"speakers in each session; estimated (at most {MAX_SPEAKERS}) when not set",
     )
     speaker_encoder: str = Field(
-        "resemblyzer", description="registered speaker encoder that embeds voices"
+        "resemblyzer", description="registered speaker encoder that embeds voices: "
+        "resemblyzer (GE2E) or campplus (CAM++; see docs/speakers.md)"
     )
     speaker_encoder_path: str | None = Field(
-        None, description="the encoder's weights file; default: the fetched Resemblyzer weights"
+        None, description="the encoder's weights file; default: its fetched weights in the cache"
     )
 
     @field_validator("language")
@@ -231,6 +232,10 @@ class JobConfig(_Frozen):
     dashboard: bool = Field(
         False, description="start Ray's dashboard when the job starts its own Ray (about 2-3 s "
         "of start-up on a small machine); a running cluster keeps its own"
+    )
+    verbose: bool = Field(
+        False, description="show Ray Data's own progress bars and logs and Ray's messages "
+        "as they come, beside the job's progress line"
     )
     transcribe: TranscribeOptions = Field(default_factory=TranscribeOptions)
     resources: ResourceConfig = Field(default_factory=ResourceConfig)

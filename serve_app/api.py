@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
@@ -40,8 +40,9 @@ FileField = Annotated[UploadFile, File(description="the recording, in any format
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 413, 500, 503)}
 _AUDIO: dict[int | str, dict[str, Any]] = {
-    200: {"description": "json/verbose_json as JSON; text, srt and vtt as text",
-          "content": {"text/plain": {}}},
+    200: {"description": "json/verbose_json as JSON; text, srt and vtt as text; with "
+                         "stream=true, server-sent events",
+          "content": {"text/plain": {}, "text/event-stream": {}}},
     **_ERRORS,
 }
 
@@ -52,6 +53,7 @@ def make_api(front: Frontend) -> FastAPI:
                   summary="OpenAI-compatible transcription on Ray Serve")
     _add_error_handlers(api)
     _add_audio_routes(api, front)
+    _add_realtime_route(api, front)
     _add_info_routes(api, front)
     # The last added runs first: count every answer, then auth, then the size limit.
     api.add_middleware(BodyLimit, max_bytes=front.config.server.max_body_bytes)
@@ -72,6 +74,17 @@ def _add_audio_routes(api: FastAPI, front: Frontend) -> None:
                            form: Annotated[TranslationRequest, Form()]) -> Response:
         """Translate audio into English (OpenAI's API)."""
         return await front.transcribe(file, form, _request_id(request))
+
+
+def _add_realtime_route(api: FastAPI, front: Frontend) -> None:
+    from serve_app.realtime import SessionLimit, serve_realtime
+
+    limit = SessionLimit(front.config.server.realtime_max_sessions)
+
+    @api.websocket("/v1/realtime")
+    async def realtime(websocket: WebSocket) -> None:
+        """Realtime transcription sessions (``?intent=transcription``), OpenAI's events."""
+        await serve_realtime(front, websocket, limit)
 
 
 def _add_info_routes(api: FastAPI, front: Frontend) -> None:

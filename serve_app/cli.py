@@ -50,7 +50,7 @@ def serve_forever(file: dict[str, Any], args: argparse.Namespace) -> None:
     import ray
     from ray import serve
 
-    from scribe.capacity import doctor
+    from ray_jobs.cluster import init_address
     from serve_app.app import APP_NAME, build_app
     from serve_app.settings import ServeConfig
 
@@ -59,7 +59,7 @@ def serve_forever(file: dict[str, Any], args: argparse.Namespace) -> None:
     deployments = {d["name"]: d for d in application.get("deployments") or []}
     http = {"host": "127.0.0.1", "port": 8000, **(file.get("http_options") or {})}
     http.update({k: v for k, v in (("host", args.host), ("port", args.port)) if v})
-    if not ray.is_initialized() and doctor.init_address() == "local":
+    if not ray.is_initialized() and init_address() == "local":
         ray.init(address="local")  # a dead `ray start` record: serve.start would hang on it
     serve.start(http_options=http)
     # After Ray's own handlers: SIGTERM (docker stop, systemd, kubectl) then drains like

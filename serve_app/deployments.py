@@ -1,8 +1,10 @@
 """The two model-side deployments, wrapping the engine classes the batch job uses.
 
-:class:`Preprocessor` (CPU) turns an upload into chunk features; :class:`Transcriber`
-(a fraction of a GPU, or one CPU) runs chunks through the model in dynamic batches that
-mix chunks of every request in flight.
+:class:`PreprocessorReplica` (CPU) turns an upload into chunk features;
+:class:`TranscriberReplica` (a fraction of a GPU, or one CPU) runs chunks through the model
+in dynamic batches that mix chunks of every request in flight. The deployments keep the
+names ``Preprocessor`` and ``Transcriber`` (the config file's); the classes are their
+replicas, named apart from the batch job's stages (:mod:`ray_jobs.stages`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from ray import serve
 
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
-from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.chunking import Chunk, ChunkOutput
 from scribe.pipeline.preprocess import analyse_input, iter_chunks
-from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
+from scribe.pipeline.whisper import WhisperEngine
 from serve_app.metrics import batch_histogram
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ class ChunkResult:
     error: str | None = None
 
 
-class Preprocessor:
+class PreprocessorReplica:
     """CPU: decode, resample, trim, VAD, chunk and log-mel, as in the batch job."""
 
     def __init__(self, n_mels: int) -> None:
@@ -130,7 +132,7 @@ def options_key(options: TranscribeOptions) -> TranscribeOptions:
     return options.model_copy(update={"language": None})
 
 
-class Transcriber:
+class TranscriberReplica:
     """The model: one faster-whisper instance, fed by ``@serve.batch`` across requests."""
 
     def __init__(self, options: TranscribeOptions, resources: ResourceConfig,
@@ -143,10 +145,16 @@ class Transcriber:
         self._busy_until = 0.0  # when the running model call should end (monotonic)
         self._call_s = 0.0  # recent model call duration, smoothed
         self._batch_sizes = batch_histogram()
+        self._chunks_run = 0
 
     async def ready(self) -> bool:
         """Answers only when this replica is up: the readiness probe's ping."""
         return True
+
+    async def chunks_run(self) -> int:
+        """Chunks this replica has put through the model: whether the chunks of a request
+        that was given up on (a client gone mid-stream) still ran, for operators and tests."""
+        return self._chunks_run
 
     async def transcribe(self, chunk: Chunk, options: TranscribeOptions) -> ChunkResult:
         """One chunk with its request's options; concurrent calls are gathered into one
@@ -174,6 +182,7 @@ class Transcriber:
             self._call_s = elapsed if not self._call_s else 0.7 * self._call_s + 0.3 * elapsed
             self._busy_until = 0.0
         self._batch_sizes.observe(len(jobs))
+        self._chunks_run += len(jobs)
         return results
 
     def _run(self, jobs: list[tuple[Chunk, TranscribeOptions]]) -> list[ChunkResult]:
@@ -203,7 +212,7 @@ class Transcriber:
 # Deployment objects apart from the classes, so type checkers still see the classes.
 PreprocessorDeployment = serve.deployment(
     name="Preprocessor", max_ongoing_requests=4, ray_actor_options={"num_cpus": 1},
-)(Preprocessor)
+)(PreprocessorReplica)
 TranscriberDeployment = serve.deployment(
     name="Transcriber", max_ongoing_requests=32, ray_actor_options={"num_cpus": 1},
-)(Transcriber)
+)(TranscriberReplica)

@@ -16,7 +16,8 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.datastructures import UploadFile
@@ -25,11 +26,11 @@ from starlette.responses import Response
 from scribe import config as cfg
 from scribe.capacity.footprint import process_memory
 from scribe.config import TranscribeOptions
-from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.chunking import Chunk, ChunkOutput
 from scribe.pipeline.languages import check_request
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import ok_record, record_base
-from scribe.pipeline.whisper import ChunkOutput
+from scribe.schema import Record
 from serve_app.deployments import Analysed, ChunkResult, KnownVoices
 from serve_app.metrics import Answer, OnlineMetrics
 from serve_app.protocol import (
@@ -53,6 +54,21 @@ PIECE_BYTES = 8 * 1024 * 1024
 
 
 READY_TIMEOUT_S = 5.0
+
+OnOutput = Callable[[int, ChunkOutput], None]
+
+
+@dataclass(frozen=True)
+class Started:
+    """A request past its checks: its options and speakers, the decoded upload's analysis,
+    the preprocessor's stream, which yields its chunks next, and what the metrics count
+    of it."""
+
+    options: TranscribeOptions
+    speakers: SpeakerRequest | None
+    stream: AsyncIterator[Chunk]
+    analysed: Analysed
+    answer: Answer
 
 
 class Frontend:
@@ -87,30 +103,54 @@ class Frontend:
 
     async def transcribe(self, upload: UploadFile, request: AudioRequest, request_id: str
                          ) -> Response:
-        """Run one upload through preprocessing and the model; the formatted answer."""
+        """Run one upload through preprocessing and the model; the formatted answer, or
+        with ``stream=true`` its server-sent events (:mod:`serve_app.streaming`)."""
+        if getattr(request, "stream", False):
+            from serve_app.streaming import streamed_response
+
+            return await streamed_response(self, upload, request, request_id)
         with self.metrics.answer(request.task) as answer:
             return await self._transcribe(upload, request, request_id, answer)
 
     async def _transcribe(self, upload: UploadFile, request: AudioRequest, request_id: str,
                           answer: Answer) -> Response:
         start = time.perf_counter()
+        started = await self.start(upload, request, request_id, answer)
+        chunks = await self.model(started.stream, started.options, request_id)
+        logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
+                    request.task, started.analysed.duration_s, len(chunks),
+                    time.perf_counter() - start)
+        return transcription_response(self.record(started, chunks, request_id), request)
+
+    async def start(self, upload: UploadFile, request: AudioRequest, request_id: str,
+                    answer: Answer) -> Started:
+        """Options, speakers and the decoded upload's analysis, its chunks to follow; every
+        error of the request itself (bad options, clips or audio, a full queue) is raised
+        here, before any answer has begun."""
         options = self.options(request)
         speakers = await self._speakers(request, options)  # a bad clip fails before the work
         stream = self.preprocessor.options(stream=True).prepare.remote(
             await _pieces(upload), options)
-        analysed: Analysed = await _call(anext(stream), self.retry_after_s)
+        try:
+            analysed: Analysed = await _call(anext(stream), self.retry_after_s)
+        except BaseException:
+            _cancel(stream)
+            raise
         if analysed.error:
             raise ApiError(analysed.status, analysed.error, param="file", code=analysed.code)
         answer.audio_s = analysed.duration_s
-        chunks = await self._model(stream, options, request_id)
-        logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
-                    request.task, analysed.duration_s, len(chunks),
-                    time.perf_counter() - start)
-        base = record_base(request_id, model=self.config.transcribe.model, analysis=analysed,
-                           word_timestamps=options.word_timestamps)
-        record = ok_record(base, chunks, speakers)
-        answer.segments = record["segments"]
-        return transcription_response(record, request)
+        return Started(options, speakers, stream, analysed, answer)
+
+    def record(self, started: Started, chunks: list[ChunkOutput], request_id: str
+               ) -> Record:
+        """The finished transcript record of a started request (its segments counted by
+        language in the metrics)."""
+        base = record_base(request_id, model=self.config.transcribe.model,
+                           analysis=started.analysed,
+                           word_timestamps=started.options.word_timestamps)
+        record = ok_record(base, chunks, started.speakers)
+        started.answer.segments = record["segments"]
+        return record
 
     async def _speakers(self, request: AudioRequest, options: TranscribeOptions
                         ) -> SpeakerRequest | None:
@@ -133,32 +173,44 @@ class Frontend:
         return SpeakerRequest(num_speakers=options.num_speakers, known=dict(
             zip(request.known_speaker_names, known.embeddings, strict=True)))
 
-    async def _model(self, stream: AsyncIterator[Chunk], options: TranscribeOptions,
-                     request_id: str) -> list[ChunkOutput]:
-        """Each chunk through the transcriber as it arrives, ``window`` at a time at most."""
+    async def model(self, stream: AsyncIterator[Chunk], options: TranscribeOptions,
+                    request_id: str, on_output: OnOutput | None = None) -> list[ChunkOutput]:
+        """Each chunk through the transcriber as it arrives, ``window`` at a time at most;
+        ``on_output(n, output)`` as the ``n``-th chunk (from 0, in the preprocessor's
+        order) is done. Cancelled, it cancels the chunks in flight and the preprocessing."""
         window = asyncio.Semaphore(self.window)
 
-        async def one(chunk: Chunk) -> ChunkOutput:
+        async def one(number: int, chunk: Chunk) -> ChunkOutput:
             try:
-                mine = dataclasses.replace(chunk, group=request_id, language=options.language)
-                result: ChunkResult = await _call(
-                    self.transcriber.transcribe.remote(mine, options), self.retry_after_s)
+                mine = dataclasses.replace(chunk, session_id=request_id, language=options.language)
+                call = self.transcriber.transcribe.remote(mine, options)
+                try:
+                    result: ChunkResult = await _call(call, self.retry_after_s)
+                except asyncio.CancelledError:
+                    call.cancel()  # a chunk still queued for a batch leaves the queue
+                    raise
             finally:
                 window.release()
             if result.output is None:
                 raise ApiError(500, f"the model failed: {result.error}", code="model_error")
             self.batch_sizes[result.batch_size] += 1
+            if on_output is not None:
+                on_output(number, result.output)
             return result.output
 
-        tasks = []
+        tasks: list[asyncio.Task[ChunkOutput]] = []
         try:
             async with asyncio.TaskGroup() as group:
                 async for chunk in stream:
                     await window.acquire()
-                    tasks.append(group.create_task(one(chunk)))
+                    tasks.append(group.create_task(one(len(tasks), chunk)))
         except BaseExceptionGroup as errors:
             # The first failure is the answer; the group cancelled the other chunks.
+            _cancel(stream)
             raise errors.exceptions[0] from None
+        except asyncio.CancelledError:
+            _cancel(stream)
+            raise
         return [task.result() for task in tasks]
 
     def models(self) -> ModelList:
@@ -188,6 +240,13 @@ class Frontend:
                      chunks=sum(self.batch_sizes.values()),
                      batch_sizes=dict(sorted(self.batch_sizes.items())),
                      max_batch_size=max(self.batch_sizes, default=0))
+
+
+def _cancel(stream: AsyncIterator[Any]) -> None:
+    """Stop the preprocessor's stream of chunks: nobody will take the rest."""
+    cancel = getattr(stream, "cancel", None)
+    if cancel is not None:
+        cancel()
 
 
 def _data_url_bytes(url: str) -> bytes:

@@ -19,6 +19,7 @@ from typing import Any
 from ray.serve import metrics as api
 
 from scribe import telemetry as t
+from scribe.schema import Segment
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Answer:
     segments it answered with (their languages are counted)."""
 
     audio_s: float = 0.0
-    segments: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
 
 
 class OnlineMetrics:

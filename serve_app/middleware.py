@@ -26,7 +26,8 @@ async def _reply(scope: Scope, receive: Receive, send: Send, status: int, messag
 
 
 class ApiKeyAuth:
-    """``Authorization: Bearer <key>`` on every ``/v1/`` route when keys are configured.
+    """``Authorization: Bearer <key>`` on every ``/v1/`` route (realtime WebSockets too)
+    when keys are configured.
 
     Keys are compared as SHA-256 digests with :func:`hmac.compare_digest`, and against
     every key without stopping early, so timing tells neither a key's bytes nor its length.
@@ -37,11 +38,17 @@ class ApiKeyAuth:
         self._digests = [hashlib.sha256(k.encode()).digest() for k in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._digests or not _protected(scope):
+        if (scope["type"] not in ("http", "websocket") or not self._digests
+                or not _protected(scope)):
             await self.app(scope, receive, send)
             return
         if self._allowed(Headers(scope=scope).get("authorization", "")):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            # closed before it is accepted: the handshake is answered 403
+            await send({"type": "websocket.close", "code": 1008,
+                        "reason": "missing or incorrect API key"})
             return
         await _reply(scope, receive, send, 401, "missing or incorrect API key "
                      "(send Authorization: Bearer <key>)", "invalid_api_key",

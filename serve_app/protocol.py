@@ -17,6 +17,7 @@ Task = Literal["transcribe", "translate"]
 
 RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "verbose_json", "vtt",
                                      "diarized_json")
+STREAM_FORMATS: tuple[str, ...] = ("json", "text", "diarized_json")
 MAX_KNOWN_SPEAKERS = 4  # as OpenAI's known_speaker_names[]
 MEDIA_TYPES: dict[str, str] = {
     "json": "application/json",
@@ -63,7 +64,8 @@ class TranscriptionRequest(_AudioForm):
     timestamp_granularities: tuple[Granularity, ...] = Field(
         (), alias="timestamp_granularities[]", description="segment and/or word; with "
         "verbose_json only")
-    stream: bool = Field(False, description="streaming is not supported: false only")
+    stream: bool = Field(False, description="server-sent events as each chunk is done "
+                         "(json, text or diarized_json)")
     known_speaker_names: tuple[str, ...] = Field(
         (), alias="known_speaker_names[]",
         description=f"names of up to {MAX_KNOWN_SPEAKERS} known speakers")
@@ -90,9 +92,11 @@ class TranscriptionRequest(_AudioForm):
 
     @field_validator("stream")
     @classmethod
-    def _no_streaming(cls, value: bool) -> bool:
-        if value:
-            raise PydanticCustomError("unsupported", "streaming is not supported")
+    def _streamable(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("response_format") not in STREAM_FORMATS:
+            raise PydanticCustomError(
+                "not_streamable", "streamed transcripts are events of text (and speaker "
+                "segments): response_format json, text or diarized_json")
         return value
 
 

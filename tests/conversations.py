@@ -1,15 +1,16 @@
-"""Two-speaker conversations with a known answer, for the speaker tests and benchmark.
+"""Conversations with a known answer, for the speaker tests and benchmark.
 
-Turns alternate between two voices, spaced by pauses, and now and then the next speaker
-starts before the last one has finished. Voices are real recordings (each example clip,
-and each channel of the stereo example, is one person) or espeak-ng voices.
+Two-speaker ones alternate between two voices, spaced by pauses, and now and then the
+next speaker starts before the last one has finished. Group ones (:func:`group_conversation`)
+have two to four speakers in any order, longer overlaps, and short backchannels ("mm-hmm",
+"right": 0.3-1 s) inside another's turn. Voices are real recordings (each example clip,
+and each channel of the stereo example, is one person) or eSpeak NG voices
+(:mod:`tests.speech`).
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import subprocess
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from scribe.config import SAMPLE_RATE
 from scribe.pipeline.audio import decode
 from tests.media import EXAMPLES, Samples
+from tests.speech import synthesize
 
 SENTENCES = (
     "The weather today is quite pleasant and I think we should go for a walk.",
@@ -33,6 +35,12 @@ SENTENCES = (
 VOICE_PAIRS = (("en-us+m3", "en+f3"), ("en+m1", "en-us+f2"), ("en-gb+m2", "en+f4"))
 # one synthesiser's variants of one sex: the encoder hears them as near one voice
 SAME_SEX_PAIRS = (("en-us+m3", "en+m1"), ("en+f3", "en-us+f2"))
+# three and four voices of both sexes, and same-sex pairs of other voices than above
+GROUPS = (("en-us+m3", "en+f3", "en-gb+m2"), ("en+m1", "en-us+f2", "en+f4"),
+          ("en-us+m3", "en+f3", "en+m1", "en-us+f2"), ("en-gb+m2", "en+f4", "en+m1", "en+f3"))
+MORE_SAME_SEX = (("en-gb+m2", "en-us+m3"), ("en+f4", "en+f3"), ("en+m1", "en-gb+m2"),
+                 ("en-us+f2", "en+f4"))
+BACKCHANNELS = ("Mm-hmm.", "Right.", "Yeah.", "Okay.", "I see.", "Sure.", "Uh-huh.")
 _FRAME = SAMPLE_RATE // 50
 
 
@@ -50,10 +58,9 @@ class Conversation:
 
 @functools.cache
 def espeak(voice: str, text: str) -> Samples:
-    """``text`` spoken by espeak-ng's ``voice``, at 16 kHz."""
-    wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], check=True,
-                         capture_output=True).stdout
-    return _speech_only(decode(io.BytesIO(wav)).samples)
+    """``text`` spoken by eSpeak NG's ``voice`` ("en-us+m3", "de", ...), at 16 kHz,
+    trimmed to its speech and at peak 0.8."""
+    return _speech_only(synthesize(voice, text))
 
 
 def _speech_only(samples: Samples, floor_db: float = 40.0) -> Samples:
@@ -132,3 +139,61 @@ def espeak_voices(pair: tuple[str, str]) -> tuple[tuple[Samples, ...], tuple[Sam
     """Each voice of ``pair`` saying every sentence."""
     a, b = (tuple(espeak(v, s) for s in SENTENCES) for v in pair)
     return a, b
+
+
+Voice = tuple[Samples, ...]
+
+
+def group_conversation(voices: tuple[Voice, ...], backchannels: tuple[Voice, ...], *,
+                       turns: int = 16, seed: int = 0, overlap_share: float = 0.6,
+                       backchannel_share: float = 0.5) -> Conversation:
+    """``turns`` turns of one to three utterances, each by another speaker than the last
+    (at random); with probability ``overlap_share`` a turn starts 0.5-2 s before the
+    previous one ends, and with ``backchannel_share`` another speaker's short clip from
+    ``backchannels`` lands inside a turn."""
+    rng = np.random.default_rng(seed)
+    placed: list[tuple[int, Samples, str]] = []
+    cursor, who = 0, 0
+    for t in range(turns):
+        if t:
+            who = int(rng.choice([k for k in range(len(voices)) if k != who]))
+        clips = [voices[who][int(rng.integers(len(voices[who])))]
+                 for _ in range(int(rng.integers(1, 4)))]
+        speech = np.concatenate(clips)
+        if t and rng.random() < overlap_share:
+            start = max(cursor - int(rng.uniform(0.5, 2.0) * SAMPLE_RATE), 0)
+        else:
+            start = cursor + int(rng.uniform(0.2, 1.0) * SAMPLE_RATE)
+        placed.append((start, speech, "ABCD"[who]))
+        if rng.random() < backchannel_share and len(speech) > 2 * SAMPLE_RATE:
+            other = int(rng.choice([k for k in range(len(voices)) if k != who]))
+            short = backchannels[other][int(rng.integers(len(backchannels[other])))]
+            at = start + int(rng.uniform(0.3, 0.7) * (len(speech) - len(short)))
+            placed.append((at, short, "ABCD"[other]))
+        cursor = start + len(speech)
+    return _mix(placed)
+
+
+def espeak_backchannels(voice: str) -> Voice:
+    """``voice`` saying each of :data:`BACKCHANNELS` (0.3-0.7 s each)."""
+    return tuple(espeak(voice, s) for s in BACKCHANNELS)
+
+
+def real_backchannels(utterances: Voice, seed: int = 0) -> Voice:
+    """0.3-1 s pieces cut from ``utterances`` (a real speaker has no "mm-hmm" on record)."""
+    rng = np.random.default_rng(seed)
+    pieces = []
+    for u in utterances:
+        length = min(int(rng.uniform(0.3, 1.0) * SAMPLE_RATE), len(u))
+        at = int(rng.integers(0, len(u) - length + 1))
+        pieces.append(u[at:at + length])
+    return tuple(pieces)
+
+
+def overlap_share(conv: Conversation) -> float:
+    """The share of the reference speech where two or more people talk at once."""
+    n = int(conv.duration_s * 100) + 1
+    active = np.zeros(n, dtype=np.int64)
+    for start, end, _ in conv.turns:
+        active[int(start * 100):int(end * 100)] += 1
+    return float((active > 1).sum()) / max(int((active > 0).sum()), 1)

@@ -1,5 +1,8 @@
-"""``scribe calibrate`` on a GPU: measure k = 1..4 actors sharing the card at a few batch
-sizes and plan the fastest that fits, keeping the whole table in the plan file.
+"""``scribe calibrate``: on a GPU, measure k = 1..4 actors sharing the card at a few batch
+sizes and plan the fastest that fits, keeping the whole table in the plan file
+(:func:`calibrate_gpu`, processes at a barrier: :mod:`scribe.capacity.throughput`); with no
+GPU, time replicas x threads x batch sizes on real chunks and plan the fastest
+(:func:`calibrate_cpu`, threads: :mod:`scribe.capacity.cpu_timing`).
 
 Memory alone says how many actors fit; it cannot say how many pay, since actors sharing a
 card compete for it (faster-whisper #1192). So the plan takes the measured fastest, and
@@ -11,12 +14,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from scribe.capacity import throughput
+from scribe.capacity import cpu_timing, throughput
 from scribe.capacity.footprint import MemoryModel
-from scribe.capacity.packing import GpuInfo, GpuPlan, PackingPlan, headroom
+from scribe.capacity.packing import GpuInfo, GpuPlan, PackingPlan, cpu_cores, headroom
 from scribe.capacity.throughput import Measurement
 from scribe.config import TranscribeOptions
 from scribe.errors import PlanError
+from scribe.pipeline.chunking import Chunk
 
 ACTORS = (1, 2, 3, 4)
 BATCH_SIZES = (8, 16, 32)
@@ -31,6 +35,19 @@ def calibrate_gpu(options: TranscribeOptions, gpu: GpuInfo, *,
     table = throughput.measure(opts, actors=actors, batch_sizes=batch_sizes, rounds=rounds,
                                gpu_index=gpu.index)
     return plan_from(table, opts, gpu)
+
+
+def calibrate_cpu(options: TranscribeOptions, chunks: Sequence[Chunk], *,
+                  batch_sizes: Sequence[int], threads: Sequence[int] | None = None
+                  ) -> PackingPlan:
+    """Time ``chunks`` (:func:`scribe.capacity.cpu_timing.sample_chunks`) through the
+    model at each of ``batch_sizes`` and replica thread counts (default: this machine's
+    :func:`~scribe.capacity.cpu_timing.thread_counts`), and plan the fastest."""
+    cores = cpu_cores()
+    timings = cpu_timing.measure(options, chunks, cores=cores,
+                                 threads=threads or cpu_timing.thread_counts(cores),
+                                 batch_sizes=batch_sizes)
+    return PackingPlan(device="cpu", cpu=cpu_timing.plan_from(cores, timings))
 
 
 def plan_from(table: Sequence[Measurement], options: TranscribeOptions,

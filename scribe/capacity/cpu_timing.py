@@ -50,7 +50,7 @@ def sample_chunks(paths: Iterable[str], options: TranscribeOptions, n_mels: int
     chunks: list[Chunk] = []
     for path in paths:
         session = preprocess(path, options, n_mels)
-        chunks += [dataclasses.replace(c, group=path) for c in session.chunks]
+        chunks += [dataclasses.replace(c, session_id=path) for c in session.chunks]
     return chunks
 
 
@@ -65,7 +65,7 @@ def measure(options: TranscribeOptions, chunks: Sequence[Chunk], *, cores: int,
     share of time at every batch size)."""
     if not chunks:
         raise ValueError("no chunks to time: the audio held no speech")
-    work = [dataclasses.replace(chunks[i % len(chunks)], group=str(i))
+    work = [dataclasses.replace(chunks[i % len(chunks)], session_id=str(i))
             for i in range(max(batch_sizes))]
     timings = []
     for count in threads:

@@ -2,7 +2,9 @@
 
 Each check is a function returning a :class:`CheckResult` (ok, warn or fail, what is wrong,
 and the command that fixes it), so each can be tested alone and the job, ``scribe
-doctor`` and a remote node run the same ones. Nothing here loads a model or touches a GPU
+doctor`` and a remote node run the same ones. Ray's own address, token and recorded
+cluster are checked on the Ray side (:mod:`ray_jobs.cluster`): the engine knows no Ray
+files. Nothing here loads a model or touches a GPU
 beyond asking NVML and the dynamic loader.
 """
 
@@ -27,7 +29,13 @@ from urllib.parse import urlsplit
 from scribe.architectures import architecture
 from scribe.capacity import footprint, packing
 from scribe.errors import ModelLoadError
-from scribe.pipeline.bundled import BUNDLED_PACKAGE, bundle_for, local_model_path
+from scribe.pipeline.bundled import (
+    BUNDLED_PACKAGE,
+    bundle_for,
+    local_model_path,
+    looks_like_path,
+    model_folder_problem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +231,8 @@ def cached_model(model: str) -> str | None:
         return None
 
 
-def _can_connect(host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
+def can_connect(host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout_s``."""
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             return True
@@ -235,15 +244,24 @@ def _hub_host() -> str:
     return urlsplit(os.environ.get("HF_ENDPOINT", f"https://{HF_HOST}")).hostname or HF_HOST
 
 
+_CONVERT_FIX = ("convert one: `ct2-transformers-converter --model openai/whisper-small "
+                "--output_dir DIR --copy_files tokenizer.json preprocessor_config.json`")
+
+
 def check_model(model: str) -> CheckResult:
     """The model is a local CTranslate2 directory, in the Hugging Face cache, or
     downloadable right now."""
     fix = (f"on a machine with network: `huggingface-cli download {_repo(model)} --local-dir "
            "DIR`, copy DIR here and pass --model DIR")
-    if os.path.isdir(model):
-        if os.path.isfile(os.path.join(model, "model.bin")):
-            return _ok("model", f"local CTranslate2 model {model}")
-        return CheckResult("model", "fail", f"{model} has no model.bin", fix)
+    folder = os.path.expanduser(model)
+    if looks_like_path(model) or os.path.isdir(folder):
+        problem = model_folder_problem(folder)
+        if problem is None:
+            return _ok("model", f"local CTranslate2 model {folder}")
+        if not os.path.isdir(folder):
+            return CheckResult("model", "fail", problem,
+                               "pass --model tiny.en, or the folder of a converted model")
+        return CheckResult("model", "fail", problem, _CONVERT_FIX)
     if "/" not in model and model not in _known_names() and bundle_for(model) is None:
         return CheckResult("model", "fail", f"unknown model {model!r}",
                            f"use one of {', '.join(_known_names())}, a repo id, or a directory")
@@ -257,7 +275,7 @@ def check_model(model: str) -> CheckResult:
         return _ok("model", f"{model} cached at {path}")
     if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
         return CheckResult("model", "fail", f"{model} is not cached and HF_HUB_OFFLINE is set", fix)
-    if not _can_connect(_hub_host(), 443):
+    if not can_connect(_hub_host(), 443):
         return CheckResult("model", "fail", f"{model} is not cached and {_hub_host()} is "
                            "unreachable", fix)
     return CheckResult("model", "warn", f"{model} is not cached: the first actor downloads it",
@@ -295,7 +313,13 @@ def download_bytes(model: str) -> int | None:
 
 def check_disk(model: str, cache_dir: Path | None = None) -> CheckResult:
     """The disk that will hold the model has room for it (when it still has to come)."""
-    if os.path.isdir(model) or cached_model(model):
+    if looks_like_path(model) or os.path.isdir(model):
+        return _ok("disk", "a model folder: nothing to download")
+    try:
+        cached = cached_model(model)
+    except ModelLoadError:  # the model check says why
+        cached = None
+    if cached:
         return _ok("disk", "model already on disk")
     folder = cache_dir or hf_cache_dir()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
@@ -339,111 +363,14 @@ def check_output(output: str) -> CheckResult:
     return _ok("output", f"{output} is writable")
 
 
-# ------------------------------------------------------------------------------ Ray
-
-
-def ray_address_file() -> Path:
-    """Where ``ray start`` records the cluster this machine last started or joined, found
-    as Ray finds it: ``$RAY_TMPDIR``, else ``$TMPDIR`` on Linux, else /tmp; then
-    ``ray/ray_current_cluster``."""
-    base = os.environ.get("RAY_TMPDIR") or (
-        os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None) or "/tmp"
-    return Path(base) / "ray" / "ray_current_cluster"
-
-
-def recorded_cluster() -> str | None:
-    """The address in Ray's record, or None when there is none."""
-    path = ray_address_file()
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def dead_recorded_cluster() -> str | None:
-    """The recorded address when nothing answers there (its processes were killed, the
-    machine rebooted): ``ray.init()`` would retry it for minutes. None otherwise."""
-    recorded = recorded_cluster()
-    if recorded is None:
-        return None
-    endpoint = _ray_endpoint(recorded)
-    return recorded if endpoint is None or not _can_connect(*endpoint) else None
-
-
-def init_address() -> str | None:
-    """What to pass ``ray.init(address=...)`` in a command that may start its own Ray:
-    None (Ray's lookup: ``RAY_ADDRESS``, then ``ray start``'s record) unless no address
-    was asked for and the record names a cluster that is gone; then ``"local"`` (a Ray
-    here), where Ray would retry the dead address for minutes."""
-    if os.environ.get("RAY_ADDRESS") or (dead := dead_recorded_cluster()) is None:
-        return None
-    logger.warning("ignoring %s: the cluster it records (%s) does not answer; starting a "
-                   "local Ray (`ray stop` clears the record)", ray_address_file(), dead)
-    return "local"
-
-
-def _ray_endpoint(address: str) -> tuple[str, int] | None:
-    if address == "auto":
-        address = recorded_cluster() or ""
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    default = {"http": 8265, "https": 443, "ray": 10001}.get(parts.scheme, 6379)
-    try:
-        return (parts.hostname, parts.port or default) if parts.hostname else None
-    except ValueError:
-        return None
-
-
-def _has_token() -> bool:
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
-    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
-
-
-def check_ray(address: str | None = None) -> CheckResult:
-    """The Ray cluster in ``address`` (or ``RAY_ADDRESS``) answers, and this side holds
-    the token when the cluster runs with token authentication."""
-    address = address if address is not None else os.environ.get("RAY_ADDRESS", "")
-    if not address:
-        return _no_address()
-    endpoint = _ray_endpoint(address)
-    if endpoint is None:
-        return CheckResult("ray", "fail", f"cannot read an address from {address!r}",
-                           "export RAY_ADDRESS=HEAD_IP:6379 (or http://HEAD_IP:8265 to submit)")
-    host, port = endpoint
-    if not _can_connect(host, port):
-        return CheckResult("ray", "fail", f"nothing answers at {host}:{port}",
-                           "start the head (scripts/ray-node.sh head) and open/map that port")
-    token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
-    if token_mode and not _has_token():
-        return CheckResult("ray", "fail", "RAY_AUTH_MODE=token but no token here",
-                           "on the head `ray get-auth-token`, then here export RAY_AUTH_TOKEN=...")
-    if not token_mode and host not in ("127.0.0.1", "localhost", "::1"):
-        return CheckResult("ray", "warn", f"{host}:{port} answers; token auth is not on here",
-                           "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=... (docs/cluster.md)")
-    return _ok("ray", f"{host}:{port} answers" + (" (token auth)" if token_mode else ""))
-
-
-def _no_address() -> CheckResult:
-    recorded = recorded_cluster()
-    if recorded is None:
-        return _ok("ray", "no RAY_ADDRESS: the job starts a local Ray")
-    if dead_recorded_cluster() is None:
-        return _ok("ray", f"no RAY_ADDRESS: the job joins the cluster `ray start` "
-                   f"recorded at {recorded}")
-    return CheckResult(
-        "ray", "warn", f"`ray start` recorded a cluster at {recorded} that no longer "
-        "answers; the job starts its own local Ray instead",
-        f"ray stop (or rm {ray_address_file()}), or export RAY_ADDRESS=HOST:PORT of a live "
-        "cluster")
-
-
 # ---------------------------------------------------------------------------- suites
 
 
 def run_checks(*, device: Device = "auto", model: str | None = None, output: str | None = None,
-               ray_address: str | None = None, check_ray_address: bool = True,
                gpus: Sequence[packing.GpuInfo] | None = None) -> list[CheckResult]:
     """Every check that applies: GPU ones for ``device``, model and disk for ``model``
-    (default: the model ``device`` would use), output when given, Ray unless told not to."""
+    (default: the model ``device`` would use), output when given. Ray's address is the
+    Ray side's to check (:func:`ray_jobs.cluster.check_ray`)."""
     gpus = packing.read_gpus() if gpus is None else gpus
     results = [check_gpu(device, gpus), check_driver(device, gpus=gpus),
                check_cuda_libraries(device, gpus=gpus)]
@@ -451,8 +378,6 @@ def run_checks(*, device: Device = "auto", model: str | None = None, output: str
     results += [check_model(model), check_disk(model)]
     if output:
         results.append(check_output(output))
-    if check_ray_address:
-        results.append(check_ray(ray_address))
     return results
 
 

@@ -149,8 +149,11 @@ CPU_THREADS_PER_ACTOR = 1
 
 @dataclass(frozen=True)
 class CpuPlan:
-    """Model actors on a machine with no GPU: cores shared by model and preprocessing.
-    ``measured`` is the table it was chosen from (empty: the built-in default)."""
+    """Model replicas on a machine with no GPU: cores shared by model and preprocessing.
+    ``actors`` is the replica count (the plan file's key; the job runs them as the
+    workers of one actor per machine, :func:`ray_jobs.layout.plan_resources`), each of
+    ``threads_per_actor`` threads. ``measured`` is the table it was chosen from (empty:
+    the built-in default)."""
 
     cores: int
     actors: int
@@ -250,8 +253,9 @@ def gpu_plan_text(plan: GpuPlan) -> str:
 def cpu_plan_text(plan: CpuPlan) -> str:
     """The CPU plan in one paragraph."""
     source = "measured here" if plan.measured else "the built-in default"
-    return (f"no GPU: {plan.actors} CPU model actor(s) x {plan.threads_per_actor} thread(s) "
-            f"on {plan.cores} core(s), batch {plan.batch_size} ({source}); preprocessing "
+    return (f"no GPU: {plan.actors} CPU model replica(s) x {plan.threads_per_actor} "
+            f"thread(s) on {plan.cores} core(s), batch {plan.batch_size} ({source}); one "
+            "model actor per machine holds them (an actor each across nodes); preprocessing "
             "shares those cores at a lower priority (it needs a few percent of the model's "
             "CPU time)")
 

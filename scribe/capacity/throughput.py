@@ -190,7 +190,7 @@ def _actor(options_json: str, features_path: str, batch_sizes: list[int], rounds
         features = np.load(features_path)
         for batch in batch_sizes:
             plan = ChunkPlan(index=0, offset_s=0.0, duration_s=CHUNK_S, ranges=[])
-            items = [Chunk(plan=plan, features=features, group=str(i)) for i in range(batch)]
+            items = [Chunk(plan=plan, features=features, session_id=str(i)) for i in range(batch)]
             # one model call of ``batch`` (each chunk its own session: no prompt)
             engine.transcribe(items, batch_size=batch)  # warm-up: allocator caches, cuBLAS
             barrier.wait()

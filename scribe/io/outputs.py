@@ -16,6 +16,7 @@ import pyarrow.fs as pafs
 
 from scribe.errors import StorageError
 from scribe.io import formats, storage
+from scribe.schema import Record
 
 SEGMENTS_DIR = "_segments"
 SUMMARY_FILE = "_summary.json"
@@ -31,7 +32,7 @@ def record_uri(output: str, session_id: str, suffix: str = ".json") -> str:
     return storage.join(output, session_id + suffix)
 
 
-def write_session(output: str, record: dict[str, Any]) -> None:
+def write_session(output: str, record: Record) -> None:
     """Write ``record`` and, when it is ok, its SRT/VTT/TXT and segment Parquet; JSON last."""
     sid = record["session_id"]
     if record["status"] == "ok":
@@ -44,7 +45,7 @@ def write_session(output: str, record: dict[str, Any]) -> None:
     storage.write_atomic(record_uri(output, sid), formats.to_json(record))
 
 
-def segment_table(record: dict[str, Any]) -> pa.Table:
+def segment_table(record: Record) -> pa.Table:
     """One row per segment, for analytics over all sessions."""
     segs = record["segments"]
     return pa.table({

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 OPENAI_USD_PER_AUDIO_HOUR = 0.36  # $0.006 per audio minute
 
 
 def summarize(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Mapping[str, Any]],
     *,
     wall_s: float,
     gpus: float,

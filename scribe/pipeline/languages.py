@@ -33,9 +33,8 @@ from scribe.config import SAMPLE_RATE, TranscribeOptions
 from scribe.errors import InvalidParameterError
 from scribe.pipeline.bundled import local_model_path
 from scribe.pipeline.chunking import Chunk
+from scribe.pipeline.repair import EncodedRow
 
-# Where a chunk's encoding is: an encoder output, and the chunk's row in it.
-EncodedRow = tuple[Any, int]
 # faster-whisper's multilingual vocabulary starts here; English-only models have one less.
 _MULTILINGUAL_VOCABULARY = 51865
 # A speech range shorter than this is not detected on its own terms.
@@ -89,7 +88,7 @@ def detect(encoder: Encoder, items: Sequence[Chunk], opts: TranscribeOptions) ->
         else:
             language, prob = ranked[i][0]
             if prob < opts.language_threshold:
-                language, prob = votes[item.group]
+                language, prob = votes[item.session_id]
             _add(out, dataclasses.replace(item, language=language), rows[i], i, prob)
     return out
 
@@ -113,7 +112,7 @@ def _votes(items: Sequence[Chunk], found: dict[int, list[tuple[str, float]]]
     tally: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
     for i, ranked in found.items():
         for language, prob in ranked:
-            tally[items[i].group][language] += prob
+            tally[items[i].session_id][language] += prob
     return {group: (best := max(t, key=t.__getitem__), t[best] / sum(t.values()))
             for group, t in tally.items()}
 
@@ -126,15 +125,15 @@ def _flagged(items: Sequence[Chunk], ranked: dict[int, list[tuple[str, float]]],
     its session (in this call) sure of another language (its own, and that one). A
     chunk's language is its majority's, so a switch a few seconds before a chunk ends
     leaves it sure."""
-    place = {(items[i].group, items[i].plan.channel, items[i].plan.index): i for i in ranked}
+    place = {(items[i].session_id, items[i].plan.channel, items[i].plan.index): i for i in ranked}
     flagged: dict[int, set[str]] = {}
     for i, ((language, prob), *rest) in ranked.items():
         plan = items[i].plan
         near = {ranked[j][0][0] for step in (-1, 1)
-                if (j := place.get((items[i].group, plan.channel, plan.index + step)))
+                if (j := place.get((items[i].session_id, plan.channel, plan.index + step)))
                 is not None and ranked[j][0][1] >= threshold} - {language}
         if prob < threshold:
-            near |= {votes[items[i].group][0], *(other for other, _ in rest[:1])}
+            near |= {votes[items[i].session_id][0], *(other for other, _ in rest[:1])}
         if near:
             flagged[i] = {language, *near}
     return flagged

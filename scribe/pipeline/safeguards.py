@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from scribe.config import TranscribeOptions
+from scribe.schema import Segment, Word
 
 Result = dict[str, Any]
 
@@ -52,7 +53,7 @@ def best_attempt(attempts: list[Result], tokenizer: Any, opts: TranscribeOptions
     return max(varied or attempts, key=lambda a: float(a["avg_logprob"]))
 
 
-def _word_anomaly(word: dict[str, Any]) -> float:
+def _word_anomaly(word: Word) -> float:
     """faster-whisper's score for a word: improbable, very short or very long."""
     duration = word["end"] - word["start"]
     score = 1.0 if word.get("probability", 0.0) < 0.15 else 0.0
@@ -61,7 +62,7 @@ def _word_anomaly(word: dict[str, Any]) -> float:
     return float(score + max(duration - 2.0, 0.0))
 
 
-def is_anomaly(segment: dict[str, Any] | None) -> bool:
+def is_anomaly(segment: Segment | None) -> bool:
     """faster-whisper's hallucination test over a segment's first eight words."""
     if segment is None or not segment.get("words"):
         return False
@@ -70,8 +71,8 @@ def is_anomaly(segment: dict[str, Any] | None) -> bool:
     return score >= 3 or score + 0.01 >= len(words)
 
 
-def drop_hallucinations(segments: list[dict[str, Any]], start_s: float, end_s: float,
-                        threshold: float) -> list[dict[str, Any]]:
+def drop_hallucinations(segments: list[Segment], start_s: float, end_s: float,
+                        threshold: float) -> list[Segment]:
     """A chunk's segments without the anomalous ones that silence surrounds.
 
     faster-whisper's ``hallucination_silence_threshold`` rule, on a chunk spanning
@@ -79,7 +80,7 @@ def drop_hallucinations(segments: list[dict[str, Any]], start_s: float, end_s: f
     does there. Sequential decoding then seeks past the segment and decodes the rest
     again; in a batch the rest was decoded already, so only the segment goes.
     """
-    kept: list[dict[str, Any]] = []
+    kept: list[Segment] = []
     last_end = start_s
     for i, seg in enumerate(segments):
         if not seg.get("words") or not is_anomaly(seg):

@@ -8,10 +8,10 @@ All times here are on the collapsed (speech-only) timeline, as the model saw the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from scribe.config import SAMPLE_RATE
 from scribe.pipeline.chunking import ChunkPlan
+from scribe.schema import Segment, Word
 
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
 PAUSE_S = 1.0
@@ -30,8 +30,8 @@ def pauses(plan: ChunkPlan, min_gap_s: float = PAUSE_S) -> list[float]:
     return found
 
 
-def split_segment(segment: dict[str, Any], breaks: list[float],
-                  encode: Callable[[str], list[int]]) -> list[dict[str, Any]]:
+def split_segment(segment: Segment, breaks: list[float],
+                  encode: Callable[[str], list[int]]) -> list[Segment]:
     """``segment`` cut after each word that ends a sentence and between two words with a
     pause (one of ``breaks``) between their middles. Each part keeps the decode's scores;
     its times, text and tokens are its words'. A segment without words stays whole."""
@@ -40,12 +40,12 @@ def split_segment(segment: dict[str, Any], breaks: list[float],
     words = segment.get("words") or []
     if not words:
         return [segment]
-    runs: list[list[dict[str, Any]]] = [[words[0]]]
+    runs: list[list[Word]] = [[words[0]]]
     for before, word in zip(words, words[1:], strict=False):
         if _ends_sentence(before) or _pause_between(before, word, breaks):
             runs.append([])
         runs[-1].append(word)
-    parts = []
+    parts: list[Segment] = []
     for run in runs:
         text = "".join(w["word"] for w in run)
         parts.append({**segment, "start": run[0]["start"], "end": run[-1]["end"],
@@ -54,11 +54,11 @@ def split_segment(segment: dict[str, Any], breaks: list[float],
     return parts
 
 
-def _ends_sentence(word: dict[str, Any]) -> bool:
+def _ends_sentence(word: Word) -> bool:
     return str(word["word"]).strip().endswith(SENTENCE_ENDS)
 
 
-def _pause_between(before: dict[str, Any], after: dict[str, Any], breaks: list[float]) -> bool:
+def _pause_between(before: Word, after: Word, breaks: list[float]) -> bool:
     low = (before["start"] + before["end"]) / 2
     high = (after["start"] + after["end"]) / 2
     return any(low < at <= high for at in breaks)

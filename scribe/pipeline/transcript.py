@@ -13,13 +13,12 @@ from typing import Any, Protocol
 
 from scribe.config import SAMPLE_RATE
 from scribe.io.formats import full_text
+from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.speakers.diarize import SpeakerRequest, speaker_segments
-from scribe.pipeline.whisper import ChunkOutput
-
-SEGMENT_KEYS = ("start", "end", "text", "avg_logprob", "no_speech_prob", "compression_ratio")
+from scribe.schema import Record, RecordBase, Segment, Word
 
 
-def restore_segments(chunks: Iterable[ChunkOutput]) -> list[dict[str, Any]]:
+def restore_segments(chunks: Iterable[ChunkOutput]) -> list[Segment]:
     """All segments of a session, in order, with timestamps on the session's timeline."""
     from faster_whisper.transcribe import Segment, Word, restore_speech_timestamps
 
@@ -42,7 +41,7 @@ def restore_segments(chunks: Iterable[ChunkOutput]) -> list[dict[str, Any]]:
                      for i, (seg, language) in enumerate(zip(segments, languages, strict=True))])
 
 
-def in_order(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def in_order(segments: list[Segment]) -> list[Segment]:
     """Segments (and their words) that never start before the previous one ends.
 
     A model's timestamp tokens can run backwards, most often at a chunk's first segment
@@ -63,7 +62,7 @@ def in_order(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _segments(chunks: list[ChunkOutput], speakers: SpeakerRequest | None
-              ) -> list[dict[str, Any]]:
+              ) -> list[Segment]:
     """The session's segments; with one speaker per channel each channel is restored on
     its own timeline (its own speech ranges) and the two are merged by time."""
     if speakers is None:
@@ -76,20 +75,17 @@ def _segments(chunks: list[ChunkOutput], speakers: SpeakerRequest | None
     return speaker_segments(restored, windows, speakers)
 
 
-def _segment_dict(index: int, segment: Any, language: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": index}
-    out.update({key: getattr(segment, key) for key in SEGMENT_KEYS})
-    out["language"] = language
-    out["text"] = out["text"].strip()
+def _segment_dict(index: int, segment: Any, language: str | None) -> Segment:
+    out = Segment(id=index, start=segment.start, end=segment.end, text=segment.text.strip(),
+                  avg_logprob=segment.avg_logprob, no_speech_prob=segment.no_speech_prob,
+                  compression_ratio=segment.compression_ratio, language=language)
     if segment.words:
-        out["words"] = [
-            {"start": w.start, "end": w.end, "word": w.word, "probability": w.probability}
-            for w in segment.words
-        ]
+        out["words"] = [Word(start=w.start, end=w.end, word=w.word, probability=w.probability)
+                        for w in segment.words]
     return out
 
 
-def clamp_to(segments: list[dict[str, Any]], duration_s: float) -> list[dict[str, Any]]:
+def clamp_to(segments: list[Segment], duration_s: float) -> list[Segment]:
     """Segments (and words) inside ``[0, duration_s]``: a model can emit a timestamp token
     past the end of its chunk, and a cue after the recording ends helps nobody."""
     def fit(t: float) -> float:
@@ -128,7 +124,7 @@ class Analysis(Protocol):
 def record_base(session_id: str, *, model: str | None, uri: str = "",
                 language: str | None = None, analysis: Analysis | None = None,
                 speakers: str = "off", num_speakers: int | None = None,
-                word_timestamps: bool = False) -> dict[str, Any]:
+                word_timestamps: bool = False) -> RecordBase:
     """The fields a session's record starts from: which session, where, the model, the
     language asked for, how to label its speakers, whether its words were asked for, and
     what ``analysis`` found (zeros and empties before any)."""
@@ -144,8 +140,8 @@ def record_base(session_id: str, *, model: str | None, uri: str = "",
     }
 
 
-def ok_record(base: dict[str, Any], chunks: list[ChunkOutput],
-              speakers: SpeakerRequest | None = None) -> dict[str, Any]:
+def ok_record(base: RecordBase, chunks: list[ChunkOutput],
+              speakers: SpeakerRequest | None = None) -> Record:
     """A finished session's record: ``base`` (:func:`record_base`) plus its transcript;
     with ``speakers``, a ``speaker`` on every segment and word. Words the base did not ask
     for (aligned timestamps find them anyway) are left out once they have placed their
@@ -163,12 +159,12 @@ def ok_record(base: dict[str, Any], chunks: list[ChunkOutput],
             "text": full_text(segments), "timings": timings}
 
 
-def error_record(base: dict[str, Any], error: str) -> dict[str, Any]:
+def error_record(base: RecordBase, error: str) -> Record:
     """A failed session's record: the same keys as an ok one, with the reason."""
     return {**empty_record(base), "status": "error", "error": error}
 
 
-def empty_record(base: dict[str, Any]) -> dict[str, Any]:
+def empty_record(base: RecordBase) -> Record:
     """Every key a record has, so ok and error records share one schema."""
     return {
         "session_id": base["session_id"], "uri": base.get("uri", ""), "status": "ok",

@@ -15,7 +15,6 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,51 +22,26 @@ import numpy as np
 from scribe.architectures import n_mels_by_name
 from scribe.config import TranscribeOptions
 from scribe.errors import ModelLoadError
+from scribe.pipeline import alignment, chains, repair
 from scribe.pipeline.bundled import local_model_path
-from scribe.pipeline.chunking import Chunk, ChunkPlan
+from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
 from scribe.pipeline.features import stack_padded, window_frames
 from scribe.pipeline.languages import Detected, detect
+from scribe.pipeline.repair import EncodedRow, Piece
 from scribe.pipeline.safeguards import (
-    best_attempt,
     drop_hallucinations,
     is_silence,
-    needs_fallback,
 )
 from scribe.pipeline.sentences import pauses, split_segment
+from scribe.schema import Segment
 
 logger = logging.getLogger(__name__)
 
 # faster-whisper's batched defaults, kept in one place.
-_PREPEND_PUNCTUATIONS = "\"'“¿([{-"
-_APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
-_BEST_OF = 5  # samples per fallback decode, faster-whisper's best_of
-_REMAINDER_PASSES = 3  # at most this many more decodes of one chunk's remainder
 # Prompt lengths (text tokens) up to Whisper's own limit (223), below ``prompt_tokens``:
 # chunks prompted with the text before them share a model call per level, as CTranslate2
 # batches one length only.
 _PROMPT_LEVELS = (32, 64, 128)
-
-# One decode of a chunk: where in the chunk it starts (seconds), and its result.
-Piece = tuple[float, dict[str, Any]]
-# Where a chunk's encoding already is: an encoder output, and the chunk's row in it.
-EncodedRow = tuple[Any, int]
-# Marks a result of the fallback's first retry: decoded with timestamp tokens, unprompted,
-# at the call's temperature, which is the decode the early-end redo makes.
-_TIMESTAMPED = "timestamped_retry"
-
-
-@dataclass
-class ChunkOutput:
-    """The model's segments for one chunk, on the collapsed (speech-only) timeline, with
-    the chunk's plan (to map them back onto the session's). ``timings["model"]`` is the
-    chunk's share of its model call's time."""
-
-    plan: ChunkPlan
-    segments: list[dict[str, Any]]
-    language: str
-    language_probability: float
-    timings: dict[str, float] = field(default_factory=dict)
-
 
 def resolve_model_path(model: str) -> str:
     """A local directory for ``model``: itself when it is one, the installed tiny.en for its
@@ -157,11 +131,12 @@ class WhisperEngine:
         (:mod:`scribe.pipeline.sentences`); the words stay on the segments, since the
         record maps segment times through them. With ``"predicted"`` Whisper's timestamp
         tokens cut the text, and what it leaves is decoded again
-        (:meth:`_decode_remainders`); with ``"chunk"`` a chunk is one segment.
+        (:func:`scribe.pipeline.repair.decode_remainders`); with ``"chunk"`` a chunk is
+        one segment.
 
         With ``condition_on_previous_text`` each chunk is prompted with the text before it
-        in its session (:meth:`_transcribe_chains`), in model calls of at most
-        ``batch_size`` chunks (default: ``len(items) / prompt_chain``)."""
+        in its session (:func:`scribe.pipeline.chains.transcribe_chains`), in model calls
+        of at most ``batch_size`` chunks (default: ``len(items) / prompt_chain``)."""
         if not items:
             return []
         opts = options or self.options
@@ -172,8 +147,8 @@ class WhisperEngine:
         # the decode encodes again, rather than holding the call's outputs on the card.
         rows = found.rows if self._on_cpu else [None] * len(found.chunks)
         if opts.condition_on_previous_text:
-            outputs = self._transcribe_chains(
-                found.chunks, opts,
+            outputs = chains.transcribe_chains(
+                self, found.chunks, opts,
                 self.chunks_per_call(len(found.chunks), opts, batch_size=batch_size), rows)
         else:
             outputs = self._transcribe(found.chunks, opts, [None] * len(found.chunks), rows)
@@ -208,34 +183,6 @@ class WhisperEngine:
         if not opts.condition_on_previous_text:
             return count
         return min(count, batch_size or math.ceil(count / opts.prompt_chain))
-
-    def _transcribe_chains(self, items: Sequence[Chunk], opts: TranscribeOptions,
-                           per_call: int, known: Sequence[EncodedRow | None]
-                           ) -> list[ChunkOutput]:
-        """A session's chunks form chains of ``prompt_chain``: chunk indices 0-3, 4-7 and
-        so on (for 4), whichever call they come in. Each chunk of a chain is prompted with
-        the chain's text before it, as sequential decoding conditions on the previous
-        window's text. The chains of the call are decoded side by side, the first chunk of
-        every chain, then the second, in model calls of ``per_call`` chunks: a call of
-        B x prompt_chain chunks of one session still decodes B at a time. A chain given
-        whole gives the same text whatever else shares the call (the job's blocks keep
-        chains whole); a chain's part starts without a prompt. Each chunk keeps its own
-        language (:mod:`scribe.pipeline.languages`); ``known`` says where its encoding is."""
-        chains = _chains(items, opts.prompt_chain)
-        outputs: list[ChunkOutput | None] = [None] * len(items)
-        said = [""] * len(chains)
-        for k in range(max(len(chain) for chain in chains)):
-            wave = [(n, chain[k]) for n, chain in enumerate(chains) if len(chain) > k]
-            for first in range(0, len(wave), per_call):
-                part = wave[first:first + per_call]
-                done = self._transcribe([items[i] for _, i in part], opts,
-                                        [said[n] or None for n, _ in part],
-                                        [known[i] for _, i in part])
-                for (n, i), out in zip(part, done, strict=True):
-                    outputs[i] = out
-                    said[n] = " ".join(
-                        [said[n], *(seg["text"].strip() for seg in out.segments)]).strip()
-        return [out for out in outputs if out is not None]
 
     def _transcribe(self, items: Sequence[Chunk], opts: TranscribeOptions,
                     prompts: Sequence[str | None],
@@ -273,13 +220,13 @@ class WhisperEngine:
         for key, group in groups.items():
             toks = [tokenizers[i] for i in group]
             given = [result for i in group if (result := decoded[i]) is not None]
-            results = given or self._fall_back(
-                [items[i] for i in group], toks, self._generate(
+            results = given or repair.fall_back(
+                self, [items[i] for i in group], toks, self._generate(
                     encoded[key], toks, opts, previous=[previous[i] for i in group]),
                 opts, key[0], encoded[key])
             for i, result in zip(group, results, strict=True):
                 pieces[i].append((0.0, result))
-        pieces = self._decode_remainders(items, tokenizers, pieces, opts)
+        pieces = repair.decode_remainders(self, items, tokenizers, pieces, opts)
         outputs = [
             ChunkOutput(plan=item.plan, language=lang, language_probability=prob,
                         segments=[seg for start, res in chunk_pieces if not is_silence(res, opts)
@@ -292,8 +239,8 @@ class WhisperEngine:
                 self._add_words([items[i] for i in group], [outputs[i] for i in group],
                                 [tokenizers[i] for i in group], encoded[key], key[0])
             if opts.timestamps == "aligned":
-                self._redo_early_ends(items, outputs, opts, prompts, rows,
-                                      [chunk_pieces[0][1] for chunk_pieces in pieces])
+                repair.redo_early_ends(self, items, outputs, opts, prompts, rows,
+                                       [chunk_pieces[0][1] for chunk_pieces in pieces])
                 for item, out, tok in zip(items, outputs, tokenizers, strict=True):
                     breaks = pauses(item.plan)
                     out.segments = [part for seg in out.segments
@@ -401,139 +348,6 @@ class WhisperEngine:
             })
         return outputs
 
-    def _fall_back(self, items: Sequence[Chunk], tokenizers: list[Any],
-                   results: list[dict[str, Any]], opts: TranscribeOptions,
-                   frames: int, encoded: Any) -> list[dict[str, Any]]:
-        """Re-decode the chunks that fail the quality gates, at each fallback temperature in
-        turn, all failing chunks of the batch in one call, until they pass.
-
-        With aligned timestamps the first retry is not sampled: it decodes the chunk again
-        with Whisper's timestamp tokens, which keep the model's place in the audio where
-        text alone ran into a repetition loop (the English-only tiny.en on a minute of
-        other languages: one beam decode that passes, against five best-of-5 samplings
-        that do not). Only then come the temperatures.
-
-        The failing chunks' rows of ``encoded`` (the batch's encoder output, at ``frames``)
-        are taken out of it, or encoded again where it cannot be sliced
-        (:meth:`_encode`): measured with tiny.en on CPU, encoding is about a quarter of the
-        time of the best-of-5 decode that follows. Retries carry no prompt: faster-whisper's
-        sequential decoding also drops it once it samples, as the text before can be what
-        misled the model.
-        """
-        attempts = [[r] for r in results]
-        failing = [i for i, r in enumerate(results) if needs_fallback(r, tokenizers[i], opts)]
-        retries = [opts.model_copy(update={"temperature": t})
-                   for t in opts.temperature_fallback if t > opts.temperature]
-        if retries and opts.timestamps == "aligned":
-            retries.insert(0, opts.model_copy(update={"timestamps": "predicted"}))
-        for retry in retries:
-            if not failing:
-                break
-            retried = self._generate(
-                self._encode([items[i].features for i in failing], frames,
-                             [(encoded, i) for i in failing]),
-                [tokenizers[i] for i in failing], retry, best_of=_BEST_OF)
-            for i, result in zip(failing, retried, strict=True):
-                result[_TIMESTAMPED] = retry.timestamps != opts.timestamps
-                attempts[i].append(result)
-            failing = [i for i in failing if needs_fallback(attempts[i][-1], tokenizers[i], opts)]
-        logger.debug("%d of %d chunks fell back", sum(len(a) > 1 for a in attempts), len(items))
-        return [best_attempt(a, tokenizers[i], opts) if i in failing else a[-1]
-                for i, a in enumerate(attempts)]
-
-    def _decode_remainders(self, items: Sequence[Chunk], tokenizers: list[Any],
-                           pieces: list[list[Piece]], opts: TranscribeOptions
-                           ) -> list[list[Piece]]:
-        """Decode again what the model left: a chunk whose text ends at a timestamp more
-        than ``remainder_s`` before the chunk does is decoded from that timestamp to its
-        end, all such chunks of the batch in one call, up to :data:`_REMAINDER_PASSES`
-        times. Sequential decoding seeks to the last timestamp the same way; without it,
-        a 30 s chunk loses the sentence after the model's early end (tiny.en on the quality
-        benchmark's sessions: one chunk in three, 4-5 s of speech each).
-
-        A remainder is encoded at its own window (:meth:`_window`), typically 15 s for its
-        4-5 s; remainders of equal window share a call. A remainder depends only on its
-        own chunk's decoding and length, so batch neighbours still change nothing."""
-        if opts.timestamps != "predicted" or opts.remainder_s is None:
-            return pieces
-        for _ in range(_REMAINDER_PASSES):
-            todo = [(i, end) for i, item in enumerate(items)
-                    if (end := self._text_end(pieces[i][-1], tokenizers[i], opts)) is not None
-                    and item.plan.duration_s - end > opts.remainder_s]
-            if not todo:
-                break
-            by_width: defaultdict[int, list[tuple[int, float, Chunk]]] = defaultdict(list)
-            for i, end in todo:
-                rest = Chunk(plan=items[i].plan, group=items[i].group,
-                             language=items[i].language,
-                             features=items[i].features[:, round(end * self._fps):])
-                by_width[self._window(rest.features.shape[1], opts)].append((i, end, rest))
-            for width, group in by_width.items():
-                rests = [rest for _, _, rest in group]
-                toks = [tokenizers[i] for i, _, _ in group]
-                encoded = self._run_encoder(stack_padded([c.features for c in rests], width))
-                results = self._fall_back(rests, toks, self._generate(encoded, toks, opts),
-                                          opts, width, encoded)
-                for (i, end, _), result in zip(group, results, strict=True):
-                    pieces[i].append((end, result))
-        return pieces
-
-    def _redo_early_ends(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
-                         opts: TranscribeOptions, prompts: Sequence[str | None],
-                         rows: Sequence[EncodedRow], results: Sequence[dict[str, Any]]
-                         ) -> None:
-        """Aligned text whose last word ends more than ``remainder_s`` before its chunk
-        does is decoded again with timestamp tokens, so that what it left is read from the
-        last timestamp (:meth:`_decode_remainders`), all such chunks of the batch in one
-        call. Text alone can end early too: tiny.en read the first 2.7 s of a 16 s clip
-        and stopped (one chunk in about forty); with timestamp tokens it reads on. A chunk
-        with no words (silence) is left as it is.
-
-        A prompted chunk with speech no word covers, at its start or between two words,
-        is decoded again the same way, without its prompt: the text before it made the
-        model skip what it had just read there. Tiny.en on six 10-minute sessions: 5 of 97
-        prompted chunks began 3.8-16.8 s in and lost 192 words; on a 12-minute one, two
-        left 6.8-12.1 s between two words. VAD keeps at most two paddings of silence
-        between speech regions, so an unprompted chunk's longest gap is about a second
-        (1.2 s on those sessions); the limit is ``remainder_s`` plus two paddings. The
-        redo carries no prompt either, and reuses the chunks' encodings (``rows``), and
-        their decodes (``results``) where the fallback's first retry made them: that retry
-        decodes as the redo does (timestamp tokens, no prompt, the call's temperature), so
-        a chunk whose result it gave is not decoded twice alike (tiny.en on the multilingual
-        clip: 1.7 s of its 7.4 s went to the second of two identical 224-token decodes),
-        nor sampled again where the temperatures after it failed too."""
-        if opts.remainder_s is None:
-            return
-        limit = opts.remainder_s
-        gap = limit + 2 * opts.vad_speech_pad_ms / 1000
-        early = [i for i, (item, out) in enumerate(zip(items, outputs, strict=True))
-                 if ((end := _last_word_end(out)) is not None
-                     and item.plan.offset_s + item.plan.duration_s - end > limit)
-                 or (prompts[i] and _longest_gap(out) > gap)]
-        if not early:
-            return
-        # the hallucination filter runs once, on every chunk, after this
-        redone = self._transcribe([items[i] for i in early], opts.model_copy(update={
-            "timestamps": "predicted", "word_timestamps": True,
-            "hallucination_silence_threshold": None}), [None] * len(early),
-            [rows[i] for i in early],
-            [results[i] if results[i].get(_TIMESTAMPED) else None for i in early])
-        for i, out in zip(early, redone, strict=True):
-            outputs[i].segments = out.segments
-
-    def _text_end(self, piece: Piece, tokenizer: Any, opts: TranscribeOptions
-                  ) -> float | None:
-        """Where in the chunk a decode's text ended, when it ended cleanly at a timestamp
-        past its start; None when it was silence, ended in text (cut by the token cap,
-        and already spanning the rest) or made no progress."""
-        start, result = piece
-        tokens = [t for t in result["tokens"]
-                  if t < tokenizer.eot or t >= tokenizer.timestamp_begin]
-        if is_silence(result, opts) or not tokens or tokens[-1] < tokenizer.timestamp_begin:
-            return None
-        end = start + (tokens[-1] - tokenizer.timestamp_begin) * self.model.time_precision
-        return end if end > start else None
-
     @property
     def _on_cpu(self) -> bool:
         """Whether the model runs on CPU, where CTranslate2's encoder and aligner are given
@@ -545,7 +359,7 @@ class WhisperEngine:
         return int(self.model.frames_per_second)
 
     def _split(self, plan: ChunkPlan, tokenizer: Any, result: dict[str, Any],
-               start_s: float = 0.0) -> list[dict[str, Any]]:
+               start_s: float = 0.0) -> list[Segment]:
         """Cut one decode's tokens into segments at its timestamp tokens; ``start_s`` is
         where in the chunk that decode began."""
         from faster_whisper.transcribe import get_compression_ratio
@@ -556,7 +370,7 @@ class WhisperEngine:
             segment_size=int(math.ceil(duration) * self._fps), segment_duration=duration,
             seek=0,
         )
-        segments = []
+        segments: list[Segment] = []
         for sub in subsegments:
             text = tokenizer.decode(sub["tokens"])
             segments.append({
@@ -570,36 +384,14 @@ class WhisperEngine:
 
     def _add_words(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
                    tokenizers: list[Any], encoder_output: Any, frames: int) -> None:
-        """Word timestamps: the chunks' text aligned to their audio, then faster-whisper's
-        word placement chunk by chunk. A GPU aligns the batch in one call per language; on
-        CPU each chunk is aligned alone: CTranslate2's CPU aligner, like its encoder
-        (:meth:`_run_encoder`), costs less per chunk so (tiny.en, int8, eight chunks:
-        0.6-0.75 CPU-s one by one against 0.9-1.1 in batches of four or eight).
+        """Word timestamps (:func:`scribe.pipeline.alignment.add_words`), each chunk's
+        encoding taken from ``encoder_output`` at ``frames`` (:meth:`_encode`)."""
+        def encode(indices: list[int]) -> Any:
+            return self._encode([items[i].features for i in indices], frames,
+                                [(encoder_output, i) for i in indices])
 
-        ``add_word_timestamps`` carries the last word's end from one list element to the
-        next, so over a whole batch one session's last word would steer another's first.
-        Each chunk starts instead from its own offset (speech ran up to its cut), which no
-        neighbour changes. A chunk without text has no words, and makes no call.
-        """
-        text_tokens = {i: [t for s in out.segments for t in s["tokens"]
-                           if t < tokenizers[i].eot] for i, out in enumerate(outputs)}
-        for i in (i for i, tokens in text_tokens.items() if not tokens and outputs[i].segments):
-            self._place_words(items[i].plan, outputs[i].segments, tokenizers[i], [])
-        by_language: defaultdict[str, list[int]] = defaultdict(list)
-        for i, tokens in text_tokens.items():
-            if tokens:
-                by_language[outputs[i].language].append(i)
-        calls = ([[i] for indices in by_language.values() for i in indices]
-                 if self._on_cpu else list(by_language.values()))
-        for indices in calls:
-            encoded = self._encode([items[i].features for i in indices], frames,
-                                   [(encoder_output, i) for i in indices])
-            tokenizer = tokenizers[indices[0]]
-            alignments = self.model.find_alignment(
-                tokenizer, [text_tokens[i] for i in indices], encoded,
-                [self._frames(items[i].plan) for i in indices])
-            for i, alignment in zip(indices, alignments, strict=True):
-                self._place_words(items[i].plan, outputs[i].segments, tokenizer, alignment)
+        alignment.add_words(self.model, items, outputs, tokenizers, encode,
+                            one_by_one=self._on_cpu)
 
     def _drop_hallucinations(self, items: Sequence[Chunk], outputs: list[ChunkOutput],
                              opts: TranscribeOptions) -> None:
@@ -610,19 +402,6 @@ class WhisperEngine:
             plan = item.plan
             out.segments = drop_hallucinations(
                 out.segments, plan.offset_s, plan.offset_s + plan.duration_s, threshold)
-
-    def _frames(self, plan: ChunkPlan) -> int:
-        return int(math.ceil(plan.duration_s) * self.model.frames_per_second)
-
-    def _place_words(self, plan: ChunkPlan, segments: list[dict[str, Any]], tokenizer: Any,
-                     alignment: list[dict[str, Any]]) -> None:
-        """faster-whisper's own word placement for one chunk, on its precomputed alignment."""
-        from faster_whisper import WhisperModel
-
-        WhisperModel.add_word_timestamps(
-            _Aligned(alignment, self.model.frames_per_second), [segments], tokenizer, None,
-            self._frames(plan), _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS, plan.offset_s)
-
 
 def _merged(items: Sequence[Chunk], outputs: list[ChunkOutput], found: Detected
             ) -> list[ChunkOutput]:
@@ -649,51 +428,3 @@ def _stacked(rows: list[Any]) -> Any:
     import ctranslate2
 
     return ctranslate2.StorageView.from_array(np.stack(rows))
-
-
-def _chains(items: Sequence[Chunk], length: int) -> list[list[int]]:
-    """Indices of ``items`` in chains: consecutive chunks of one session (and channel)
-    whose indices share ``index // length``, in whatever order they were given."""
-    chains: list[list[int]] = []
-    order = sorted(range(len(items)), key=lambda i: (
-        items[i].group, items[i].plan.channel or 0, items[i].plan.index))
-    for i in order:
-        item = items[i]
-        if chains and _follows(items[chains[-1][-1]], item, length):
-            chains[-1].append(i)
-        else:
-            chains.append([i])
-    return chains
-
-
-def _follows(before: Chunk, after: Chunk, length: int) -> bool:
-    return (after.group == before.group and after.plan.channel == before.plan.channel
-            and after.plan.index == before.plan.index + 1
-            and after.plan.index // length == before.plan.index // length)
-
-
-def _longest_gap(output: ChunkOutput) -> float:
-    """The longest stretch of the chunk without a word, before its first word or between
-    two (0 without words: silence is not a skip)."""
-    words = [w for seg in output.segments for w in seg.get("words") or []]
-    if not words:
-        return 0.0
-    ends = [output.plan.offset_s] + [w["end"] for w in words[:-1]]
-    return float(max(w["start"] - end for w, end in zip(words, ends, strict=True)))
-
-
-def _last_word_end(output: ChunkOutput) -> float | None:
-    ends = [seg["words"][-1]["end"] for seg in output.segments if seg.get("words")]
-    return float(ends[-1]) if ends else None
-
-
-@dataclass(frozen=True)
-class _Aligned:
-    """What ``WhisperModel.add_word_timestamps`` reads from its model when placing one
-    chunk's words: the frame rate, and the alignment the batch already computed."""
-
-    alignment: list[dict[str, Any]]
-    frames_per_second: int
-
-    def find_alignment(self, *_: Any) -> list[list[dict[str, Any]]]:
-        return [self.alignment]

@@ -21,7 +21,7 @@ def test_engine_batches_on_cuda(tiny_model: str, compute_type: str) -> None:
     engine = WhisperEngine(options)
     prepared = preprocess("examples/sessions/multilingual.mp3", options, engine.n_mels)
     # four sessions of the same audio, whose chunks (prompt chains) share the calls
-    items = [dataclasses.replace(c, group=f"m{k}") for k in range(4) for c in prepared.chunks]
+    items = [dataclasses.replace(c, session_id=f"m{k}") for k in range(4) for c in prepared.chunks]
     outputs = engine.transcribe(items)
     assert len(outputs) == len(items)
     n = len(prepared.chunks)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -110,8 +109,7 @@ def grafana_to_promql(expr: str) -> str:
     return expr
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool on PATH "
-                    "(it comes with Debian's prometheus package)")
+@pytest.mark.programs("promtool", install="apt-get install prometheus")
 def test_every_expression_parses_as_promql(tmp_path: Path) -> None:
     rules = [{"record": f"scribe:check:{i}", "expr": grafana_to_promql(expr)}
              for i, expr in enumerate(_exprs())]

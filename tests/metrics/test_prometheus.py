@@ -19,14 +19,13 @@ import pytest
 from scribe.config import TranscribeOptions
 from scribe.errors import error_reason
 from tests.media import not_audio, speech, write_audio
-from tests.metrics.prometheus import Prometheus, binary
+from tests.metrics.prometheus import Prometheus
 from tests.metrics.test_dashboard import _exprs, grafana_to_promql, metric_names
 from tests.s3 import _terminate
 from tests.serve.support import EXAMPLES, free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve,
-              pytest.mark.skipif(binary() is None, reason="no prometheus on PATH "
-                                 "(apt-get install prometheus; .ci/run does)")]
+              pytest.mark.programs("prometheus", install="apt-get install prometheus")]
 
 CHILD_START_TIMEOUT_S = 420.0  # the job, then Serve, on a busy 2-core machine
 POLL_TIMEOUT_S = 90.0  # Ray's 1 s report interval here, 1 s scrapes, and slack

@@ -16,9 +16,10 @@ import pytest
 
 from scribe.config import TranscribeOptions
 from scribe.pipeline.audio import decode
+from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.preprocess import PreparedSession, preprocess
 from scribe.pipeline.transcript import restore_segments
-from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
+from scribe.pipeline.whisper import WhisperEngine
 from tests.media import write_audio
 from tests.real.conftest import EXAMPLES, JFK_WORDS, words
 
@@ -69,7 +70,7 @@ def transcribe(engine: WhisperEngine, sessions: dict[str, PreparedSession],
     them, four in a row) shuffled with all others' into shared calls of ``batch_size``
     chains, as the job's blocks keep chains whole."""
     chain = engine.options.prompt_chain
-    queue = [(sid, [dataclasses.replace(c, group=sid) for c in p.chunks[i:i + chain]])
+    queue = [(sid, [dataclasses.replace(c, session_id=sid) for c in p.chunks[i:i + chain]])
              for sid, p in sessions.items() for i in range(0, len(p.chunks), chain)]
     random.Random(seed).shuffle(queue)
     done: dict[str, list[ChunkOutput]] = {sid: [] for sid in sessions}
@@ -118,7 +119,7 @@ def test_calls_at_once_on_workers_of_one_engine_change_nothing(
     engine: each call gives what it gives when the calls come one at a time."""
     engine = WhisperEngine(options, cpu_threads=1, workers=2)
     chain = options.prompt_chain
-    calls = [[dataclasses.replace(c, group=sid) for c in p.chunks[i:i + chain]]
+    calls = [[dataclasses.replace(c, session_id=sid) for c in p.chunks[i:i + chain]]
              for sid, p in sessions.items() for i in range(0, len(p.chunks), chain)]
     spans: list[tuple[float, float]] = []
 

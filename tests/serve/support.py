@@ -19,6 +19,9 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 # (the 16-client test fits), 8 waiting, the rest answered 503 at once.
 INGRESS_ONGOING = 16
 INGRESS_QUEUED = 8
+# Realtime sessions per ingress replica and their idle timeout: small, for the limit tests.
+REALTIME_SESSIONS = 3
+REALTIME_IDLE_S = 4.0
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sessions"
 
 
@@ -89,5 +92,6 @@ def serve_config(options: TranscribeOptions, **server: Any) -> ServeConfig:
         transcribe=options,
         resources=ResourceConfig(preprocess_cpus=0.5, model_batch_size=8),
         server=ServerOptions(max_body_bytes=MAX_BODY_BYTES, batch_wait_timeout_s=0.05,
-                             retry_after_s=2, **server),
+                             retry_after_s=2, realtime_max_sessions=REALTIME_SESSIONS,
+                             realtime_idle_timeout_s=REALTIME_IDLE_S, **server),
     )

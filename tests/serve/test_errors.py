@@ -58,7 +58,7 @@ def test_truncated_mp3_still_transcribes(http: Any, tmp_path: Path) -> None:
     ({"timestamp_granularities[]": "word"}, "timestamp_granularities[]"),
     ({"timestamp_granularities[]": "sentence", "response_format": "verbose_json"},
      "timestamp_granularities[]"),
-    ({"stream": "true"}, "stream"),
+    ({"stream": "true", "response_format": "srt"}, "stream"),
 ])
 def test_bad_parameters_are_400_naming_the_parameter(http: Any, jfk: Path,
                                                      fields: dict[str, str], param: str

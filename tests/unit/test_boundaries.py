@@ -79,3 +79,12 @@ def test_the_import_graph_has_no_cycle() -> None:
     graph = {name: _imported(path, modules) - {name} for name, path in modules.items()}
     # CycleError names the modules that import each other
     list(graphlib.TopologicalSorter(graph).static_order())
+
+
+def test_the_engine_knows_no_ray_files() -> None:
+    """Ray's address variables, its ``ray start`` record and its token live on the Ray side
+    (:mod:`ray_jobs.cluster`): the engine neither imports ray nor reads Ray's files."""
+    ray_names = ("RAY_ADDRESS", "RAY_AUTH", "RAY_TMPDIR", "ray_current_cluster", "auth_token")
+    for path in (ROOT / "scribe").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not [name for name in ray_names if name in text], path

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ray_jobs import rows
-from ray_jobs.transcribe import SessionCollector
+from ray_jobs.collect import SessionCollector
 
 pytestmark = pytest.mark.unit
 

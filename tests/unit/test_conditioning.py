@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scribe.config import TranscribeOptions
-from scribe.pipeline import whisper
+from scribe.pipeline import chains, chunking, repair, whisper
 from scribe.pipeline.chunking import Chunk, ChunkPlan
 from scribe.pipeline.languages import Detected
 from scribe.pipeline.preprocess import preprocess
@@ -23,16 +23,16 @@ pytestmark = pytest.mark.unit
 def _chunk(group: str, index: int, channel: int | None = None) -> Chunk:
     plan = ChunkPlan(index=index, offset_s=30.0 * index, duration_s=30.0,
                      ranges=[{"start": 0, "end": 16_000}], channel=channel)
-    return Chunk(plan=plan, features=np.zeros((80, 10), np.float32), group=group)
+    return Chunk(plan=plan, features=np.zeros((80, 10), np.float32), session_id=group)
 
 
 def test_chains_are_a_sessions_chunks_by_index_in_fours() -> None:
     items = [_chunk("a", i) for i in range(2, 9)] + [_chunk("b", 0), _chunk("a", 10),
                                                       _chunk("c", 0, 0), _chunk("c", 1, 1)]
     # a: 2-3 | 4-7 | 8 (its chain's rest is not in this call) | 10; b; c's two channels
-    assert whisper._chains(items, 4) == [[0, 1], [2, 3, 4, 5], [6], [8], [7], [9], [10]]
-    assert whisper._chains(items[:6], 2) == [[0, 1], [2, 3], [4, 5]]
-    assert whisper._chains(items[:6][::-1], 4) == [[5, 4], [3, 2, 1, 0]], "any order"
+    assert chains._chains(items, 4) == [[0, 1], [2, 3, 4, 5], [6], [8], [7], [9], [10]]
+    assert chains._chains(items[:6], 2) == [[0, 1], [2, 3], [4, 5]]
+    assert chains._chains(items[:6][::-1], 4) == [[5, 4], [3, 2, 1, 0]], "any order"
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,9 @@ def engine(test_options: TranscribeOptions) -> WhisperEngine:
 def session(engine: WhisperEngine) -> list[Chunk]:
     """Eight consecutive chunks of one session (jfk's, renumbered), and two of another."""
     jfk = preprocess("examples/sessions/jfk.flac", engine.options, 80).chunks[0]
-    return ([dataclasses.replace(jfk, group="s", plan=dataclasses.replace(jfk.plan, index=i))
+    return ([dataclasses.replace(jfk, session_id="s", plan=dataclasses.replace(jfk.plan, index=i))
              for i in range(8)]
-            + [dataclasses.replace(jfk, group="t", plan=dataclasses.replace(jfk.plan, index=i))
+            + [dataclasses.replace(jfk, session_id="t", plan=dataclasses.replace(jfk.plan, index=i))
                for i in range(2)])
 
 
@@ -127,8 +127,8 @@ def test_a_prompted_chunk_that_skips_speech_is_decoded_again_without_its_prompt(
         # 1.8 s is the limit: remainder_s (1) and twice the VAD padding (0.4 s)
         return 1.9 if output.plan == late else 1.7
 
-    monkeypatch.setattr(whisper, "_longest_gap", longest_gap)
-    monkeypatch.setattr(whisper, "_last_word_end",
+    monkeypatch.setattr(repair, "_longest_gap", longest_gap)
+    monkeypatch.setattr(repair, "_last_word_end",
                         lambda out: out.plan.offset_s + out.plan.duration_s)
     calls = _spy(engine, monkeypatch)
     opts = engine.options.model_copy(update={
@@ -138,7 +138,7 @@ def test_a_prompted_chunk_that_skips_speech_is_decoded_again_without_its_prompt(
     assert calls[0] == [[]] and len(calls[1][0]) > 0 and calls[2] == [[]]
     calls.clear()
     # chunk 0 has no prompt to blame for a gap: it is not decoded again
-    monkeypatch.setattr(whisper, "_longest_gap", lambda out: 5.0)
+    monkeypatch.setattr(repair, "_longest_gap", lambda out: 5.0)
     engine.transcribe(session[:1], opts)
     assert calls == [[[]]]
 
@@ -169,14 +169,14 @@ def test_each_chunk_of_a_chain_keeps_its_own_language(
 def test_the_longest_stretch_without_a_word() -> None:
     plan = ChunkPlan(index=0, offset_s=10.0, duration_s=20.0, ranges=[])
 
-    def out(*spans: tuple[float, float]) -> whisper.ChunkOutput:
+    def out(*spans: tuple[float, float]) -> chunking.ChunkOutput:
         words = [{"word": " w", "start": a, "end": b, "probability": 0.9} for a, b in spans]
-        return whisper.ChunkOutput(plan=plan, segments=[{"words": words[:1]},
+        return chunking.ChunkOutput(plan=plan, segments=[{"words": words[:1]},
                                                         {"words": words[1:]}],
                                    language="en", language_probability=1.0)
 
-    assert whisper._longest_gap(out((10.0, 10.5), (10.9, 11.2))) == pytest.approx(0.4)
-    assert whisper._longest_gap(out((13.0, 13.5), (13.9, 14.2))) == pytest.approx(3.0)
-    assert whisper._longest_gap(out((10.0, 10.5), (17.5, 18.0))) == pytest.approx(7.0)
-    assert whisper._longest_gap(whisper.ChunkOutput(
+    assert repair._longest_gap(out((10.0, 10.5), (10.9, 11.2))) == pytest.approx(0.4)
+    assert repair._longest_gap(out((13.0, 13.5), (13.9, 14.2))) == pytest.approx(3.0)
+    assert repair._longest_gap(out((10.0, 10.5), (17.5, 18.0))) == pytest.approx(7.0)
+    assert repair._longest_gap(chunking.ChunkOutput(
         plan=plan, segments=[], language="en", language_probability=1.0)) == 0.0

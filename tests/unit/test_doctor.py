@@ -4,10 +4,8 @@ only where the machine has it: a missing library is a soname that does not exist
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -130,81 +128,11 @@ def test_node_checks_cover_the_gpu_only_for_a_gpu_device(tiny_model: str) -> Non
     assert names == ["gpu", "driver", "cuda-libraries", "model", "disk"]
 
 
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        server.close()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_ray_is_reachable_or_says_how_to_start_it(listening_port: int,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  tmp_path: Path) -> None:
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # no `ray start` record here
-    assert doctor.check_ray("").status == "ok"
-    assert doctor.check_ray(f"127.0.0.1:{listening_port}").status == "ok"
-    assert doctor.check_ray(f"http://127.0.0.1:{listening_port}").status == "ok"
-    down = doctor.check_ray(f"127.0.0.1:{_closed_port()}")
-    assert down.status == "fail" and "ray-node.sh head" in down.fix
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "none"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    tokenless = doctor.check_ray(f"127.0.0.1:{listening_port}")
-    assert tokenless.status == "fail" and "get-auth-token" in tokenless.fix
-    monkeypatch.setenv("RAY_AUTH_TOKEN", "abc")
-    assert doctor.check_ray(f"127.0.0.1:{listening_port}").status == "ok"
-
-
-def _record(tmp_path: Path, address: str) -> None:
-    """What `ray start` leaves: the cluster's address in <temp dir>/ray/ray_current_cluster."""
-    (tmp_path / "ray").mkdir(exist_ok=True)
-    (tmp_path / "ray" / "ray_current_cluster").write_text(address + "\n")
-
-
-def test_a_recorded_cluster_that_died_is_found_in_a_second(
-        listening_port: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import time
-
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    assert doctor.ray_address_file() == tmp_path / "ray" / "ray_current_cluster"
-    _record(tmp_path, f"127.0.0.1:{listening_port}")
-    assert doctor.dead_recorded_cluster() is None
-    alive = doctor.check_ray("")
-    assert alive.status == "ok" and "joins" in alive.message
-    dead = f"127.0.0.1:{_closed_port()}"
-    _record(tmp_path, dead)
-    start = time.perf_counter()
-    assert doctor.dead_recorded_cluster() == dead
-    warned = doctor.check_ray("")
-    assert time.perf_counter() - start < 3
-    assert warned.status == "warn" and "ray stop" in warned.fix and dead in warned.message
-    # asked for by "auto", the dead record is a failure: the job stops at once
-    assert doctor.check_ray("auto").status == "fail"
-    # with no address asked for, the job and `scribe serve` start a Ray of their own
-    assert doctor.init_address() == "local"
-    monkeypatch.setenv("RAY_ADDRESS", dead)
-    assert doctor.init_address() is None
-
-
 def test_checks_run_in_about_a_second(tiny_model: str, tmp_path: Path) -> None:
     import time
 
     start = time.perf_counter()
-    results = doctor.run_checks(device="cpu", model=tiny_model, output=str(tmp_path),
-                                ray_address="")
+    results = doctor.run_checks(device="cpu", model=tiny_model, output=str(tmp_path))
     assert time.perf_counter() - start < 3.0
     assert not doctor.failures(results)
     assert doctor.checks_text(results).endswith("0 failure(s)")

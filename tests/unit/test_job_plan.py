@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs.transcribe import fit_to_work, model_replicas_for, parse_args, plan_resources
+from ray_jobs.layout import fit_to_work, model_replicas_for, plan_resources
+from ray_jobs.transcribe import parse_args
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.errors import PlanError
 from scribe.io.sessions import SessionRef

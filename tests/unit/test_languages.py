@@ -48,7 +48,7 @@ class Programmed:
         return out
 
 
-def chunk(index: int, spoken: str, group: str = "s", language: str | None = None) -> Chunk:
+def chunk(index: int, spoken: str, session_id: str = "s", language: str | None = None) -> Chunk:
     """A chunk of ``len(spoken)`` 4 s ranges, each in the language of its letter."""
     frames = int(RANGE_S * 100)
     codes = [Programmed.codes.index({"e": "en", "d": "de", "f": "fr", "s": "es"}[c])
@@ -59,7 +59,7 @@ def chunk(index: int, spoken: str, group: str = "s", language: str | None = None
                "end": start + (k + 1) * int(RANGE_S * SAMPLE_RATE)} for k in range(len(spoken))]
     plan = ChunkPlan(index=index, offset_s=index * len(spoken) * RANGE_S,
                      duration_s=len(spoken) * RANGE_S, ranges=ranges)
-    return Chunk(plan=plan, features=features, group=group, language=language)
+    return Chunk(plan=plan, features=features, session_id=session_id, language=language)
 
 
 def test_each_sure_chunk_is_decoded_in_its_own_language() -> None:
@@ -96,7 +96,7 @@ def test_an_unsure_chunk_of_one_language_takes_its_sessions() -> None:
     short = chunk(2, "df")
     short = Chunk(plan=ChunkPlan(index=2, offset_s=0.0, duration_s=8.0,
                                  ranges=[{"start": 0, "end": 8 * SAMPLE_RATE}]),
-                  features=short.features, group="s")
+                  features=short.features, session_id="s")
     found = languages.detect(Programmed(), [chunk(0, "dddd"), chunk(1, "dddd"), short],
                              OPTIONS)
     assert [c.language for c in found.chunks] == ["de", "de", "de"]

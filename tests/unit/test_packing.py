@@ -263,7 +263,7 @@ def test_cpu_plans_pick_the_most_chunks_per_second_on_the_machine() -> None:
 
 
 def test_the_batch_job_plans_from_the_packing_plan() -> None:
-    from ray_jobs.transcribe import plan_resources
+    from ray_jobs.layout import plan_resources
 
     gpu = dataclasses.replace(_plan("large-v3", "float16", 24 * GiB), actors_per_gpu=3,
                               batch_size=24)
@@ -282,7 +282,7 @@ def test_the_batch_job_plans_from_the_packing_plan() -> None:
 
 
 def test_the_batch_job_on_cpu_keeps_its_defaults_without_a_plan() -> None:
-    from ray_jobs.transcribe import plan_resources
+    from ray_jobs.layout import plan_resources
 
     options = TranscribeOptions(model="small", device="cpu")
     plain = plan_resources(options, ResourceConfig(), {"CPU": 2})

@@ -1,15 +1,20 @@
-"""``scribe status``: a job's progress read from its output folder (and input) alone."""
+"""``scribe status``: a job's progress read from its output folder (and input) alone; and
+the running job's own progress display."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
+from ray_jobs.progress_display import ProgressDisplay, format_duration
 from ray_scribe.cli import main
 from scribe.io import outputs, storage
 from scribe.io.progress import progress
+from scribe.io.sessions import SessionRef
 from scribe.pipeline.transcript import error_record, ok_record
 
 pytestmark = pytest.mark.unit
@@ -68,3 +73,81 @@ def test_the_command_prints_it(job: tuple[str, str], capsys: pytest.CaptureFixtu
 def test_an_empty_or_missing_output_is_nothing_done(tmp_path: Path) -> None:
     state = progress(str(tmp_path / "nothing-yet"))
     assert (state.done, state.failed, state.left) == (0, {}, None)
+
+
+# The job's live display (ray_jobs/progress_display.py): what a running job prints.
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _refs(*sizes: int | None) -> list[SessionRef]:
+    # WAV at 16 kHz mono: 32000 bytes a second
+    return [SessionRef(f"s{i}", f"/in/s{i}.wav", size) for i, size in enumerate(sizes)]
+
+
+def _ok(sid: str, seconds: float) -> dict[str, object]:
+    return {"session_id": sid, "status": "ok", "duration_s": seconds}
+
+
+def test_off_a_terminal_a_log_line_every_interval_with_failures_and_time_left(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock, stream = _Clock(), io.StringIO()
+    display = ProgressDisplay(_refs(32000 * 1800, 32000 * 600, 32000 * 600), stream, tty=False,
+                              interval_s=30.0, clock=clock)
+    with caplog.at_level(logging.INFO, logger="ray_jobs.progress_display"):
+        clock.now += 60
+        display.session(_ok("s0", 1800.0))  # 60% of the audio in a minute
+        clock.now += 10
+        display.session({"session_id": "s1", "status": "error", "error": "audio_decode_error"})
+        clock.now += 30
+        display.session(_ok("s2", 600.0))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "progress: 1/3 sessions, 0.50 h of audio, 30.0 audio-s/s, 0:40 left (1:00 so far)",
+        "progress: 3/3 sessions (1 failed), 0.67 h of audio, 24.0 audio-s/s, done (1:40 so far)",
+    ], "the failure 10 s later waits for the interval; the counts and audio do not"
+    assert stream.getvalue() == "", "off a terminal it logs, never draws"
+    assert (display.done, display.failed) == (2, 1)
+
+
+def test_time_left_is_unknown_until_a_session_ends_and_counts_sessions_without_sizes() -> None:
+    clock = _Clock()
+    display = ProgressDisplay(_refs(None, None, None, None), io.StringIO(), tty=False, clock=clock)
+    assert display.eta_s() is None
+    assert "time left unknown" in display.line()
+    clock.now += 90
+    display.session(_ok("s0", 10.0))
+    assert display.eta_s() == pytest.approx(270.0), "1 of 4 in 90 s: 3 more take 270 s"
+    assert display.line().endswith("4:30 left (1:30 so far)")
+
+
+def test_on_a_terminal_one_bar_redrawn_in_place_and_a_log_line_clears_it_first() -> None:
+    clock, stream = _Clock(), io.StringIO()
+    display = ProgressDisplay(_refs(32000 * 300, 32000 * 100), stream, tty=True, clock=clock)
+    handler = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(handler)
+    try:
+        with display:
+            clock.now += 3700
+            display.session(_ok("s0", 300.0))
+            logging.getLogger("ray_jobs.transcribe").warning("a warning mid-run")
+            display.session({"session_id": "s1", "status": "error", "duration_s": 100.0})
+    finally:
+        logging.getLogger().removeHandler(handler)
+    drawn = stream.getvalue()
+    assert drawn.startswith("\r[....................] 0/2 sessions, 0.00 h of audio")
+    assert ("\r[###############.....] 1/2 sessions, 0.08 h of audio, 0.1 audio-s/s, "
+            "20:33 left (1:01:40 so far)\x1b[K") in drawn
+    assert "\x1b[K\r\x1b[Ka warning mid-run\n" in drawn, "the bar is cleared before a log line"
+    assert drawn.endswith("\r[####################] 2/2 sessions (1 failed), 0.11 h of audio, "
+                          "0.1 audio-s/s, done (1:01:40 so far)\x1b[K\n")
+
+
+def test_durations_read_as_a_clock() -> None:
+    assert [format_duration(s) for s in (0, 59.6, 61, 3600, 86399)] == [
+        "0:00", "1:00", "1:01", "1:00:00", "23:59:59"]

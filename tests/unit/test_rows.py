@@ -108,6 +108,27 @@ def test_the_stages_read_and_write_only_the_schema(
     assert by_session["empty"]["status"] == "error" and "0 bytes" in by_session["empty"]["error"]
 
 
+def test_the_model_stage_passes_the_columns_it_does_not_read_through(
+        options: TranscribeOptions) -> None:
+    """The model stage writes results with Arrow column operations; the table it returns
+    is the one the row-by-row codec makes, and every other column is the input's."""
+    sessions = pa.Table.from_pylist([SessionRef(session_id="jfk", uri=JFK).to_dict()])
+    batch = pa.concat_tables(Preprocessor(options, 80, "tiny", align=2)(sessions))
+    out = Transcriber(options)(batch)
+    for name in ("status", "error", "n_chunks", "session", "chunk"):
+        assert out.column(name).equals(batch.column(name)), name
+    assert out.column("features").null_count == len(out)
+    expected = rows.decode(batch)
+    for row, done in zip(expected, rows.decode(out), strict=True):
+        if row["features"] is not None:
+            result = done["result"]
+            rows.set_output(row, rows.model_output(done), batch_size=result["batch_size"],
+                            batch_sessions=result["batch_sessions"], actor=result["actor"])
+    assert rows.encode(expected).equals(out)
+    assert Transcriber(options)(batch.filter(batch.column("features").is_null())
+                                ).equals(batch.filter(batch.column("features").is_null()))
+
+
 def test_a_long_session_streams_its_blocks_as_vad_goes(
         options: TranscribeOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks leave before VAD has searched the whole session; they hold the chunks the

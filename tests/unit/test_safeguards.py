@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scribe.config import TranscribeOptions
-from scribe.pipeline import safeguards, whisper
+from scribe.pipeline import repair, safeguards
 from scribe.pipeline.chunking import Chunk
 from scribe.pipeline.preprocess import preprocess
 from scribe.pipeline.sentences import pauses, split_segment
@@ -158,7 +158,7 @@ def test_aligned_text_that_ends_early_is_decoded_again_with_timestamp_tokens(
 
     aligned = engine.options.model_copy(update={
         "timestamps": "aligned", "window_padding_s": None, "remainder_s": 1.0})
-    monkeypatch.setattr(whisper, "_last_word_end", last_word_end)
+    monkeypatch.setattr(repair, "_last_word_end", last_word_end)
     monkeypatch.setattr(engine, "_generate", spy)
     outputs = engine.transcribe(items, aligned)
     assert calls[:2] == [(len(items), "aligned"), (1, "predicted")]
@@ -170,7 +170,7 @@ def test_aligned_text_that_ends_early_is_decoded_again_with_timestamp_tokens(
         p["text"] for s in again.segments for p in split_segment(
             s, pauses(first), engine.tokenizer("en", "transcribe").encode)]
     calls.clear()
-    monkeypatch.setattr(whisper, "_last_word_end", last_word_end)
+    monkeypatch.setattr(repair, "_last_word_end", last_word_end)
     monkeypatch.setattr(engine, "_generate", spy)
     engine.transcribe(items, aligned.model_copy(update={"remainder_s": None}))
     assert calls == [(len(items), "aligned")], "remainder_s=None: never decoded again"

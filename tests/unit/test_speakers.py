@@ -155,7 +155,7 @@ def test_reference_clips_name_the_voices(encoder: LstmEncoder, speaker_weights: 
                                       overlap_share=0.0)
     ranges = [[{"start": int(s * 16000), "end": int(e * 16000)}] for s, e, _ in conv.turns]
     windows = [w for chunk in embed_speech(conv.samples, ranges, encoder) for w in chunk]
-    options = TranscribeOptions(speaker_encoder_path=speaker_weights)
+    options = TranscribeOptions(speaker_encoder="resemblyzer", speaker_encoder_path=speaker_weights)
     known = {}
     for name, voice in zip(("client", "therapist"), pair, strict=True):
         clip = write_audio(tmp_path / f"{name}.wav", conversations.espeak(
@@ -167,11 +167,15 @@ def test_reference_clips_name_the_voices(encoder: LstmEncoder, speaker_weights: 
         assert assign.speaker_at(start + 0.3, end - 0.3, turns) == expected
 
 
-def test_a_sliver_is_folded_unless_the_count_is_given() -> None:
+def test_a_sliver_is_no_speaker_and_the_bounds_win() -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 256))
     vectors = np.array([centres[k] + 0.3 * rng.normal(size=256)
                         for k in [0] * 50 + [1] * 50 + [2] * 2], dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     assert np.bincount(cluster.cluster(vectors)).tolist() == [50, 52]
-    assert np.bincount(cluster.cluster(vectors, num_speakers=3)).tolist() == [50, 50, 2]
+    # told three, it finds three; the sliver still seeds none of them on its own
+    assert len(np.bincount(cluster.cluster(vectors, num_speakers=3))) == 3
+    assert len(np.bincount(cluster.cluster(vectors, min_speakers=3))) == 3
+    assert set(cluster.cluster(vectors, max_speakers=1).tolist()) == {0}
+    assert np.bincount(cluster.cluster(vectors, max_speakers=2)).tolist() == [50, 52]

@@ -47,7 +47,7 @@ def test_an_actor_that_fails_ends_its_runs_with_the_reason(tmp_path: Path) -> No
     options = TranscribeOptions(model=str(tmp_path), device="cpu", compute_type="int8")
     table = throughput.measure(options, actors=(2,), batch_sizes=(1, 4), rounds=1)
     assert [(m.actors, m.batch_size) for m in table] == [(2, 1), (2, 4)]
-    assert all("could not load model" in m.error and m.chunks == 0 for m in table)
+    assert all("lacks model.bin" in m.error and m.chunks == 0 for m in table)
     assert "failed: ModelLoadError" in throughput.measurements_text(table)
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from scribe.config import TranscribeOptions
+from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.preprocess import PreparedSession
 from scribe.pipeline.transcript import restore_segments, session_language
-from scribe.pipeline.whisper import ChunkOutput, WhisperEngine
+from scribe.pipeline.whisper import WhisperEngine
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.unit
 def _one_session(engine: WhisperEngine, prepared: PreparedSession,
                  options: TranscribeOptions) -> list[ChunkOutput]:
     """All of one session's chunks through one model call, ready to assemble."""
-    return engine.transcribe([dataclasses.replace(c, group="s") for c in prepared.chunks],
+    return engine.transcribe([dataclasses.replace(c, session_id="s") for c in prepared.chunks],
                              options)
 
 

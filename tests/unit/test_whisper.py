@@ -12,10 +12,11 @@ from faster_whisper import BatchedInferencePipeline
 
 from scribe.config import TranscribeOptions
 from scribe.pipeline import whisper
+from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.features import N_FRAMES
 from scribe.pipeline.preprocess import PreparedSession
 from scribe.pipeline.transcript import restore_segments
-from scribe.pipeline.whisper import ChunkOutput, WhisperEngine, model_n_mels
+from scribe.pipeline.whisper import WhisperEngine, model_n_mels
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +38,7 @@ def _ours(engine: WhisperEngine, prepared: dict[str, PreparedSession], batch_siz
     results: dict[str, list[ChunkOutput]] = {name: [] for name in prepared}
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
-        outputs = engine.transcribe([dataclasses.replace(c, group=name) for name, c in batch])
+        outputs = engine.transcribe([dataclasses.replace(c, session_id=name) for name, c in batch])
         for (name, _), out in zip(batch, outputs, strict=True):
             results[name].append(out)
     return {name: [(s["start"], s["end"], s["text"]) for s in restore_segments(chunks)]
@@ -87,7 +88,7 @@ def test_text_that_ends_early_is_decoded_again_from_its_last_timestamp(
     monkeypatch.setattr(whisper, "stack_padded", spy_stack)
     options = engine.options.model_copy(update={"remainder_s": 1.0,
                                                 "window_padding_s": 2.0})
-    out = engine.transcribe([dataclasses.replace(chunk, group="s")], options)[0]
+    out = engine.transcribe([dataclasses.replace(chunk, session_id="s")], options)[0]
     assert duration > 20.0 and script == []
     assert widths == [[frames], [frames - 1000], [frames - 1400]]
     # the chunk and each remainder are encoded at their own length plus 2 s, in 5 s steps

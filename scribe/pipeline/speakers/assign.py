@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from scribe.schema import Segment, Word
 
 FRAME_S = 0.01
 
@@ -62,10 +63,10 @@ def speaker_at(start: float, end: float, turns: Sequence[Turn]) -> str | None:
     return min(turns, key=lambda t: min(abs(middle - t.start), abs(middle - t.end))).speaker
 
 
-def label_segments(segments: list[dict[str, Any]], turns: Sequence[Turn]) -> list[dict[str, Any]]:
+def label_segments(segments: list[Segment], turns: Sequence[Turn]) -> list[Segment]:
     """``segments`` with ``speaker`` on each segment and word, split where words change
     speaker; ids renumbered. Without turns (no speech found) speakers are ``None``."""
-    out: list[dict[str, Any]] = []
+    out: list[Segment] = []
     for seg in segments:
         words = seg.get("words") or []
         for w in words:
@@ -79,8 +80,8 @@ def label_segments(segments: list[dict[str, Any]], turns: Sequence[Turn]) -> lis
     return out
 
 
-def _split_by_speaker(seg: dict[str, Any], words: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    runs: list[list[dict[str, Any]]] = []
+def _split_by_speaker(seg: Segment, words: list[Word]) -> list[Segment]:
+    runs: list[list[Word]] = []
     for w in words:
         if runs and runs[-1][-1]["speaker"] == w["speaker"]:
             runs[-1].append(w)
@@ -95,7 +96,7 @@ def _split_by_speaker(seg: dict[str, Any], words: list[dict[str, Any]]) -> list[
     ]
 
 
-def label_channel(segments: list[dict[str, Any]], speaker: str) -> list[dict[str, Any]]:
+def label_channel(segments: list[Segment], speaker: str) -> list[Segment]:
     """``segments`` transcribed from one speaker's channel, labelled with that speaker."""
     for seg in segments:
         seg["speaker"] = speaker

@@ -1,10 +1,14 @@
 """Group a session's voice windows into speakers, and name the groups.
 
-Average-linkage agglomerative clustering on cosine distance: with the number of speakers
-given it cuts the tree into that many groups; otherwise it cuts at a distance calibrated
-on the benchmark's conversations, at most ``max_speakers`` groups. One pass of centroid
-reassignment then moves windows the greedy merging misplaced. Groups holding a sliver of
-the speech are folded into the nearest large one: a cough or a laugh is not a speaker.
+Average-linkage agglomerative clustering on cosine distance decides how many speakers
+there are: the groups holding at least ``MIN_SHARE`` of the windows when the tree is cut
+at the distance that separates voices in the encoder's space (tuned on a held-out part of
+the benchmark's conversations, ``python benchmarks/speakers.py --tune``), kept within
+``min_speakers`` and ``max_speakers``; ``num_speakers`` replaces the estimate. The tree is
+then cut just deep enough to hold that many large groups; they seed the speakers, every
+window joins its nearest seed, and two rounds of centroid reassignment follow. Windows
+that straddle two voices or hold a cough sit alone high in the tree: cutting it into N
+groups directly would spend speakers on them.
 """
 
 from __future__ import annotations
@@ -14,42 +18,73 @@ import numpy.typing as npt
 
 Array = npt.NDArray[np.float32]
 Labels = npt.NDArray[np.int64]
-DISTANCE = 0.35  # cosine distance between groups that are one voice (benchmark-calibrated)
-MIN_SHARE = 0.05  # a group with less of the speech than this is folded into another
+# cosine distance beyond which two groups are two voices, per encoder; the registered
+# encoders differ in dimension, so the vectors say which one made them
+DISTANCES = {256: 0.35, 192: 0.45}  # GE2E (resemblyzer), CAM++ (campplus)
+DISTANCE = 0.35  # an encoder of another dimension
+MIN_SHARE = 0.05  # a group with less of the windows than this is no speaker of its own
 _MAX_LINKAGE = 2000  # windows clustered directly; the rest join their nearest centroid
+_MAX_CUT = 64  # the deepest cut searched for enough large groups
+_ROUNDS = 2  # centroid reassignment rounds
 
 
 def cluster(
-    vectors: Array, *, num_speakers: int | None = None, max_speakers: int = 8
+    vectors: Array, *, num_speakers: int | None = None, max_speakers: int = 8,
+    min_speakers: int = 1, distance: float | None = None
 ) -> Labels:
-    """A speaker index per row of ``vectors`` (L2-normalised); 0 is who spoke first."""
+    """A speaker index per row of ``vectors`` (L2-normalised); 0 is who spoke first.
+    ``distance`` overrides the encoder's calibrated one (the benchmark tunes it so)."""
     if len(vectors) == 0:
         return np.zeros(0, dtype=np.int64)
-    if len(vectors) == 1 or num_speakers == 1:
+    if len(vectors) == 1 or num_speakers == 1 or max_speakers == 1:
         return np.zeros(len(vectors), dtype=np.int64)
-    stride = -(-len(vectors) // _MAX_LINKAGE)
-    labels = _linkage(vectors[::stride], num_speakers, max_speakers)
-    labels = _nearest(vectors, centroids(vectors[::stride], labels))
-    # dense 0..k-1 again (a group can lose every window), so label == centroid row
-    labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
-    if num_speakers is None:
-        labels = _fold_small(vectors, labels)
+    if distance is None:
+        distance = DISTANCES.get(vectors.shape[1], DISTANCE)
+    sample = vectors[::-(-len(vectors) // _MAX_LINKAGE)]
+    tree = _tree(sample)
+    wanted = num_speakers or min(max(_count(tree, distance, len(sample)), min_speakers),
+                                 max_speakers)
+    seeds = _seeds(sample, tree, min(wanted, len(sample)))
+    labels = _nearest(vectors, seeds)
+    for _ in range(_ROUNDS):
+        labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+        labels = _nearest(vectors, centroids(vectors, labels))
     return _by_first_appearance(labels)
 
 
-def _linkage(vectors: Array, num_speakers: int | None, max_speakers: int) -> Labels:
-    from scipy.cluster.hierarchy import fcluster, linkage
+def _tree(vectors: Array) -> npt.NDArray[np.float64]:
+    from scipy.cluster.hierarchy import linkage
 
-    if len(vectors) < 2:
-        return np.zeros(len(vectors), dtype=np.int64)
-    tree = linkage(vectors.astype(np.float64), method="average", metric="cosine")
-    if num_speakers is not None:
-        found = fcluster(tree, t=num_speakers, criterion="maxclust")
-    else:
-        found = fcluster(tree, t=DISTANCE, criterion="distance")
-        if found.max() > max_speakers:
-            found = fcluster(tree, t=max_speakers, criterion="maxclust")
-    return np.asarray(found, dtype=np.int64) - 1
+    tree: npt.NDArray[np.float64] = linkage(vectors.astype(np.float64), method="average",
+                                            metric="cosine")
+    return tree
+
+
+def _count(tree: npt.NDArray[np.float64], distance: float, n: int) -> int:
+    """Groups of at least ``MIN_SHARE`` of the windows when the tree is cut at ``distance``."""
+    from scipy.cluster.hierarchy import fcluster
+
+    counts = np.bincount(fcluster(tree, t=distance, criterion="distance"))
+    return max(int((counts >= MIN_SHARE * n).sum()), 1)
+
+
+def _seeds(vectors: Array, tree: npt.NDArray[np.float64], wanted: int) -> Array:
+    """The centroids of the ``wanted`` largest groups of the shallowest cut that has that
+    many large ones; of the cut into ``wanted`` groups when none has (a real sliver)."""
+    from scipy.cluster.hierarchy import fcluster
+
+    def cut(k: int) -> Labels:
+        return np.asarray(fcluster(tree, t=k, criterion="maxclust"), dtype=np.int64) - 1
+
+    found = cut(wanted)
+    for k in range(wanted, min(len(vectors), _MAX_CUT) + 1):
+        deeper = cut(k)
+        if int((np.bincount(deeper) >= MIN_SHARE * len(vectors)).sum()) >= wanted:
+            found = deeper
+            break
+    found = np.unique(found, return_inverse=True)[1].astype(np.int64)
+    largest = np.argsort(-np.bincount(found), kind="stable")[:wanted]
+    return centroids(vectors, found)[largest]
 
 
 def centroids(vectors: Array, labels: Labels) -> Array:
@@ -61,15 +96,6 @@ def centroids(vectors: Array, labels: Labels) -> Array:
 
 def _nearest(vectors: Array, means: Array) -> Labels:
     return np.asarray(np.argmax(vectors @ means.T, axis=1), dtype=np.int64)
-
-
-def _fold_small(vectors: Array, labels: Labels) -> Labels:
-    counts = np.bincount(labels)
-    large = np.flatnonzero(counts >= MIN_SHARE * len(labels))
-    if len(large) == len(counts) or len(large) == 0:
-        return labels
-    return np.asarray(large[_nearest(vectors, centroids(vectors, labels)[large])],
-                      dtype=np.int64)
 
 
 def _by_first_appearance(labels: Labels) -> Labels:

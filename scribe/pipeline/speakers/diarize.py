@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -14,18 +13,22 @@ from scribe.config import MAX_SPEAKERS
 from scribe.pipeline.speakers import assign, cluster
 from scribe.pipeline.speakers.channels import CHANNEL_NAMES
 from scribe.pipeline.speakers.voices import VoiceWindow
+from scribe.schema import Segment
 
-Segments = list[dict[str, Any]]
+Segments = list[Segment]
 
 
 @dataclass(frozen=True)
 class SpeakerRequest:
-    """What the caller asked: how many speakers, and known speakers' reference embeddings
-    (name -> embedding) to name the clusters after."""
+    """What the caller asked: how many speakers (exactly, or within bounds), and known
+    speakers' reference embeddings (name -> embedding) to name the clusters after.
+    ``distance`` overrides the encoder's calibrated clustering threshold (for tuning)."""
 
     num_speakers: int | None = None
     max_speakers: int = MAX_SPEAKERS
     known: dict[str, list[float]] = field(default_factory=dict)
+    min_speakers: int = 1
+    distance: float | None = None
 
 
 def default_name(index: int) -> str:
@@ -40,7 +43,8 @@ def voice_turns(windows: list[VoiceWindow], request: SpeakerRequest) -> list[ass
         return []
     vectors = np.array([w.embedding for w in windows], dtype=np.float32)
     labels = cluster.cluster(vectors, num_speakers=request.num_speakers,
-                             max_speakers=request.max_speakers)
+                             max_speakers=request.max_speakers,
+                             min_speakers=request.min_speakers, distance=request.distance)
     names = [default_name(i) for i in range(int(labels.max()) + 1)]
     if request.known:
         known = {k: np.asarray(v, dtype=np.float32) for k, v in request.known.items()}

