@@ -61,14 +61,12 @@ OnOutput = Callable[[int, ChunkOutput], None]
 @dataclass(frozen=True)
 class Started:
     """A request past its checks: its options and speakers, the decoded upload's analysis,
-    the preprocessor's stream, which yields its chunks next, and what the metrics count
-    of it."""
+    and the preprocessor's stream, which yields its chunks next."""
 
     options: TranscribeOptions
     speakers: SpeakerRequest | None
     stream: AsyncIterator[Chunk]
     analysed: Analysed
-    answer: Answer
 
 
 class Frontend:
@@ -120,7 +118,9 @@ class Frontend:
         logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
                     request.task, started.analysed.duration_s, len(chunks),
                     time.perf_counter() - start)
-        return transcription_response(self.record(started, chunks, request_id), request)
+        record = self.record(started, chunks, request_id)
+        answer.segments = record["segments"]  # counted by language
+        return transcription_response(record, request)
 
     async def start(self, upload: UploadFile, request: AudioRequest, request_id: str,
                     answer: Answer) -> Started:
@@ -139,18 +139,15 @@ class Frontend:
         if analysed.error:
             raise ApiError(analysed.status, analysed.error, param="file", code=analysed.code)
         answer.audio_s = analysed.duration_s
-        return Started(options, speakers, stream, analysed, answer)
+        return Started(options, speakers, stream, analysed)
 
     def record(self, started: Started, chunks: list[ChunkOutput], request_id: str
                ) -> Record:
-        """The finished transcript record of a started request (its segments counted by
-        language in the metrics)."""
+        """The finished transcript record of a started request."""
         base = record_base(request_id, model=self.config.transcribe.model,
                            analysis=started.analysed,
                            word_timestamps=started.options.word_timestamps)
-        record = ok_record(base, chunks, started.speakers)
-        started.answer.segments = record["segments"]
-        return record
+        return ok_record(base, chunks, started.speakers)
 
     async def _speakers(self, request: AudioRequest, options: TranscribeOptions
                         ) -> SpeakerRequest | None:
