@@ -16,8 +16,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from starlette.datastructures import UploadFile
@@ -43,6 +42,7 @@ from serve_app.protocol import (
 )
 from serve_app.responses import transcription_response
 from serve_app.settings import ServeConfig
+from serve_app.streaming import OnOutput, Started, streamed_response
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +55,6 @@ PIECE_BYTES = 8 * 1024 * 1024
 
 READY_TIMEOUT_S = 5.0
 
-OnOutput = Callable[[int, ChunkOutput], None]
-
-
-@dataclass(frozen=True)
-class Started:
-    """A request past its checks: its options and speakers, the decoded upload's analysis,
-    and the preprocessor's stream, which yields its chunks next."""
-
-    options: TranscribeOptions
-    speakers: SpeakerRequest | None
-    stream: AsyncIterator[Chunk]
-    analysed: Analysed
 
 
 class Frontend:
@@ -104,8 +92,6 @@ class Frontend:
         """Run one upload through preprocessing and the model; the formatted answer, or
         with ``stream=true`` its server-sent events (:mod:`serve_app.streaming`)."""
         if getattr(request, "stream", False):
-            from serve_app.streaming import streamed_response
-
             return await streamed_response(self, upload, request, request_id)
         with self.metrics.answer(request.task) as answer:
             return await self._transcribe(upload, request, request_id, answer)

@@ -20,28 +20,59 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from starlette.datastructures import UploadFile
 from starlette.responses import StreamingResponse
 
+from scribe.config import TranscribeOptions
 from scribe.errors import ScribeError, describe, http_status
 from scribe.io.formats import full_text
-from scribe.pipeline.chunking import ChunkOutput
+from scribe.pipeline.chunking import Chunk, ChunkOutput
+from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.schema import Record
+from serve_app.deployments import Analysed
 from serve_app.events import TextDelta, TextDone, TextSegment, error_event, sse, token_usage
-from serve_app.metrics import Answer
+from serve_app.metrics import Answer, OnlineMetrics
 from serve_app.protocol import ApiError, AudioRequest
 from serve_app.responses import diarized
-
-if TYPE_CHECKING:
-    from serve_app.frontend import Frontend, Started
 
 logger = logging.getLogger(__name__)
 
 EVENT_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+OnOutput = Callable[[int, ChunkOutput], None]
+
+
+@dataclass(frozen=True)
+class Started:
+    """A request past its checks: its options and speakers, the decoded upload's analysis,
+    and the preprocessor's stream, which yields its chunks next."""
+
+    options: TranscribeOptions
+    speakers: SpeakerRequest | None
+    stream: AsyncIterator[Chunk]
+    analysed: Analysed
+
+
+class Front(Protocol):
+    """What a stream needs of the ingress (:class:`serve_app.frontend.Frontend`), which
+    imports this module: a request's start, its chunks through the model, its record."""
+
+    metrics: OnlineMetrics
+
+    async def start(self, upload: UploadFile, request: AudioRequest, request_id: str,
+                    answer: Answer) -> Started: ...
+
+    async def model(self, stream: AsyncIterator[Chunk], options: TranscribeOptions,
+                    request_id: str, on_output: OnOutput | None = None
+                    ) -> list[ChunkOutput]: ...
+
+    def record(self, started: Started, chunks: list[ChunkOutput], request_id: str
+               ) -> Record: ...
 
 
 class InOrder:
@@ -65,7 +96,7 @@ class InOrder:
                 yield delta
 
 
-async def streamed_response(front: Frontend, upload: UploadFile, request: AudioRequest,
+async def streamed_response(front: Front, upload: UploadFile, request: AudioRequest,
                             request_id: str) -> StreamingResponse:
     """Start the request (raising its HTTP errors), then answer with its events."""
     counted = front.metrics.answer(request.task)
@@ -80,7 +111,7 @@ async def streamed_response(front: Frontend, upload: UploadFile, request: AudioR
                              headers=EVENT_STREAM_HEADERS)
 
 
-async def _events(front: Frontend, started: Started, request: AudioRequest, request_id: str,
+async def _events(front: Front, started: Started, request: AudioRequest, request_id: str,
                   counted: AbstractContextManager[Answer]) -> AsyncIterator[str]:
     """The request's events; its outcome counted as the stream ends, however it ends."""
     begun = time.perf_counter()

@@ -115,7 +115,7 @@ def test_empty_batch_and_mel_bins(engine: WhisperEngine, tiny_model: str) -> Non
 def test_unknown_model_is_a_clear_error() -> None:
     from scribe.errors import ModelLoadError
 
-    with pytest.raises(ModelLoadError, match="make-test-model"):
+    with pytest.raises(ModelLoadError, match="no model folder at /nonexistent/model-dir"):
         WhisperEngine(TranscribeOptions(model="/nonexistent/model-dir", device="cpu"))
 
 
