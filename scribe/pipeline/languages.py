@@ -37,6 +37,11 @@ from scribe.pipeline.repair import EncodedRow
 
 # faster-whisper's multilingual vocabulary starts here; English-only models have one less.
 _MULTILINGUAL_VOCABULARY = 51865
+# An unsure chunk is searched range by range only where its two likeliest languages
+# hold at least this much: a chunk of two languages splits its probability between them,
+# while unclear audio spreads it over many (a random-weight model's every chunk did, and
+# splitting each into ranges decoded apart made a 20-minute upload 3x slower).
+_TWO_LANGUAGES = 0.5
 # A speech range shorter than this is not detected on its own terms.
 _SHORT_RANGE_S = 2.0
 
@@ -121,7 +126,9 @@ def _flagged(items: Sequence[Chunk], ranked: dict[int, list[tuple[str, float]]],
              votes: dict[str, tuple[str, float]], threshold: float
              ) -> dict[int, set[str]]:
     """The chunks that may hold more than one language, each with the languages it may
-    hold: unsure of its own (its two likeliest, and its session's), or next to a chunk of
+    hold: unsure between two (its two likeliest, and its session's; a chunk whose two
+    likeliest hold less than :data:`_TWO_LANGUAGES` is unclear audio, noise or music, not
+    two languages, and takes its session's without a search), or next to a chunk of
     its session (in this call) sure of another language (its own, and that one). A
     chunk's language is its majority's, so a switch a few seconds before a chunk ends
     leaves it sure."""
@@ -132,7 +139,7 @@ def _flagged(items: Sequence[Chunk], ranked: dict[int, list[tuple[str, float]]],
         near = {ranked[j][0][0] for step in (-1, 1)
                 if (j := place.get((items[i].session_id, plan.channel, plan.index + step)))
                 is not None and ranked[j][0][1] >= threshold} - {language}
-        if prob < threshold:
+        if prob < threshold and prob + sum(p for _, p in rest[:1]) >= _TWO_LANGUAGES:
             near |= {votes[items[i].session_id][0], *(other for other, _ in rest[:1])}
         if near:
             flagged[i] = {language, *near}
@@ -149,6 +156,8 @@ def _by_range(encoder: Encoder, items: Sequence[Chunk], flagged: dict[int, set[s
     padding: five times cheaper than with the decode's 10 s, and as often right."""
     order = [(i, k) for i in flagged if len(items[i].plan.ranges) > 1
              for k in range(len(items[i].plan.ranges))]
+    if not order:
+        return {}
     rows = encoder.encode_at_windows(
         [part(items[i], k, k + 1, None).features for i, k in order],
         opts.model_copy(update={"window_padding_s": 0.0}))

@@ -102,6 +102,25 @@ def test_an_unsure_chunk_of_one_language_takes_its_sessions() -> None:
     assert [c.language for c in found.chunks] == ["de", "de", "de"]
 
 
+class Unclear(Programmed):
+    """Unclear audio (noise, music, a random-weight model): every chunk and range spreads
+    its probability over twenty languages, the first a little ahead."""
+
+    def detect_language(self, encoded: Any) -> list[list[tuple[str, float]]]:
+        ranked = [("en", 0.06)] + [(f"x{k}", 0.05) for k in range(19)]
+        return [ranked for _ in encoded]
+
+
+def test_unclear_audio_is_not_searched_range_by_range() -> None:
+    """Unsure, but not between two languages: each chunk takes its session's language,
+    whole, and no range is encoded alone."""
+    encoder = Unclear()
+    found = languages.detect(encoder, [chunk(0, "eeee"), chunk(1, "dddd")], OPTIONS)
+    assert [c.language for c in found.chunks] == ["en", "en"]
+    assert found.parents == [0, 1]
+    assert encoder.encoded == [2]
+
+
 def test_other_sessions_neighbours_change_nothing() -> None:
     """6/7 English is sure at 0.8; a German chunk of another session does not make it
     look for German."""
