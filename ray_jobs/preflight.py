@@ -12,19 +12,24 @@ from scribe.capacity import doctor
 from scribe.config import JobConfig, TranscribeOptions
 from scribe.errors import ScribeError
 from scribe.pipeline.bundled import looks_like_path
+from scribe.pipeline.languages import check_request
 
 logger = logging.getLogger(__name__)
 
 
 def preflight(config: JobConfig) -> None:
-    """Fail in a second, before any audio is read: the output, Ray, and a model given as a
-    path. What depends on the nodes (GPUs, CUDA libraries, the model on each disk) is
-    checked on them by :func:`preflight_nodes` once Ray is up."""
+    """Fail in a second, before any audio is read: the output, Ray, a model given as a
+    path, and a task or language the model cannot do (:func:`check_request`, raising
+    :class:`~scribe.errors.InvalidParameterError`). What depends on the nodes (GPUs, CUDA
+    libraries, the model on each disk) is checked on them by :func:`preflight_nodes` once
+    Ray is up."""
     model = config.transcribe.model or ""
     results = [doctor.check_output(config.output), check_ray()]
     if looks_like_path(model):
         results.append(doctor.check_model(model))
     raise_failures(results)
+    # after the model check: a path that is no model folder gets the doctor's fix first
+    check_request(model, language=config.transcribe.language, task=config.transcribe.task)
 
 
 def raise_failures(results: list[doctor.CheckResult], where: str = "") -> None:

@@ -66,7 +66,7 @@ _SEGMENT = pa.struct([
     ("start", pa.float64()), ("end", pa.float64()), ("text", pa.string()),
     ("tokens", pa.list_(pa.int32())), ("avg_logprob", pa.float64()),
     ("no_speech_prob", pa.float64()), ("compression_ratio", pa.float64()),
-    ("seek", pa.int64()), ("words", pa.list_(_WORD)),
+    ("seek", pa.int64()), ("words", pa.list_(_WORD)), ("language", pa.string()),
 ])
 RESULT = pa.struct([
     ("segments", pa.list_(_SEGMENT)), ("language", pa.string()),

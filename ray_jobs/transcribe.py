@@ -33,6 +33,7 @@ from scribe.errors import ScribeError, describe
 from scribe.io import outputs, storage
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.io.summary import SummaryTotals, summarize, summary_text
+from scribe.pipeline.languages import check_sessions
 from scribe.pipeline.whisper import model_n_mels, resolve_model_path
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def run_job(config: JobConfig, stages: StageClasses | None = None) -> dict[str, 
     sessions = list_sessions(config.input)
     if config.limit:
         sessions = sessions[: config.limit]
+    check_sessions(config.transcribe, [(s.session_id, s.language) for s in sessions])
     storage.clean_stale_temps(config.output)
     done = set() if config.overwrite else outputs.done_sessions(
         config.output, [s.session_id for s in sessions])

@@ -52,6 +52,13 @@ class TranscribeOptions(_Frozen):
     task: Literal["transcribe", "translate"] = Field(
         "transcribe", description="transcribe, or translate into English"
     )
+    language_threshold: float = Field(
+        0.9, gt=0.0, le=1.0, description="without a language, a chunk whose detected "
+        "language is at least this probable is decoded in it (a session may change "
+        "language chunk by chunk); a chunk below it is split at the pause nearest its middle "
+        "and decoded in two languages where both halves are this sure of different ones, "
+        "else in its session's language (the vote of its chunks)"
+    )
     beam_size: int = Field(5, ge=1, le=16, description="beam width; 1 is greedy decoding")
     temperature: float = Field(0.0, ge=0.0, le=1.0, description="sampling temperature")
     max_new_tokens: int | None = Field(

@@ -26,7 +26,8 @@ class Word(TypedDict):
 class Segment(TypedDict):
     """A stretch of text with its times and the model's scores. In a chunk's output it
     carries the model's ``tokens`` and ``seek`` (collapsed timeline); in a record its
-    ``id`` (session timeline). ``words`` when aligned or asked for, ``speaker`` when
+    ``id`` (session timeline) and ``language`` (the language it was decoded in; a
+    session may change language). ``words`` when aligned or asked for, ``speaker`` when
     speakers are labelled."""
 
     start: float
@@ -36,6 +37,7 @@ class Segment(TypedDict):
     no_speech_prob: float
     compression_ratio: float
     id: NotRequired[int]
+    language: NotRequired[str | None]
     tokens: NotRequired[list[int]]
     seek: NotRequired[int]
     words: NotRequired[list[Word]]

@@ -72,6 +72,9 @@ JOB_SESSIONS = _counter("job_sessions", "sessions finished, by status and error 
                         "status", "reason")
 JOB_AUDIO = _counter("job_audio_seconds", "audio seconds of the sessions finished ok")
 JOB_SPEECH = _counter("job_speech_seconds", "speech seconds (after VAD) of the ok sessions")
+JOB_LANGUAGES = _counter("job_language_seconds",
+                         "seconds of the ok sessions' segments, by the language each was "
+                         "decoded in (detected, or given)", "language")
 JOB_GPU = _counter("job_gpu_seconds",
                    "GPU-seconds the model actors hold (wall x GPUs; a CPU-only job counts "
                    "one machine, as the summary bills it)")
@@ -106,12 +109,16 @@ ONLINE_AUDIO = _counter("online_audio_seconds", "audio seconds transcribed onlin
 ONLINE_SECONDS = _counter("online_processing_seconds",
                           "seconds spent on requests answered ok (with online audio: RTFx)",
                           "task")
+ONLINE_LANGUAGES = _counter("online_language_seconds",
+                            "seconds of the ok answers' segments, by the language each was "
+                            "decoded in (detected, or given)", "task", "language")
 ONLINE_BATCH = _histogram("online_model_batch_chunks",
                           "chunks per model call across the requests in flight", _CHUNKS)
 
-ALL = (JOB_SESSIONS, JOB_AUDIO, JOB_SPEECH, JOB_GPU, JOB_COST, PREPROCESS_SECONDS,
+ALL = (JOB_SESSIONS, JOB_AUDIO, JOB_SPEECH, JOB_LANGUAGES, JOB_GPU, JOB_COST, PREPROCESS_SECONDS,
        PREPROCESS_AUDIO, MODEL_CHUNKS, MODEL_AUDIO, MODEL_BUSY, MODEL_IDLE, MODEL_BATCH,
-       MODEL_CHUNK_SECONDS, ONLINE_REQUESTS, ONLINE_AUDIO, ONLINE_SECONDS, ONLINE_BATCH)
+       MODEL_CHUNK_SECONDS, ONLINE_REQUESTS, ONLINE_AUDIO, ONLINE_SECONDS, ONLINE_LANGUAGES,
+       ONLINE_BATCH)
 
 
 def add(counter: Any, value: float, tags: dict[str, str] | None = None) -> None:
@@ -119,6 +126,16 @@ def add(counter: Any, value: float, tags: dict[str, str] | None = None) -> None:
     with no speech, a stage that took no time) with an error."""
     if value > 0:
         counter.inc(float(value), tags=tags)
+
+
+def language_seconds(segments: Any) -> dict[str, float]:
+    """Seconds of ``segments`` (a record's) per language they were decoded in; a language
+    tag is one of Whisper's hundred codes, a bounded set."""
+    found: dict[str, float] = {}
+    for segment in segments:
+        language = segment.get("language") or "unknown"
+        found[language] = found.get(language, 0.0) + segment["end"] - segment["start"]
+    return found
 
 
 def exported_names() -> set[str]:

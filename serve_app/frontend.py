@@ -26,6 +26,7 @@ from scribe import config as cfg
 from scribe.capacity.footprint import process_memory
 from scribe.config import TranscribeOptions
 from scribe.pipeline.chunking import Chunk, ChunkOutput
+from scribe.pipeline.languages import check_request
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import ok_record, record_base
 from scribe.schema import Record
@@ -82,7 +83,9 @@ class Frontend:
         }
         if wants_speakers(request) and base.speakers == "off":
             update["speakers"] = "auto"
-        return cfg.build(TranscribeOptions, base.model_dump(), update)
+        options = cfg.build(TranscribeOptions, base.model_dump(), update)
+        check_request(str(base.model), language=options.language, task=options.task)
+        return options
 
     async def transcribe(self, upload: UploadFile, request: AudioRequest, request_id: str
                          ) -> Response:
@@ -101,7 +104,9 @@ class Frontend:
         logger.info("request %s: %s %.1f s audio, %d chunks, %.2f s", request_id,
                     request.task, started.analysed.duration_s, len(chunks),
                     time.perf_counter() - start)
-        return transcription_response(self.record(started, chunks, request_id), request)
+        record = self.record(started, chunks, request_id)
+        answer.segments = record["segments"]  # counted by language
+        return transcription_response(record, request)
 
     async def start(self, upload: UploadFile, request: AudioRequest, request_id: str,
                     answer: Answer) -> Started:

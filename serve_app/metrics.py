@@ -13,19 +13,22 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ray.serve import metrics as api
 
 from scribe import telemetry as t
+from scribe.schema import Segment
 
 
 @dataclass
 class Answer:
-    """What one request did; the handler fills in the audio it transcribed."""
+    """What one request did; the handler fills in the audio it transcribed and the
+    segments it answered with (their languages are counted)."""
 
     audio_s: float = 0.0
+    segments: list[Segment] = field(default_factory=list)
 
 
 class OnlineMetrics:
@@ -35,6 +38,7 @@ class OnlineMetrics:
         self._requests = t.ONLINE_REQUESTS.make(api)
         self._audio = t.ONLINE_AUDIO.make(api)
         self._seconds = t.ONLINE_SECONDS.make(api)
+        self._languages = t.ONLINE_LANGUAGES.make(api)
 
     @contextmanager
     def answer(self, task: str) -> Iterator[Answer]:
@@ -50,13 +54,15 @@ class OnlineMetrics:
             code = str(getattr(exc, "code", None) or "internal_error")
             raise
         finally:
-            self._record(task, code, answer.audio_s, time.perf_counter() - start)
+            self._record(task, code, answer, time.perf_counter() - start)
 
-    def _record(self, task: str, code: str, audio_s: float, seconds: float) -> None:
+    def _record(self, task: str, code: str, answer: Answer, seconds: float) -> None:
         self._requests.inc(1.0, tags={"task": task, "code": code})
         if code == "ok":
-            t.add(self._audio, audio_s, {"task": task})
+            t.add(self._audio, answer.audio_s, {"task": task})
             t.add(self._seconds, seconds, {"task": task})
+            for language, spoken in t.language_seconds(answer.segments).items():
+                t.add(self._languages, spoken, {"task": task, "language": language})
 
 
 def batch_histogram() -> Any:

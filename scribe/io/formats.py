@@ -114,10 +114,20 @@ def to_srt(segments: Iterable[SegmentLike]) -> str:
 
 
 def to_vtt(segments: Iterable[SegmentLike]) -> str:
-    """WebVTT: the ``WEBVTT`` header, then cues timed ``HH:MM:SS.mmm``."""
-    blocks = [f"{_span(start, end, '.')}\n{_voiced(text, speaker)}\n"
-              for start, end, text, speaker in _cues(segments)]
+    """WebVTT: the ``WEBVTT`` header, then cues timed ``HH:MM:SS.mmm``; where segments are
+    in more than one language, each cue's text is in a ``<lang xx>`` span."""
+    segments = list(segments)
+    spoken = [_clean(_get(s, "language")) for s in segments if _clean(_get(s, "text"))]
+    mixed = len(set(spoken)) > 1
+    blocks = [f"{_span(start, end, '.')}\n{_voiced(_in(text, lang if mixed else ''), speaker)}\n"
+              for (start, end, text, speaker), lang in zip(_cues(segments), spoken,
+                                                           strict=True)]
     return "\n".join(["WEBVTT\n", *blocks])
+
+
+def _in(text: str, language: str) -> str:
+    """WebVTT's language span, for a cue in another language than its neighbours."""
+    return f"<lang {language}>{text}</lang>" if language else text
 
 
 def _span(start: float, end: float, decimal: str) -> str:

@@ -65,7 +65,7 @@ def segment_table(record: Record) -> pa.Table:
         "start": [s["start"] for s in segs],
         "end": [s["end"] for s in segs],
         "text": [s["text"] for s in segs],
-        "language": [record["language"]] * len(segs),
+        "language": [s.get("language") or record["language"] for s in segs],
         "avg_logprob": [s["avg_logprob"] for s in segs],
         "no_speech_prob": [s["no_speech_prob"] for s in segs],
         "speaker": [s.get("speaker") for s in segs],

@@ -4,7 +4,6 @@ sessions share the model calls."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -23,7 +22,7 @@ class Prompted(Protocol):
 
 
 def transcribe_chains(engine: Prompted, items: Sequence[Chunk], opts: TranscribeOptions,
-                      per_call: int) -> list[ChunkOutput]:
+                      per_call: int, known: Sequence[Any | None]) -> list[ChunkOutput]:
     """A session's chunks form chains of ``prompt_chain``: chunk indices 0-3, 4-7 and
     so on (for 4), whichever call they come in. Each chunk of a chain is prompted with
     the chain's text before it, as sequential decoding conditions on the previous
@@ -33,26 +32,20 @@ def transcribe_chains(engine: Prompted, items: Sequence[Chunk], opts: Transcribe
     whole gives the same text whatever else shares the call (the job's blocks keep
     chains whole); a chain's part starts without a prompt.
 
-    A chain is in one language: where it is not given, the chains' first chunks vote
-    per session, as all of a call's chunks do unprompted, and the rest follow."""
+    Each chunk keeps its own language (:mod:`scribe.pipeline.languages`, decided before
+    the chains): a session may change language within a chain. ``known`` says where each
+    chunk's encoding is (a :data:`scribe.pipeline.repair.EncodedRow`, or None)."""
     chains = _chains(items, opts.prompt_chain)
     outputs: list[ChunkOutput | None] = [None] * len(items)
     said = [""] * len(chains)
-    heads: list[ChunkOutput | None] = [None] * len(chains)
     for k in range(max(len(chain) for chain in chains)):
         wave = [(n, chain[k]) for n, chain in enumerate(chains) if len(chain) > k]
         for first in range(0, len(wave), per_call):
             part = wave[first:first + per_call]
-            batch = [items[i] if (head := heads[n]) is None
-                     else dataclasses.replace(items[i], language=head.language)
-                     for n, i in part]
-            done = engine._transcribe(batch, opts, [said[n] or None for n, _ in part])
+            done = engine._transcribe([items[i] for _, i in part], opts,
+                                      [said[n] or None for n, _ in part],
+                                      [known[i] for _, i in part])
             for (n, i), out in zip(part, done, strict=True):
-                head = heads[n]
-                if head is None:
-                    heads[n] = out
-                elif items[i].language is None:
-                    out.language_probability = head.language_probability
                 outputs[i] = out
                 said[n] = " ".join(
                     [said[n], *(seg["text"].strip() for seg in out.segments)]).strip()

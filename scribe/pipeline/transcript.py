@@ -36,7 +36,9 @@ def restore_segments(chunks: Iterable[ChunkOutput]) -> list[Segment]:
     ]
     if speech:
         segments = list(restore_speech_timestamps(segments, speech, SAMPLE_RATE))
-    return in_order([_segment_dict(i, seg) for i, seg in enumerate(segments)])
+    languages = [s.get("language") or c.language for c in ordered for s in c.segments]
+    return in_order([_segment_dict(i, seg, language)
+                     for i, (seg, language) in enumerate(zip(segments, languages, strict=True))])
 
 
 def in_order(segments: list[Segment]) -> list[Segment]:
@@ -73,10 +75,10 @@ def _segments(chunks: list[ChunkOutput], speakers: SpeakerRequest | None
     return speaker_segments(restored, windows, speakers)
 
 
-def _segment_dict(index: int, segment: Any) -> Segment:
+def _segment_dict(index: int, segment: Any, language: str | None) -> Segment:
     out = Segment(id=index, start=segment.start, end=segment.end, text=segment.text.strip(),
                   avg_logprob=segment.avg_logprob, no_speech_prob=segment.no_speech_prob,
-                  compression_ratio=segment.compression_ratio)
+                  compression_ratio=segment.compression_ratio, language=language)
     if segment.words:
         out["words"] = [Word(start=w.start, end=w.end, word=w.word, probability=w.probability)
                         for w in segment.words]

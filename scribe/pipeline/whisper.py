@@ -26,6 +26,7 @@ from scribe.pipeline import alignment, chains, repair
 from scribe.pipeline.bundled import local_model_path
 from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
 from scribe.pipeline.features import stack_padded, window_frames
+from scribe.pipeline.languages import Detected, detect
 from scribe.pipeline.repair import EncodedRow, Piece
 from scribe.pipeline.safeguards import (
     drop_hallucinations,
@@ -139,10 +140,39 @@ class WhisperEngine:
         if not items:
             return []
         opts = options or self.options
+        found = (detect(self, items, opts) if self.is_multilingual
+                 else Detected(list(items), [None] * len(items), list(range(len(items))),
+                               [1.0] * len(items)))
+        # A GPU's encoder outputs cannot be sliced (:meth:`_encode`): they are let go, and
+        # the decode encodes again, rather than holding the call's outputs on the card.
+        rows = found.rows if self._on_cpu else [None] * len(found.chunks)
         if opts.condition_on_previous_text:
-            return chains.transcribe_chains(
-                self, items, opts, self.chunks_per_call(len(items), opts, batch_size=batch_size))
-        return self._transcribe(items, opts, [None] * len(items))
+            outputs = chains.transcribe_chains(
+                self, found.chunks, opts,
+                self.chunks_per_call(len(found.chunks), opts, batch_size=batch_size), rows)
+        else:
+            outputs = self._transcribe(found.chunks, opts, [None] * len(found.chunks), rows)
+        return _merged(items, outputs, found)
+
+    def encode_at_windows(self, features: Sequence[Any], opts: TranscribeOptions
+                          ) -> list[EncodedRow]:
+        """Each chunk's encoding at its own window (:meth:`_window`), chunks of one window
+        in one encoder output."""
+        groups: defaultdict[int, list[int]] = defaultdict(list)
+        for i, feats in enumerate(features):
+            groups[self._window(feats.shape[1], opts)].append(i)
+        rows: list[EncodedRow] = [(None, 0)] * len(features)
+        for width, group in groups.items():
+            encoded = self._encode([features[i] for i in group], width, [None] * len(group))
+            for n, i in enumerate(group):
+                rows[i] = (encoded, n)
+        return rows
+
+    def detect_language(self, encoded: Any) -> list[list[tuple[str, float]]]:
+        """CTranslate2's language detection on an encoder output: per row, every language
+        and its probability, the likeliest first."""
+        return [[(token[2:-2], prob) for token, prob in ranked]
+                for ranked in self.model.model.detect_language(encoded)]
 
     def chunks_per_call(self, count: int, options: TranscribeOptions | None = None, *,
                         batch_size: int | None = None) -> int:
@@ -183,7 +213,8 @@ class WhisperEngine:
         for key, group in groups.items():
             for n, i in enumerate(group):
                 rows[i] = (encoded[key], n)
-        languages = self._languages(items, groups, encoded, opts)
+        languages = [(item.language or opts.language or "en", 1.0) if self.is_multilingual
+                     else ("en", 1.0) for item in items]
         tokenizers = [self.tokenizer(lang, opts.task) for lang, _ in languages]
         pieces: list[list[Piece]] = [[] for _ in items]
         for key, group in groups.items():
@@ -273,35 +304,6 @@ class WhisperEngine:
         levels = (*(n for n in _PROMPT_LEVELS if n < cap), cap)
         level = max((n for n in levels if n <= len(tokens)), default=0)
         return [*initial, *tokens[len(tokens) - level:]][-limit:]
-
-    def _languages(
-        self, items: Sequence[Chunk], groups: dict[tuple[int, int, bool], list[int]],
-        encoded: dict[tuple[int, int, bool], Any], opts: TranscribeOptions,
-    ) -> list[tuple[str, float]]:
-        """Each chunk's language: given, else the vote of its session's chunks in the batch."""
-        given = [item.language or opts.language for item in items]
-        if not self.is_multilingual:
-            return [("en", 1.0)] * len(items)
-        if all(given):
-            return [(lang, 1.0) for lang in given if lang]
-        detected: list[Any] = [None] * len(items)
-        for key, group in groups.items():
-            for i, probs in zip(group, self.model.model.detect_language(encoded[key]),
-                                strict=True):
-                detected[i] = probs
-        votes: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for item, probs in zip(items, detected, strict=True):
-            for token, prob in probs:
-                votes[item.session_id][token[2:-2]] += prob
-        chosen: list[tuple[str, float]] = []
-        for item, lang in zip(items, given, strict=True):
-            if lang:
-                chosen.append((lang, 1.0))
-                continue
-            tally = votes[item.session_id]
-            best = max(tally, key=tally.__getitem__)
-            chosen.append((best, tally[best] / sum(tally.values())))
-        return chosen
 
     def _generate(
         self, encoder_output: Any, tokenizers: list[Any], opts: TranscribeOptions,
@@ -400,6 +402,26 @@ class WhisperEngine:
             plan = item.plan
             out.segments = drop_hallucinations(
                 out.segments, plan.offset_s, plan.offset_s + plan.duration_s, threshold)
+
+def _merged(items: Sequence[Chunk], outputs: list[ChunkOutput], found: Detected
+            ) -> list[ChunkOutput]:
+    """One output per chunk of ``items`` from the outputs of ``found``'s chunks (a chunk
+    decoded in two halves, in two languages, gives its segments in order and the language
+    of its longer half); every segment names its language."""
+    parts: defaultdict[int, list[tuple[ChunkOutput, float]]] = defaultdict(list)
+    for out, parent, prob in zip(outputs, found.parents, found.probabilities, strict=True):
+        for segment in out.segments:
+            segment["language"] = out.language
+        parts[parent].append((out, prob))
+    merged = []
+    for i, item in enumerate(items):
+        longest, prob = max(parts[i], key=lambda part: part[0].plan.duration_s)
+        merged.append(ChunkOutput(
+            plan=item.plan, language=longest.language, language_probability=prob,
+            segments=[seg for out, _ in parts[i] for seg in out.segments],
+            timings={"model": sum(out.timings.get("model", 0.0) for out, _ in parts[i])}))
+    return merged
+
 
 def _stacked(rows: list[Any]) -> Any:
     """One CTranslate2 encoder output from per-chunk rows (arrays of the same width)."""

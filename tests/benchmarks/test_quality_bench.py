@@ -25,7 +25,7 @@ def test_quality_benchmark_quick_mode_runs_end_to_end() -> None:
     # --quick's corpus made smaller still, as every contender reads all of it: a session of
     # 57 s (two chunks after VAD, so still long-form) and 8 short clips (one from a real clip)
     command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--quick",
-               "--minutes", "0.75", "--clips", "8"]
+               "--minutes", "0.75", "--clips", "8", "--models", "tiny.en"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=ROOT,
                          env=env)
     assert out.returncode == 0, out.stderr[-4000:]

@@ -47,6 +47,25 @@ def test_openai_client_gets_jfk_word_for_word(api: str) -> None:
     assert times == sorted(times) and 0 <= times[0] and times[-1] <= 11.1
 
 
+@pytest.mark.parametrize(("route", "param"), [("translations", "task"),
+                                              ("transcriptions", "language")])
+def test_an_english_only_model_answers_400_naming_the_parameter(
+        api: str, route: str, param: str) -> None:
+    """tiny.en cannot translate, nor hear German: 400 before the audio is read."""
+    import openai
+    from openai import OpenAI
+
+    client = OpenAI(base_url=api, api_key="unused", max_retries=0, timeout=300)
+    with (EXAMPLES / "jfk.flac").open("rb") as f, pytest.raises(openai.BadRequestError) as info:
+        if route == "translations":
+            client.audio.translations.create(model="whisper-1", file=f)
+        else:
+            client.audio.transcriptions.create(model="whisper-1", file=f, language="de")
+    error = info.value.body
+    assert isinstance(error, dict) and error["param"] == param, error
+    assert "English-only" in error["message"]
+
+
 def test_streamed_deltas_make_the_text_the_plain_answer_has(api: str, tmp_path: Any) -> None:
     from openai import OpenAI
 

@@ -13,6 +13,7 @@ import pytest
 from scribe.config import TranscribeOptions
 from scribe.pipeline import chains, chunking, repair, whisper
 from scribe.pipeline.chunking import Chunk, ChunkPlan
+from scribe.pipeline.languages import Detected
 from scribe.pipeline.preprocess import preprocess
 from scribe.pipeline.whisper import WhisperEngine
 
@@ -142,26 +143,27 @@ def test_a_prompted_chunk_that_skips_speech_is_decoded_again_without_its_prompt(
     assert calls == [[[]]]
 
 
-def test_a_chain_keeps_its_first_chunks_language(
+def test_each_chunk_of_a_chain_keeps_its_own_language(
         test_options: TranscribeOptions, session: list[Chunk],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Language not given: in a call of prompt chains, each chunk is decoded in a wave of
-    its own, so each would be voted on alone; a chain follows its first chunk instead.
-    (Detection here gives each chunk a language of its own.)"""
+    """Language not given: a chain does not force its first chunk's language on the rest,
+    so a session that changes language changes with it (each chunk's language as
+    detection gave it)."""
     engine = WhisperEngine(test_options.model_copy(update={
         "condition_on_previous_text": True, "language": None}), cpu_threads=2)
     assert engine.is_multilingual
     codes = ["en", "de", "fr", "es"]
 
-    def detect(items: list[Chunk], *_: Any) -> list[tuple[str, float]]:
-        return [(item.language, 1.0) if item.language
-                else (codes[item.plan.index % 4], 0.5 + item.plan.index / 100)
-                for item in items]
+    def detect(_: Any, items: list[Chunk], __: Any) -> Detected:
+        return Detected([dataclasses.replace(c, language=codes[c.plan.index % 4])
+                         for c in items], [None] * len(items), list(range(len(items))),
+                        [0.5 + c.plan.index / 100 for c in items])
 
-    monkeypatch.setattr(engine, "_languages", detect)
+    monkeypatch.setattr(whisper, "detect", detect)
     outputs = engine.transcribe(session[:8])
     assert [(o.language, o.language_probability) for o in outputs] == [
-        ("en", 0.5)] * 4 + [("en", 0.54)] * 4
+        (codes[i % 4], 0.5 + i / 100) for i in range(8)]
+    assert all(seg["language"] == o.language for o in outputs for seg in o.segments)
 
 
 def test_the_longest_stretch_without_a_word() -> None:

@@ -149,3 +149,12 @@ def test_segment_parquet_has_a_speaker_column() -> None:
         {**seg, "id": i, "avg_logprob": -0.1, "no_speech_prob": 0.0}
         for i, seg in enumerate(SPOKEN)]}
     assert segment_table(record).column("speaker").to_pylist() == ["therapist", "B<>", None]
+
+
+def test_vtt_marks_each_cue_s_language_only_where_they_differ() -> None:
+    both = [{"start": 0.0, "end": 1.0, "text": "Hello", "language": "en"},
+            {"start": 1.0, "end": 2.0, "text": "Hallo", "language": "de", "speaker": "A"}]
+    vtt = to_vtt(both)
+    assert "<lang en>Hello</lang>\n" in vtt and "<v A><lang de>Hallo</lang>\n" in vtt
+    assert "<lang" not in to_vtt([{**both[0]}, {**both[1], "language": "en"}])
+    assert "<lang" not in to_srt(both)
