@@ -83,7 +83,9 @@ def detect(encoder: Encoder, items: Sequence[Chunk], opts: TranscribeOptions) ->
     ranked = {i: _ranked(encoder, row) for i, row in rows.items()}
     votes = _votes(items, ranked)
     candidates = _flagged(items, ranked, votes, opts.language_threshold)
-    runs = _by_range(encoder, items, candidates, opts)
+    usual = {i: r[0][0] if r[0][1] >= opts.language_threshold else votes[items[i].session_id][0]
+             for i, r in ranked.items()}
+    runs = _by_range(encoder, items, candidates, usual, opts)
     for i, item in enumerate(items):
         if i not in ranked:
             _add(out, given[i], None, i, 1.0)
@@ -147,13 +149,17 @@ def _flagged(items: Sequence[Chunk], ranked: dict[int, list[tuple[str, float]]],
 
 
 def _by_range(encoder: Encoder, items: Sequence[Chunk], flagged: dict[int, set[str]],
-              opts: TranscribeOptions) -> dict[int, list[tuple[int, int, str, float]]]:
+              usual: dict[int, str], opts: TranscribeOptions
+              ) -> dict[int, list[tuple[int, int, str, float]]]:
     """Each flagged chunk's runs of speech ranges in one language, ``(first, last + 1,
     language, probability)``: every range detected alone, as the likeliest of the
     languages the chunk may hold (one sentence is too little to choose among 99, enough
-    to choose among two); a range shorter than :data:`_SHORT_RANGE_S` takes the language
-    before it (the first, the one after). A range is encoded at its own length, without
-    padding: five times cheaper than with the decode's 10 s, and as often right."""
+    to choose among two), but in the chunk's ``usual`` language (its own when sure, else
+    its session's) unless the range is sure of the other (``language_threshold`` of the
+    candidates' probability: a synthetic French sentence came out 'English' alone); a
+    range shorter than :data:`_SHORT_RANGE_S` takes the language before it (the first,
+    the one after). A range is encoded at its own length, without padding: five times
+    cheaper than with the decode's 10 s, and as often right."""
     order = [(i, k) for i in flagged if len(items[i].plan.ranges) > 1
              for k in range(len(items[i].plan.ranges))]
     if not order:
@@ -163,12 +169,14 @@ def _by_range(encoder: Encoder, items: Sequence[Chunk], flagged: dict[int, set[s
         opts.model_copy(update={"window_padding_s": 0.0}))
     found: defaultdict[int, list[tuple[str, float] | None]] = defaultdict(list)
     for (i, k), row in zip(order, rows, strict=True):
-        among = [(lang, p) for lang, p in _ranked(encoder, row) if lang in flagged[i]]
-        language, prob = max(among, key=lambda pair: pair[1])
+        among = {lang: p for lang, p in _ranked(encoder, row) if lang in flagged[i]}
+        total = sum(among.values()) or 1.0
+        language = max(among, key=among.__getitem__)
+        if language != usual[i] and among[language] / total < opts.language_threshold:
+            language = usual[i]
         r = items[i].plan.ranges[k]
         long_enough = (r["end"] - r["start"]) / SAMPLE_RATE >= _SHORT_RANGE_S
-        share = prob / (sum(p for _, p in among) or 1.0)
-        found[i].append((language, share) if long_enough else None)
+        found[i].append((language, among.get(language, 0.0) / total) if long_enough else None)
     return {i: _runs(ranges, opts.language_threshold) for i, ranges in found.items()
             if any(ranges)}
 
