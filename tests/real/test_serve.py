@@ -9,7 +9,7 @@ import pytest
 
 from scribe.config import TranscribeOptions
 from tests.real.conftest import EXAMPLES, JFK_WORDS, words
-from tests.serve.support import free_port, serve_config, wait_for_serve_to_exit
+from tests.serve.support import served
 
 pytestmark = [pytest.mark.real, pytest.mark.serve]
 
@@ -17,18 +17,8 @@ pytestmark = [pytest.mark.real, pytest.mark.serve]
 @pytest.fixture(scope="module")
 def api(ray_local: Any, real_options: TranscribeOptions) -> Iterator[str]:
     """The Serve app with tiny.en on loopback; shut down, every process gone, after."""
-    from ray import serve
-
-    from serve_app.app import build_app
-
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        serve.run(build_app(serve_config(real_options)), name="real", route_prefix="/")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        serve.shutdown()  # type: ignore[no-untyped-call]
-        wait_for_serve_to_exit()
+    with served(real_options, "real") as url:
+        yield url
 
 
 def test_openai_client_gets_jfk_word_for_word(api: str) -> None:

@@ -13,7 +13,7 @@ from scribe.config import TranscribeOptions
 from tests.languages import spoken
 from tests.media import write_audio
 from tests.real.conftest import words
-from tests.serve.support import free_port, serve_config, wait_for_serve_to_exit
+from tests.serve.support import served
 
 pytestmark = [pytest.mark.real, pytest.mark.serve]
 
@@ -21,20 +21,10 @@ pytestmark = [pytest.mark.real, pytest.mark.serve]
 @pytest.fixture(scope="module")
 def api(ray_local: Any, base_model: str) -> Iterator[str]:
     """The Serve app with base on loopback, no language set; shut down after."""
-    from ray import serve
-
-    from serve_app.app import build_app
-
     options = TranscribeOptions(model=base_model, device="cpu", compute_type="int8",
                                 temperature_fallback=())
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        serve.run(build_app(serve_config(options)), name="base", route_prefix="/")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        serve.shutdown()  # type: ignore[no-untyped-call]
-        wait_for_serve_to_exit()
+    with served(options, "base") as url:
+        yield url
 
 
 def _german(tmp_path: Any) -> io.BufferedReader:

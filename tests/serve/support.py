@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,3 +97,21 @@ def serve_config(options: TranscribeOptions, **server: Any) -> ServeConfig:
                              retry_after_s=2, realtime_max_sessions=REALTIME_SESSIONS,
                              realtime_idle_timeout_s=REALTIME_IDLE_S, **server),
     )
+
+
+@contextmanager
+def served(options: TranscribeOptions, name: str) -> Iterator[str]:
+    """The Serve app for ``options`` on 127.0.0.1 and a free port, on the Ray already
+    started; yields its ``/v1`` URL and shuts Serve down, every process gone, on exit."""
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        serve.run(build_app(serve_config(options)), name=name, route_prefix="/")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        wait_for_serve_to_exit()
