@@ -172,8 +172,11 @@ def actor_identity(started: float) -> rows.ActorIdentity:
     if not ray.is_initialized():
         return rows.ActorIdentity()
     context = ray.get_runtime_context()
+    actor = context.get_actor_id()
+    if actor is None:  # a driver running the stage in-process holds no actor's resources
+        return rows.ActorIdentity()
     held = context.get_assigned_resources()  # type: ignore[no-untyped-call]
-    return rows.ActorIdentity(actor=context.get_actor_id() or "", node=context.get_node_id(),
+    return rows.ActorIdentity(actor=actor, node=context.get_node_id(),
                               actor_gpus=float(held.get("GPU", 0.0)), actor_started=started)
 
 
