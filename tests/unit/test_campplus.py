@@ -163,27 +163,14 @@ def test_reference_clips_name_same_sex_voices(campplus: CamPlusPlus, campplus_we
                                               tmp_path: Path) -> None:
     # known_speaker_names[] online: clips embedded by the session's encoder name clusters
     from scribe.config import TranscribeOptions
-    from scribe.pipeline.speakers import assign
-    from scribe.pipeline.speakers.voices import reference_embedding
-    from tests.media import write_audio
+    from tests.unit.test_speakers import assert_named, named_session
 
-    pair = conversations.MORE_SAME_SEX[0]
-    conv = conversations.conversation(conversations.espeak_voices(pair), turns=6, seed=4,
-                                      overlap_share=0.0)
-    ranges = [[{"start": int(s * 16000), "end": int(e * 16000)}] for s, e, _ in conv.turns]
-    windows = [w for chunk in embed_speech(conv.samples, ranges, campplus) for w in chunk]
     options = TranscribeOptions(speaker_encoder="campplus", speaker_encoder_path=campplus_weights)
-    known = {}
-    for name, voice in zip(("client", "therapist"), pair, strict=True):
-        clip = write_audio(tmp_path / f"{name}.wav", conversations.espeak(
-            voice, "Thank you, I will think about what we discussed today."))
-        known[name] = reference_embedding(str(clip), options)
+    conv, windows, known = named_session(conversations.MORE_SAME_SEX[0], campplus, options,
+                                         tmp_path)
     assert len(known["client"]) == 192
     # two voices of one sex: the count is told, as a therapist and client session would
-    turns = voice_turns(windows, SpeakerRequest(num_speakers=2, known=known))
-    for start, end, who in conv.turns:
-        expected = "client" if who == "A" else "therapist"
-        assert assign.speaker_at(start + 0.3, end - 0.3, turns) == expected
+    assert_named(conv, voice_turns(windows, SpeakerRequest(num_speakers=2, known=known)))
 
 
 def test_fetch_command_refuses_one_path_for_two_encoders(capsys: pytest.CaptureFixture[str]

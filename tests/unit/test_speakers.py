@@ -7,6 +7,7 @@ import os
 import pickle
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -145,26 +146,40 @@ def test_channel_path_puts_each_segment_on_its_speaker(real_model: str) -> None:
     assert all(w["speaker"] == s["speaker"] for s in record["segments"] for w in s["words"])
 
 
-def test_reference_clips_name_the_voices(encoder: LstmEncoder, speaker_weights: str,
-                                         tmp_path: Path) -> None:
+def named_session(pair: tuple[str, str], encoder: Any, options: TranscribeOptions,
+                  tmp_path: Path) -> tuple[conversations.Conversation, list[Any],
+                                           dict[str, Any]]:
+    """A six-turn conversation of ``pair``'s voices, its windows embedded by ``encoder``,
+    and a reference clip of each voice embedded as ``known_speaker_names[]`` are online:
+    'client' speaks as A, 'therapist' as B."""
     from scribe.pipeline.speakers.voices import reference_embedding
     from tests.media import write_audio
 
-    pair = conversations.VOICE_PAIRS[2]
     conv = conversations.conversation(conversations.espeak_voices(pair), turns=6, seed=4,
                                       overlap_share=0.0)
     ranges = [[{"start": int(s * 16000), "end": int(e * 16000)}] for s, e, _ in conv.turns]
     windows = [w for chunk in embed_speech(conv.samples, ranges, encoder) for w in chunk]
-    options = TranscribeOptions(speaker_encoder="resemblyzer", speaker_encoder_path=speaker_weights)
     known = {}
     for name, voice in zip(("client", "therapist"), pair, strict=True):
         clip = write_audio(tmp_path / f"{name}.wav", conversations.espeak(
             voice, "Thank you, I will think about what we discussed today."))
         known[name] = reference_embedding(str(clip), options)
-    turns = voice_turns(windows, SpeakerRequest(known=known))
+    return conv, windows, known
+
+
+def assert_named(conv: conversations.Conversation, turns: Any) -> None:
+    """Every turn of ``conv`` carries the name of its voice."""
     for start, end, who in conv.turns:
         expected = "client" if who == "A" else "therapist"
         assert assign.speaker_at(start + 0.3, end - 0.3, turns) == expected
+
+
+def test_reference_clips_name_the_voices(encoder: LstmEncoder, speaker_weights: str,
+                                         tmp_path: Path) -> None:
+    options = TranscribeOptions(speaker_encoder="resemblyzer", speaker_encoder_path=speaker_weights)
+    conv, windows, known = named_session(conversations.VOICE_PAIRS[2], encoder, options,
+                                         tmp_path)
+    assert_named(conv, voice_turns(windows, SpeakerRequest(known=known)))
 
 
 def test_a_sliver_is_no_speaker_and_the_bounds_win() -> None:
