@@ -127,7 +127,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import ray
 
-    ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", logging_level=logging.WARNING, include_dashboard=False,
+             log_to_driver=False)
     model_path = str(cached_test_model(args.model_size))
     sessions, clips = (4, 24) if args.quick else (20, 200)
     work = Path(tempfile.mkdtemp(prefix="bench-corpus-"))

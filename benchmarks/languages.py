@@ -86,8 +86,8 @@ def job(folder: Path, model: str) -> tuple[dict[str, dict[str, Any]], float]:
                                                         beam_size=BEAM),
                            resources=ResourceConfig())
         start = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                 object_store_memory=250 * 1024 * 1024)
+        ray.init(address="local", num_cpus=2, include_dashboard=False,
+                 logging_level=logging.WARNING, object_store_memory=250 * 1024 * 1024)
         try:
             run_job(config)
         finally:

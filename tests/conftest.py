@@ -171,7 +171,8 @@ def no_plan_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def ray_local(s3_server: Any) -> Iterator[Any]:
-    """Ray on this machine only: 2 CPUs, no dashboard. Its workers inherit the environment
+    """A Ray of the suite's own on this machine (never one that ``ray start`` or another
+    test recorded here): 2 CPUs, no dashboard. Its workers inherit the environment
     at start, so the loopback S3 server's variables are set first.
 
     Serve's controller kills an HTTP proxy that is not ready within 5 s, and ``serve.start``
@@ -182,8 +183,8 @@ def ray_local(s3_server: Any) -> Iterator[Any]:
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=False)
         try:
             yield ray
         finally:

@@ -34,7 +34,7 @@ def main(input: str, output: str, metrics_port: int, serve_port: int,
     from serve_app.app import build_app
     from tests.serve.support import serve_config
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False, _metrics_export_port=metrics_port,
              _system_config={"metrics_report_interval_ms": REPORT_INTERVAL_MS})
     try:
