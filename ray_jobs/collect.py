@@ -86,5 +86,6 @@ def _speaker_request(base: RecordBase) -> SpeakerRequest | None:
     """The session's speaker labelling, as its preprocessing resolved it; None when off."""
     if base.get("speakers", "off") == "off":
         return None
-    return SpeakerRequest(num_speakers=base.get("num_speakers"))
+    return SpeakerRequest(num_speakers=base.get("num_speakers"),
+                          min_speakers=base["min_speakers"], max_speakers=base["max_speakers"])
 

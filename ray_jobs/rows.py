@@ -42,7 +42,8 @@ SESSION = pa.struct([
     ("language", pa.string()), ("duration_s", pa.float64()),
     ("speech_duration_s", pa.float64()), ("timings", pa.map_(pa.string(), pa.float64())),
     ("warnings", pa.list_(pa.string())), ("source", _SOURCE),
-    ("speakers", pa.string()), ("num_speakers", pa.int32()), ("word_timestamps", pa.bool_()),
+    ("speakers", pa.string()), ("num_speakers", pa.int32()), ("min_speakers", pa.int32()),
+    ("max_speakers", pa.int32()), ("word_timestamps", pa.bool_()),
 ])
 """A record's base fields: what the session is, what analysing its audio found, how its
 speakers are to be labelled, and whether its words go in the record."""

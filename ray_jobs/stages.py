@@ -72,16 +72,11 @@ class Preprocessor:
                                            for _ in range(fillers)])
 
     def _session_blocks(self, ref: SessionRef) -> Iterator[list[Row]]:
-        # the manifest's per-session values win over the job's options
-        options = self.options.model_copy(update={
-            "speakers": ref.speakers or self.options.speakers,
-            "num_speakers": ref.num_speakers or self.options.num_speakers})
+        options = ref.options_for(self.options)  # the manifest's values win over the job's
 
         def base(analysis: AnalysedSession | None = None) -> RecordBase:
             return record_base(ref.session_id, model=self.model, uri=ref.uri,
-                               language=ref.language, analysis=analysis,
-                               speakers=options.speakers, num_speakers=options.num_speakers,
-                               word_timestamps=options.word_timestamps)
+                               language=ref.language, analysis=analysis, options=options)
 
         try:
             session = open_input(ref.uri, options, size=ref.size)

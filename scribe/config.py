@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from scribe.errors import InvalidParameterError
 
@@ -148,9 +148,19 @@ class TranscribeOptions(_Frozen):
         description="speaker labels: auto (one per channel when a stereo file is recorded so, "
         "else from voices), channels (trust each channel to be one speaker), voices, or off",
     )
+    # the bounds come before num_speakers: its check reads them (pydantic checks in order)
+    min_speakers: int = Field(
+        1, ge=1, le=MAX_SPEAKERS,
+        description="fewest speakers the estimate may find in a session",
+    )
+    max_speakers: int = Field(
+        MAX_SPEAKERS, ge=1, le=MAX_SPEAKERS,
+        description="most speakers the estimate may find in a session, at least min_speakers",
+    )
     num_speakers: int | None = Field(
         None, ge=1, le=MAX_SPEAKERS,
-        description=f"speakers in each session; estimated (at most {MAX_SPEAKERS}) when not set",
+        description="speakers in each session (min_speakers..max_speakers); estimated "
+        "within those bounds when not set",
     )
     speaker_encoder: str = Field(
         "resemblyzer", description="registered speaker encoder that embeds voices: "
@@ -169,6 +179,22 @@ class TranscribeOptions(_Frozen):
 
         if value not in _LANGUAGE_CODES:
             raise ValueError(f"unknown language code {value!r}")
+        return value
+
+    @field_validator("max_speakers")
+    @classmethod
+    def _not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_speakers", 1)
+        if value < low:
+            raise ValueError(f"{value} is below min_speakers ({low})")
+        return value
+
+    @field_validator("num_speakers")
+    @classmethod
+    def _within_bounds(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low, high = info.data.get("min_speakers", 1), info.data.get("max_speakers", MAX_SPEAKERS)
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{value} is outside min_speakers..max_speakers ({low}..{high})")
         return value
 
     def resolved_device(self) -> str:
@@ -190,6 +216,20 @@ class TranscribeOptions(_Frozen):
                 "compute_type": self.compute_type or ("float16" if gpu else "int8"),
             }
         )
+
+
+SPEAKER_COUNTS = ("num_speakers", "min_speakers", "max_speakers")
+
+
+def speaker_counts(given: Mapping[str, int | None]) -> dict[str, int | None]:
+    """The options' update for one session's own speaker count or bounds (a manifest row,
+    a request's form): when it gives any of :data:`SPEAKER_COUNTS`, all three, the rest at
+    their defaults, so the session's word replaces the job's or the service's whole and
+    never mixes with it into a contradiction; nothing when it gives none."""
+    own = {k: v for k, v in given.items() if k in SPEAKER_COUNTS and v is not None}
+    if not own:
+        return {}
+    return {k: own.get(k, TranscribeOptions.model_fields[k].default) for k in SPEAKER_COUNTS}
 
 
 class ResourceConfig(_Frozen):

@@ -55,6 +55,8 @@ class RecordBase(TypedDict):
     language: str | None
     speakers: str
     num_speakers: int | None
+    min_speakers: int
+    max_speakers: int
     word_timestamps: bool
     duration_s: float
     speech_duration_s: float

@@ -80,6 +80,7 @@ class Frontend:
             "language": request.language or base.language,
             "initial_prompt": request.prompt or base.initial_prompt,
             "word_timestamps": "word" in request.timestamp_granularities,
+            **cfg.speaker_counts({k: getattr(request, k) for k in cfg.SPEAKER_COUNTS}),
         }
         if wants_speakers(request) and base.speakers == "off":
             update["speakers"] = "auto"
@@ -130,13 +131,13 @@ class Frontend:
                ) -> Record:
         """The finished transcript record of a started request."""
         base = record_base(request_id, model=self.config.transcribe.model,
-                           analysis=started.analysed,
-                           word_timestamps=started.options.word_timestamps)
+                           analysis=started.analysed, options=started.options)
         return ok_record(base, chunks, started.speakers)
 
     async def _speakers(self, request: AudioRequest, options: TranscribeOptions
                         ) -> SpeakerRequest | None:
-        """How to label speakers: off, or clustered and named after the known speakers."""
+        """How to label speakers: off, or clustered (within the request's count or bounds)
+        and named after the known speakers."""
         if options.speakers == "off":
             return None
         names, references = request.known_speaker_names, request.known_speaker_references
@@ -144,16 +145,19 @@ class Frontend:
             raise ApiError(400, f"known_speaker_references[]: {len(references)} clips for "
                            f"{len(names)} known_speaker_names[]; give one clip per name",
                            param="known_speaker_references[]")
-        if not names:
-            return SpeakerRequest(num_speakers=options.num_speakers)
-        clips = [_data_url_bytes(ref) for ref in request.known_speaker_references]
-        known: KnownVoices = await _call(
-            self.preprocessor.known_voices.remote(clips, options), self.retry_after_s)
-        if known.error:
-            raise ApiError(400, f"known_speaker_references[]: {known.error}",
-                           param="known_speaker_references[]")
-        return SpeakerRequest(num_speakers=options.num_speakers, known=dict(
-            zip(request.known_speaker_names, known.embeddings, strict=True)))
+        known: list[list[float]] = []
+        if names:
+            clips = [_data_url_bytes(ref) for ref in references]
+            voices: KnownVoices = await _call(
+                self.preprocessor.known_voices.remote(clips, options), self.retry_after_s)
+            if voices.error:
+                raise ApiError(400, f"known_speaker_references[]: {voices.error}",
+                               param="known_speaker_references[]")
+            known = voices.embeddings
+        return SpeakerRequest(num_speakers=options.num_speakers,
+                              min_speakers=options.min_speakers,
+                              max_speakers=options.max_speakers,
+                              known=dict(zip(names, known, strict=True)))
 
     async def model(self, started: Started, request_id: str,
                     on_output: OnOutput | None = None) -> list[ChunkOutput]:

@@ -73,6 +73,16 @@ class TranscriptionRequest(_AudioForm):
         (), alias="known_speaker_references[]",
         description="a data URL of a 2-10 s clip of each known speaker, in the names' order")
 
+    # not OpenAI's: the service's own form fields (pyannote's names), checked against each
+    # other and the service's limit (8) as the job's flags are
+    num_speakers: int | None = Field(
+        None, description="ray-scribe's own: speakers in the recording, when known "
+        "(diarized_json or known speakers)")
+    min_speakers: int | None = Field(
+        None, description="ray-scribe's own: the fewest speakers the estimate may find")
+    max_speakers: int | None = Field(
+        None, description="ray-scribe's own: the most speakers the estimate may find")
+
     @field_validator("known_speaker_names")
     @classmethod
     def _few_distinct_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -108,6 +118,9 @@ class TranslationRequest(_AudioForm):
     timestamp_granularities: ClassVar[tuple[Granularity, ...]] = ()
     known_speaker_names: ClassVar[tuple[str, ...]] = ()
     known_speaker_references: ClassVar[tuple[str, ...]] = ()
+    num_speakers: ClassVar[None] = None
+    min_speakers: ClassVar[None] = None
+    max_speakers: ClassVar[None] = None
 
     @field_validator("response_format")
     @classmethod

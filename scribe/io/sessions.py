@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from scribe.config import SPEAKER_COUNTS, TranscribeOptions, build, speaker_counts
 from scribe.errors import InvalidParameterError, StorageError
 from scribe.io import storage
 
@@ -99,6 +100,8 @@ class SessionRef:
     language: str | None = None
     speakers: str | None = None
     num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
     @property
     def estimated_duration_s(self) -> float:
@@ -125,8 +128,16 @@ class SessionRef:
             size=None if size is None else int(size),
             language=data.get("language") or None,
             speakers=data.get("speakers") or None,
-            num_speakers=int(data["num_speakers"]) if data.get("num_speakers") else None,
+            **{k: int(data[k]) if data.get(k) else None for k in SPEAKER_COUNTS},
         )
+
+    def options_for(self, options: TranscribeOptions) -> TranscribeOptions:
+        """The job's ``options`` with this session's own: its ``speakers``, and its speaker
+        count or bounds, which replace the job's three when it gives any
+        (:func:`scribe.config.speaker_counts`)."""
+        update: dict[str, Any] = {"speakers": self.speakers or options.speakers}
+        update.update(speaker_counts({k: getattr(self, k) for k in SPEAKER_COUNTS}))
+        return build(TranscribeOptions, options.model_dump(), update)
 
 
 def list_sessions(input_uri: str) -> list[SessionRef]:
@@ -201,8 +212,10 @@ def _is_audio_file(info: pafs.FileInfo, base: str) -> bool:
 def read_manifest(manifest_uri: str) -> list[SessionRef]:
     """Sessions listed in a CSV, JSONL, JSON (array or lines) or Parquet manifest.
 
-    ``uri`` is required; ``session_id``, ``language``, ``speakers`` and ``num_speakers``
-    are optional (the last three override the job's options for that session). A relative ``uri``
+    ``uri`` is required; ``session_id``, ``language``, ``speakers``, ``num_speakers``,
+    ``min_speakers`` and ``max_speakers`` are optional (all but the id override the job's
+    options for that session, the last three together: :meth:`SessionRef.options_for`).
+    A relative ``uri``
     resolves against the manifest's folder. A missing ``session_id`` is the uri's path
     relative to that folder without its extension (its file name for uris elsewhere).
     """
@@ -270,12 +283,11 @@ def _parse_text_manifest(uri: str, ext: str, data: bytes) -> pa.Table:
 
 
 def _speaker_fields(row: Mapping[str, Any], number: int) -> dict[str, Any]:
-    """A row's ``speakers`` and ``num_speakers``, checked as the job's options are."""
+    """A row's ``speakers`` and speaker count or bounds, checked as the job's options are
+    (a row's bounds together with its own count: min <= num <= max)."""
     from pydantic import ValidationError
 
-    from scribe.config import TranscribeOptions
-
-    fields = {name: _text(row.get(name)) for name in ("speakers", "num_speakers")}
+    fields = {name: _text(row.get(name)) for name in ("speakers", *SPEAKER_COUNTS)}
     given = {k: v for k, v in fields.items() if v is not None}
     try:
         checked = TranscribeOptions.model_validate(given)

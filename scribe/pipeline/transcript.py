@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from scribe.config import SAMPLE_RATE
+from scribe.config import SAMPLE_RATE, TranscribeOptions
 from scribe.io.formats import full_text
 from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.speakers.diarize import SpeakerRequest, speaker_segments
@@ -123,15 +123,17 @@ class Analysis(Protocol):
 
 def record_base(session_id: str, *, model: str | None, uri: str = "",
                 language: str | None = None, analysis: Analysis | None = None,
-                speakers: str = "off", num_speakers: int | None = None,
-                word_timestamps: bool = False) -> RecordBase:
+                options: TranscribeOptions | None = None) -> RecordBase:
     """The fields a session's record starts from: which session, where, the model, the
-    language asked for, how to label its speakers, whether its words were asked for, and
-    what ``analysis`` found (zeros and empties before any)."""
+    language asked for, how ``options`` label its speakers and whether they ask for its
+    words (default: no speakers, no words), and what ``analysis`` found (zeros and empties
+    before any)."""
+    asked = options or TranscribeOptions()
     return {
         "session_id": session_id, "uri": uri, "model": model, "language": language,
-        "speakers": speakers, "num_speakers": num_speakers,
-        "word_timestamps": word_timestamps,
+        "speakers": asked.speakers, "num_speakers": asked.num_speakers,
+        "min_speakers": asked.min_speakers, "max_speakers": asked.max_speakers,
+        "word_timestamps": asked.word_timestamps,
         "duration_s": analysis.duration_s if analysis else 0.0,
         "speech_duration_s": analysis.speech_duration_s if analysis else 0.0,
         "timings": dict(analysis.timings) if analysis else {},

@@ -1,6 +1,6 @@
 """Speaker labels through the batch job on a real local Ray, with a real tiny.en Whisper:
 by channel for the stereo example, by voice for a two-voice conversation, per-session
-values from the manifest."""
+values from the manifest (a row's speaker bound replacing the job's)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,12 @@ def job_output(tmp_path_factory: pytest.TempPathFactory, real_model: str,
     write_audio(root / "talk.wav", talk.samples)
     shutil.copy(EXAMPLES / "jfk.flac", root / "plain.flac")
     (root / "sessions.csv").write_text(
-        "uri,session_id,speakers,num_speakers\n"
-        "stereo.wav,stereo,,\ntalk.wav,talk,voices,2\nplain.flac,plain,off,\n")
+        "uri,session_id,speakers,num_speakers,max_speakers\n"
+        "stereo.wav,stereo,,,\ntalk.wav,talk,voices,2,\nplain.flac,plain,off,,\n"
+        "talk.wav,talk_one,voices,,1\n")
     options = TranscribeOptions(model=real_model, device="cpu", compute_type="int8",
                                 language="en", word_timestamps=True, speakers="auto",
-                                speaker_encoder_path=speaker_weights)
+                                min_speakers=2, speaker_encoder_path=speaker_weights)
     out = root / "out"
     run_job(JobConfig(input=str(root / "sessions.csv"), output=str(out), transcribe=options,
                       resources=ResourceConfig(model_batch_size=4)))
@@ -79,4 +80,13 @@ def test_manifest_turns_speakers_off_and_parquet_has_the_column(
     for sid, speaker in zip(table.column("session_id").to_pylist(),
                             table.column("speaker").to_pylist(), strict=True):
         by_session.setdefault(sid, set()).add(speaker)
-    assert by_session == {"stereo": {"left", "right"}, "talk": {"A", "B"}, "plain": {None}}
+    assert by_session == {"stereo": {"left", "right"}, "talk": {"A", "B"}, "plain": {None},
+                          "talk_one": {"A"}}
+
+
+def test_a_rows_bound_replaces_the_jobs(job_output: tuple[Path, Any]) -> None:
+    """The job asks for at least two speakers; the row's max_speakers=1 wins whole."""
+    out, _ = job_output
+    segments = _record(out, "talk_one")["segments"]
+    assert segments and {s["speaker"] for s in segments} == {"A"}
+    assert {w["speaker"] for s in segments for w in s["words"]} == {"A"}

@@ -85,3 +85,25 @@ def test_realtime_session_turns_give_jfk_word_for_word(api: str) -> None:
         send_audio(connection, pcm24k(1.5))  # server VAD, 500 ms: jfk's pauses cut it
         said = transcripts(connection)
     assert len(said) == 4 and words(" ".join(said)) == JFK_WORDS
+
+
+def test_speaker_count_and_bounds_are_form_fields(api: str, speaker_weights: str,
+                                                  tmp_path: Any) -> None:
+    """ray-scribe's own form fields, sent by the official client as extra fields: two
+    voices found when there are two, one when at most one is allowed."""
+    from openai import OpenAI
+
+    from tests import conversations, media
+
+    talk = conversations.conversation(
+        conversations.espeak_voices(conversations.VOICE_PAIRS[0]), turns=4, seed=2,
+        overlap_share=0.0)
+    path = media.write_audio(tmp_path / "talk.wav", talk.samples)
+    client = OpenAI(base_url=api, api_key="unused", max_retries=0, timeout=300)
+    found = []
+    for fields in ({"num_speakers": 2}, {"min_speakers": 1, "max_speakers": 1}):
+        with path.open("rb") as f:
+            result = client.audio.transcriptions.create(
+                model="whisper-1", file=f, response_format="diarized_json", extra_body=fields)
+        found.append({s.speaker for s in result.segments})
+    assert found == [{"A", "B"}, {"A"}]

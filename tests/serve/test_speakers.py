@@ -102,3 +102,17 @@ def test_a_silent_reference_clip_is_400(http: Any, speaker_weights: str) -> None
     error = _error(_post(http, EXAMPLES / "jfk.flac", response_format="diarized_json",
                          **fields), 400, "known_speaker_references[]")
     assert "clip 1" in error["message"]
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"min_speakers": 3, "max_speakers": 2}, "max_speakers"),
+    ({"num_speakers": 5, "max_speakers": 4}, "num_speakers"),
+    ({"num_speakers": 1, "min_speakers": 2}, "num_speakers"),
+    ({"min_speakers": -1}, "min_speakers"),
+    ({"max_speakers": 9}, "max_speakers"),
+    ({"num_speakers": "two"}, "num_speakers"),
+])
+def test_bad_speaker_counts_are_400_naming_the_field(http: Any, fields: dict[str, Any],
+                                                      param: str) -> None:
+    _error(_post(http, EXAMPLES / "jfk.flac", response_format="diarized_json", **fields),
+           400, param)

@@ -78,7 +78,8 @@ def test_words_found_for_aligned_timestamps_leave_the_record_unless_asked_for(
     outputs = _one_session(engine, prepared, aligned)
     assert all(s["words"] for o in outputs for s in o.segments), "aligned: words found"
     for asked in (False, True):
-        base = record_base("s", model="m", analysis=prepared, word_timestamps=asked)
+        base = record_base("s", model="m", analysis=prepared,
+                           options=TranscribeOptions(word_timestamps=asked))
         segments = ok_record(base, outputs)["segments"]
         assert segments and all(("words" in s) == asked for s in segments)
 
