@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from scribe.config import SAMPLE_RATE
 from scribe.io.formats import full_text
 from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.speakers.diarize import SpeakerRequest, speaker_segments
-from scribe.schema import Record, RecordBase, Segment, Word
+from scribe.schema import Analysis, Record, RecordBase, Segment, Word
 
 
 def restore_segments(chunks: Iterable[ChunkOutput]) -> list[Segment]:
@@ -109,34 +109,21 @@ def session_language(chunks: Iterable[ChunkOutput]) -> tuple[str | None, float]:
     return best, weight[best] / sum(weight.values())
 
 
-class Analysis(Protocol):
-    """What analysing a session's audio found, as a record reports it."""
-
-    duration_s: float
-    timings: dict[str, float]
-    warnings: list[str]
-    source: dict[str, Any]
-
-    @property
-    def speech_duration_s(self) -> float: ...
-
-
 def record_base(session_id: str, *, model: str | None, uri: str = "",
                 language: str | None = None, analysis: Analysis | None = None,
                 speakers: str = "off", num_speakers: int | None = None,
                 word_timestamps: bool = False) -> RecordBase:
     """The fields a session's record starts from: which session, where, the model, the
     language asked for, how to label its speakers, whether its words were asked for, and
-    what ``analysis`` found (zeros and empties before any)."""
+    what ``analysis`` found (zeros and empties before any), its containers copied."""
+    found = analysis or Analysis()
     return {
         "session_id": session_id, "uri": uri, "model": model, "language": language,
         "speakers": speakers, "num_speakers": num_speakers,
         "word_timestamps": word_timestamps,
-        "duration_s": analysis.duration_s if analysis else 0.0,
-        "speech_duration_s": analysis.speech_duration_s if analysis else 0.0,
-        "timings": dict(analysis.timings) if analysis else {},
-        "warnings": list(analysis.warnings) if analysis else [],
-        "source": dict(analysis.source) if analysis else {},
+        "duration_s": found.duration_s, "speech_duration_s": found.speech_duration_s,
+        "timings": dict(found.timings), "warnings": list(found.warnings),
+        "source": dict(found.source),
     }
 
 
