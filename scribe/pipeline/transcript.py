@@ -7,6 +7,7 @@ collapsed speech timeline back onto the session's own with faster-whisper's
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -42,13 +43,15 @@ def restore_segments(chunks: Iterable[ChunkOutput]) -> list[Segment]:
 
 
 def in_order(segments: list[Segment]) -> list[Segment]:
-    """Segments (and their words) that never start before the previous one ends.
+    """Segments (and their words) that never start before the previous one ends, each
+    word inside its segment: the order of one timeline, not its bounds (the record's
+    :func:`clamp_to`).
 
     A model's timestamp tokens can run backwards, most often at a chunk's first segment
     (a 12-minute session gave 68.72-68.82 then 68.28-98.66); a subtitle track or a
     diarisation step downstream needs a timeline that only moves forward.
     """
-    floor = 0.0
+    floor = -math.inf
     for seg in segments:
         seg["start"] = max(seg["start"], floor)
         seg["end"] = max(seg["end"], seg["start"])
@@ -87,7 +90,9 @@ def _segment_dict(index: int, segment: Any, language: str | None) -> Segment:
 
 def clamp_to(segments: list[Segment], duration_s: float) -> list[Segment]:
     """Segments (and words) inside ``[0, duration_s]``: a model can emit a timestamp token
-    past the end of its chunk, and a cue after the recording ends helps nobody."""
+    past the end of its chunk, and a cue after the recording ends helps nobody. The one
+    clamp to the session's bounds, made by :func:`ok_record` once its segments are on the
+    session's timeline (with speakers, once its channels are merged)."""
     def fit(t: float) -> float:
         return min(max(t, 0.0), duration_s) if duration_s > 0 else max(t, 0.0)
 
