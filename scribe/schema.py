@@ -1,15 +1,34 @@
 """The transcript's types, declared once: a :class:`Word`, a :class:`Segment`, a session's
 :class:`RecordBase` (what it is and what analysing its audio found) and its
-:class:`Record` (the JSON file, Serve's responses' source).
+:class:`Record` (the JSON file, Serve's responses' source); and :class:`Analysis`, what
+analysing a session's audio found, from which a record base takes those facts.
 
-They are ``TypedDict``\\ s, so a record stays the plain JSON-ready dict the writers, the row
-codec (:mod:`ray_jobs.rows`, whose Arrow schema a test checks against these) and Serve's
-responses already take, with its keys and their types stated in one place.
+The transcript's types are ``TypedDict``\\ s, so a record stays the plain JSON-ready dict
+the writers, the row codec (:mod:`ray_jobs.rows`, whose Arrow schema a test checks against
+these) and Serve's responses already take, with its keys and their types stated in one
+place.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
+
+
+@dataclass
+class Analysis:
+    """What analysing a session's audio found, as its record reports it (zeros and empties
+    before anything is found). The three analysis types are this and their own job:
+    ``AnalysedSession``, the CPU side's session at work (its audio and chunk plans);
+    ``PreparedSession``, the eager result (every chunk with its features); Serve's
+    ``Analysed``, the message between its deployments (how far planning is, or why the
+    upload failed)."""
+
+    duration_s: float = 0.0
+    speech_duration_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)
 
 
 class Word(TypedDict):

@@ -26,6 +26,7 @@ from scribe.errors import ScribeError, describe
 from scribe.pipeline.chunking import Chunk, ChunkOutput
 from scribe.pipeline.preprocess import AnalysedSession, iter_chunks, open_input, plan_session
 from scribe.pipeline.whisper import WhisperEngine
+from scribe.schema import Analysis
 from serve_app.metrics import batch_histogram
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,10 @@ logger = logging.getLogger(__name__)
 _SPOOL_BYTES = 16 * 1024 * 1024
 
 
-@dataclass
-class Analysed:
-    """What the preprocessor knows of an upload, or why it cannot go on (``error`` set,
-    ``status`` 4xx).
+@dataclass(kw_only=True)
+class Analysed(Analysis):
+    """The preprocessor's message of what it knows of an upload (the :class:`Analysis`
+    the record takes), or why it cannot go on (``error`` set, ``status`` 4xx).
 
     A request's stream starts with one as soon as the audio is decoded (``planned``
     false: duration, source and warnings known, speech duration and chunk count not yet),
@@ -45,12 +46,7 @@ class Analysed:
     whole analysis once every chunk is."""
 
     planned: bool = True
-    duration_s: float = 0.0
-    speech_duration_s: float = 0.0
     n_chunks: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    source: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     code: str | None = None
     status: int = 200

@@ -2,8 +2,10 @@
 
 A segment is a mapping (or an object with attributes) holding ``start`` and ``end`` in
 seconds and ``text``; ``words`` may be there too and is ignored by the subtitle formats.
-Timestamps are clamped (``0 <= start <= end``) so a model's odd output never yields a
-cue that players reject.
+A record's segments come in the recording's bounds and in order
+(:func:`scribe.pipeline.transcript.ok_record`); the writers take any segments, so a cue
+still never starts before 0 or ends before it starts (players reject one that does), and
+a missing or non-finite time reads as 0.
 """
 
 from __future__ import annotations

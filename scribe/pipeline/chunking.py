@@ -12,7 +12,6 @@ The engine's three chunk types live here: :class:`ChunkPlan`, where a chunk lies
 from __future__ import annotations
 
 import bisect
-import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -73,27 +72,49 @@ class ChunkOutput:
 
 
 def plan_chunks(
-    speech: list[SampleRange], chunk_length_s: int, *, origin: int = 0
+    speech: list[SampleRange], chunk_length_s: int, *, origin: int = 0, first: int = 0,
+    channel: int | None = None,
 ) -> list[ChunkPlan]:
-    """Pack ``speech`` ranges into chunks of at most ``chunk_length_s`` seconds.
+    """Pack ``speech`` ranges into chunks of at most ``chunk_length_s`` seconds, numbered
+    from ``first`` (``channel``: the channel they were cut from, if split).
 
     ``origin`` is where the analysed samples start in the session (samples cut by
     trimming); it is added to each range so plans refer to the session's own timeline.
     """
-    speech = _split_long(speech, chunk_length_s * SAMPLE_RATE)
+    return chunk_plans(pack(speech, chunk_length_s, origin=origin), first=first,
+                       channel=channel)
+
+
+def pack(speech: list[SampleRange], chunk_length_s: int, *, origin: int = 0
+         ) -> list[list[SampleRange]]:
+    """Each chunk's speech ranges on the session's timeline (``speech`` starts at
+    ``origin``), packed as faster-whisper's batched pipeline packs them: its own
+    ``collect_chunks``, run on the ranges alone (an empty signal), gives the same chunks
+    without materialising any chunk's audio. Packing reads only the ranges' lengths."""
+    speech = _split_long(_on_session(speech, origin), chunk_length_s * SAMPLE_RATE)
     if not speech:
         return []
-    # faster-whisper's packing, run on ranges alone (an empty signal): same offsets and
-    # durations as its batched pipeline, without materialising every chunk's audio.
     _, metadata = collect_chunks(_NO_AUDIO, speech, max_duration=chunk_length_s)
     owners = _ranges_by_chunk(speech, [int(round(m["offset"] * SAMPLE_RATE)) for m in metadata])
-    kept = [(m, r) for m, r in zip(metadata, owners, strict=True) if r]
-    return [
-        ChunkPlan(index=i, offset_s=float(meta["offset"]), duration_s=float(meta["duration"]),
-                  ranges=[{"start": r["start"] + origin, "end": r["end"] + origin}
-                          for r in ranges])
-        for i, (meta, ranges) in enumerate(kept)
-    ]
+    return [ranges for ranges in owners if ranges]
+
+
+def chunk_plans(groups: list[list[SampleRange]], *, first: int = 0, collapsed: int = 0,
+                channel: int | None = None,
+                voices: list[list[VoiceWindow]] | None = None) -> list[ChunkPlan]:
+    """The plans of chunks holding ``groups`` of ranges (the session's timeline), in
+    order: numbered from ``first``, the first starting ``collapsed`` samples into the
+    collapsed timeline, each after the one before (offsets and durations exact: whole
+    samples over the rate, as faster-whisper's packing gives them); with ``voices``,
+    each group's embedded speech windows. The one place a plan is made."""
+    plans = []
+    for n, ranges in enumerate(groups):
+        samples = _samples(ranges)
+        plans.append(ChunkPlan(index=first + n, offset_s=collapsed / SAMPLE_RATE,
+                               duration_s=samples / SAMPLE_RATE, ranges=ranges,
+                               channel=channel, voices=tuple(voices[n]) if voices else ()))
+        collapsed += samples
+    return plans
 
 
 def stream_chunks(
@@ -104,32 +125,29 @@ def stream_chunks(
     gives for all the ranges. The packing is greedy, so when a window's ranges are added
     every chunk but the last is final; the last one's ranges are packed again with the
     next window's, and it is yielded at the end."""
-    carry: list[SampleRange] = []  # the last chunk's ranges, samples relative to origin
-    index = collapsed = 0  # the carried chunk's index and collapsed start (samples)
-    plans: list[ChunkPlan] = []
+    carry: list[SampleRange] = []  # the last chunk's ranges, not final yet
+    first = collapsed = 0  # the carried chunk's index and collapsed start (samples)
     for found in windows:
-        plans = _shifted(plan_chunks(carry + found, chunk_length_s, origin=origin),
-                         index, collapsed)
-        if not plans:
+        groups = pack(carry + _on_session(found, origin), chunk_length_s)
+        if not groups:
             continue
-        if len(plans) > 1:
-            yield plans[:-1]
-        last = plans[-1]
-        index, collapsed = last.index, round(last.offset_s * SAMPLE_RATE)
-        carry = [{"start": r["start"] - origin, "end": r["end"] - origin} for r in last.ranges]
-    if plans:
-        yield plans[-1:]
+        if len(groups) > 1:
+            final = chunk_plans(groups[:-1], first=first, collapsed=collapsed)
+            yield final
+            first += len(final)
+            collapsed += sum(_samples(ranges) for ranges in groups[:-1])
+        carry = groups[-1]
+    if carry:
+        yield chunk_plans([carry], first=first, collapsed=collapsed)
 
 
-def _shifted(plans: list[ChunkPlan], index: int, collapsed: int) -> list[ChunkPlan]:
-    """``plans`` packed from a carried chunk onwards, numbered and placed on the collapsed
-    timeline after the chunks before it (offsets exact: whole samples over the rate)."""
-    if not index and not collapsed:
-        return plans
-    return [dataclasses.replace(p, index=p.index + index,
-                                offset_s=(round(p.offset_s * SAMPLE_RATE) + collapsed)
-                                / SAMPLE_RATE)
-            for p in plans]
+def _samples(ranges: list[SampleRange]) -> int:
+    return sum(r["end"] - r["start"] for r in ranges)
+
+
+def _on_session(speech: list[SampleRange], origin: int) -> list[SampleRange]:
+    """``speech`` (samples from ``origin``) on the session's timeline."""
+    return [{"start": r["start"] + origin, "end": r["end"] + origin} for r in speech]
 
 
 def chunk_samples(samples: Audio, plan: ChunkPlan, *, origin: int = 0) -> Audio:

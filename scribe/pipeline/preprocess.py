@@ -1,21 +1,20 @@
 """A session's whole CPU side: decode, trim, normalise, VAD, chunk, features.
 
 Two steps so a long session never holds all its features at once: analysing (decode to
-VAD, and the chunk plan) then :func:`iter_chunks` (each chunk's features, built as they
+VAD, and the chunk plans) then :func:`iter_chunks` (each chunk's features, built as they
 are consumed). The entry points, by caller:
 
 - the batch job's CPU actors and the online service's preprocessing deployment:
   :func:`open_input` (decode, trim) then :func:`plan_session`, which yields plans as VAD
   finds them, so a long session's first chunks need not wait for the rest to be
   searched, then :func:`iter_chunks`;
-- :func:`analyse_input`: the same on an upload, planned whole before it returns;
-- :func:`analyse` (any source, no empty-input check) then :func:`iter_chunks`, and
-  :func:`preprocess`, which does it all eagerly, for short inputs, tests and benchmarks.
+- :func:`analyse`: the same, planned whole before it returns (tests, the memory check);
+- :func:`preprocess`, which does it all eagerly, for short inputs, tests, benchmarks and
+  CPU calibration.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -27,17 +26,28 @@ from scribe.config import SAMPLE_RATE, TranscribeOptions
 from scribe.errors import EmptyAudioError
 from scribe.io import storage
 from scribe.pipeline.audio import Audio, DecodedAudio, decode, peak_normalize, trim_silence
-from scribe.pipeline.chunking import Chunk, ChunkPlan, chunk_samples, plan_chunks, stream_chunks
+from scribe.pipeline.chunking import (
+    Chunk,
+    ChunkPlan,
+    chunk_plans,
+    chunk_samples,
+    pack,
+    plan_chunks,
+    stream_chunks,
+)
 from scribe.pipeline.features import log_mel
 from scribe.pipeline.speakers import channels as speaker_channels
 from scribe.pipeline.vad import speech_ranges, speech_windows
+from scribe.schema import Analysis
 
 T = TypeVar("T")
 
 
-@dataclass
-class AnalysedSession:
-    """A decoded session and its chunk plan; features not computed yet.
+@dataclass(kw_only=True)
+class AnalysedSession(Analysis):
+    """A session at work on the CPU side: its decoded audio and its chunk plans, as they
+    are made (:func:`plan_session`, which adds them with :meth:`add_plans`), and what
+    analysing it has found so far; features not computed yet.
 
     With one speaker per channel, ``channel_samples`` holds each channel, and each plan
     says which one it was cut from; with speakers from voices, each plan carries its
@@ -45,28 +55,22 @@ class AnalysedSession:
 
     samples: Audio
     origin: int
-    plans: list[ChunkPlan]
-    duration_s: float
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    source: dict[str, Any] = field(default_factory=dict)
+    plans: list[ChunkPlan] = field(default_factory=list)
     channel_samples: list[Audio] = field(default_factory=list)
 
-    @property
-    def speech_duration_s(self) -> float:
-        return sum(p.duration_s for p in self.plans)
+    def add_plans(self, plans: list[ChunkPlan]) -> None:
+        """``plans`` planned: the session's speech grows by theirs."""
+        for plan in plans:
+            self.plans.append(plan)
+            self.speech_duration_s += plan.duration_s
 
 
-@dataclass
-class PreparedSession:
-    """Everything the model stage and the assembler need to know about one session."""
+@dataclass(kw_only=True)
+class PreparedSession(Analysis):
+    """A session prepared all at once (:func:`preprocess`): what analysing it found, and
+    every chunk with its features, its audio let go."""
 
-    duration_s: float
-    speech_duration_s: float
     chunks: list[Chunk]
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    source: dict[str, Any] = field(default_factory=dict)
 
 
 @contextmanager
@@ -76,12 +80,6 @@ def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
-
-
-def analyse(source: str | BinaryIO | Any, options: TranscribeOptions) -> AnalysedSession:
-    """Decode, trim, normalise and find speech; plan the chunks; with speakers on, split
-    the channels or embed the voices. Raises the audio errors."""
-    return _planned(_open_session(source, options), options)
 
 
 def _planned(session: AnalysedSession, options: TranscribeOptions) -> AnalysedSession:
@@ -107,7 +105,7 @@ def _open_session(source: str | BinaryIO | Any, options: TranscribeOptions
     split = _speaker_channels(decoded, options, start, end)
     return AnalysedSession(
         # with channels split, the mono mix is not transcribed: let it go
-        samples=split[0] if split else decoded.samples[start:end], origin=start, plans=[],
+        samples=split[0] if split else decoded.samples[start:end], origin=start,
         duration_s=decoded.duration_s, timings=timings, warnings=decoded.warnings,
         source={
             "sample_rate": decoded.source_sample_rate,
@@ -128,19 +126,15 @@ def plan_session(session: AnalysedSession, options: TranscribeOptions, *,
     (:func:`scribe.pipeline.chunking.stream_chunks`), ``vad_threads`` windows searched
     at once. Split channels, or voices to embed, are planned whole and yielded once."""
     if session.channel_samples:
-        _plan_channels(session, options)
+        batches: Iterable[list[ChunkPlan]] = [_plan_channels(session, options)]
     elif options.speakers == "off":
-        for plans in _stream_mono(session, options, vad_threads):
-            session.plans.extend(plans)
-            yield plans
-        return
+        batches = _stream_mono(session, options, vad_threads)
     else:
-        session.plans = [p for plans in _stream_mono(session, options, vad_threads)
-                         for p in plans]
-        with _stage(session.timings, "speakers"):
-            session.plans = _embed_voices(session, options)
-    if session.plans:
-        yield session.plans
+        batches = [_plan_voices(session, options, vad_threads)]
+    for plans in batches:
+        if plans:
+            session.add_plans(plans)
+            yield plans
 
 
 def _speaker_channels(decoded: DecodedAudio, options: TranscribeOptions, start: int,
@@ -176,22 +170,32 @@ def _timed(items: Iterator[T], timings: dict[str, float], name: str) -> Iterator
         yield item
 
 
-def _embed_voices(session: AnalysedSession, options: TranscribeOptions) -> list[ChunkPlan]:
-    """The plans, each with its speech windows' embeddings."""
+def _plan_voices(session: AnalysedSession, options: TranscribeOptions, vad_threads: int
+                 ) -> list[ChunkPlan]:
+    """Mono with speakers from voices, planned whole: each chunk's speech windows are
+    embedded before its plan is made, so that the plan carries them."""
     from scribe.pipeline.speakers.encoder import load_encoder
     from scribe.pipeline.speakers.voices import embed_speech
 
-    encoder = load_encoder(options.speaker_encoder, options.speaker_encoder_path)
-    found = embed_speech(session.samples, [p.ranges for p in session.plans], encoder,
-                         origin=session.origin)
-    return [dataclasses.replace(p, voices=tuple(w))
-            for p, w in zip(session.plans, found, strict=True)]
+    if options.normalize:
+        peak_normalize(session.samples, in_place=True)
+    with _stage(session.timings, "vad"):
+        speech = [r for found in speech_windows(session.samples, options, vad_threads)
+                  for r in found]
+    with _stage(session.timings, "chunk"):
+        groups = pack(speech, options.chunk_length_s, origin=session.origin)
+    with _stage(session.timings, "speakers"):
+        encoder = load_encoder(options.speaker_encoder, options.speaker_encoder_path)
+        voices = embed_speech(session.samples, groups, encoder, origin=session.origin)
+    return chunk_plans(groups, voices=voices)
 
 
-def _plan_channels(session: AnalysedSession, options: TranscribeOptions) -> None:
+def _plan_channels(session: AnalysedSession, options: TranscribeOptions
+                   ) -> list[ChunkPlan]:
     """Each channel is normalised, searched for speech and chunked on its own; plan
     indices run on across channels, so the model stage sees ordinary chunks."""
     split = session.channel_samples
+    plans: list[ChunkPlan] = []
     for number, samples in enumerate(split):
         if options.normalize:
             peak_normalize(samples, in_place=True)
@@ -199,15 +203,16 @@ def _plan_channels(session: AnalysedSession, options: TranscribeOptions) -> None
             speech = speech_ranges(samples, options)
             speech = speaker_channels.drop_bleed(speech, samples, split[1 - number])
         with _stage(session.timings, "chunk"):
-            plans = plan_chunks(speech, options.chunk_length_s, origin=session.origin)
-        first = len(session.plans)
-        session.plans.extend([dataclasses.replace(plan, index=first + i, channel=number)
-                              for i, plan in enumerate(plans)])
+            plans += plan_chunks(speech, options.chunk_length_s, origin=session.origin,
+                                 first=len(plans), channel=number)
+    return plans
 
 
-def analyse_input(source: str | IO[bytes], options: TranscribeOptions, *,
-                  size: int | None = None) -> AnalysedSession:
-    """:func:`analyse` one whole input (see :func:`open_input`)."""
+def analyse(source: str | IO[bytes], options: TranscribeOptions, *,
+            size: int | None = None) -> AnalysedSession:
+    """One whole input opened (:func:`open_input`) and planned whole
+    (:func:`plan_session`) before it returns; its features still to compute
+    (:func:`iter_chunks`)."""
     return _planned(open_input(source, options, size=size), options)
 
 
@@ -252,8 +257,10 @@ def iter_chunks(session: AnalysedSession, n_mels: int,
 def preprocess(
     source: str | BinaryIO | Any, options: TranscribeOptions, n_mels: int
 ) -> PreparedSession:
-    """Turn one recording into model-ready chunks, all at once."""
-    session = analyse(source, options)
+    """Turn one recording into model-ready chunks, all at once. ``source`` is decoded as
+    it is (a path, or any file object that ``av`` reads), with no check for an empty file
+    before decoding: a 0-byte file is a decode error."""
+    session = _planned(_open_session(source, options), options)
     chunks = list(iter_chunks(session, n_mels))
     return PreparedSession(
         duration_s=session.duration_s, speech_duration_s=session.speech_duration_s,

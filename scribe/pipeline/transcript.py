@@ -7,15 +7,16 @@ collapsed speech timeline back onto the session's own with faster-whisper's
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from scribe.config import SAMPLE_RATE, TranscribeOptions
 from scribe.io.formats import full_text
 from scribe.pipeline.chunking import ChunkOutput
 from scribe.pipeline.speakers.diarize import SpeakerRequest, speaker_segments
-from scribe.schema import Record, RecordBase, Segment, Word
+from scribe.schema import Analysis, Record, RecordBase, Segment, Word
 
 
 def restore_segments(chunks: Iterable[ChunkOutput]) -> list[Segment]:
@@ -42,13 +43,15 @@ def restore_segments(chunks: Iterable[ChunkOutput]) -> list[Segment]:
 
 
 def in_order(segments: list[Segment]) -> list[Segment]:
-    """Segments (and their words) that never start before the previous one ends.
+    """Segments (and their words) that never start before the previous one ends, each
+    word inside its segment: the order of one timeline, not its bounds (the record's
+    :func:`clamp_to`).
 
     A model's timestamp tokens can run backwards, most often at a chunk's first segment
     (a 12-minute session gave 68.72-68.82 then 68.28-98.66); a subtitle track or a
     diarisation step downstream needs a timeline that only moves forward.
     """
-    floor = 0.0
+    floor = -math.inf
     for seg in segments:
         seg["start"] = max(seg["start"], floor)
         seg["end"] = max(seg["end"], seg["start"])
@@ -87,7 +90,9 @@ def _segment_dict(index: int, segment: Any, language: str | None) -> Segment:
 
 def clamp_to(segments: list[Segment], duration_s: float) -> list[Segment]:
     """Segments (and words) inside ``[0, duration_s]``: a model can emit a timestamp token
-    past the end of its chunk, and a cue after the recording ends helps nobody."""
+    past the end of its chunk, and a cue after the recording ends helps nobody. The one
+    clamp to the session's bounds, made by :func:`ok_record` once its segments are on the
+    session's timeline (with speakers, once its channels are merged)."""
     def fit(t: float) -> float:
         return min(max(t, 0.0), duration_s) if duration_s > 0 else max(t, 0.0)
 
@@ -109,36 +114,23 @@ def session_language(chunks: Iterable[ChunkOutput]) -> tuple[str | None, float]:
     return best, weight[best] / sum(weight.values())
 
 
-class Analysis(Protocol):
-    """What analysing a session's audio found, as a record reports it."""
-
-    duration_s: float
-    timings: dict[str, float]
-    warnings: list[str]
-    source: dict[str, Any]
-
-    @property
-    def speech_duration_s(self) -> float: ...
-
-
 def record_base(session_id: str, *, model: str | None, uri: str = "",
                 language: str | None = None, analysis: Analysis | None = None,
                 options: TranscribeOptions | None = None) -> RecordBase:
     """The fields a session's record starts from: which session, where, the model, the
     language asked for, how ``options`` label its speakers and whether they ask for its
     words (default: no speakers, no words), and what ``analysis`` found (zeros and empties
-    before any)."""
+    before any), its containers copied."""
     asked = options or TranscribeOptions()
+    found = analysis or Analysis()
     return {
         "session_id": session_id, "uri": uri, "model": model, "language": language,
         "speakers": asked.speakers, "num_speakers": asked.num_speakers,
         "min_speakers": asked.min_speakers, "max_speakers": asked.max_speakers,
         "word_timestamps": asked.word_timestamps,
-        "duration_s": analysis.duration_s if analysis else 0.0,
-        "speech_duration_s": analysis.speech_duration_s if analysis else 0.0,
-        "timings": dict(analysis.timings) if analysis else {},
-        "warnings": list(analysis.warnings) if analysis else [],
-        "source": dict(analysis.source) if analysis else {},
+        "duration_s": found.duration_s, "speech_duration_s": found.speech_duration_s,
+        "timings": dict(found.timings), "warnings": list(found.warnings),
+        "source": dict(found.source),
     }
 
 

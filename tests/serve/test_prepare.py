@@ -66,7 +66,7 @@ def test_long_upload_yields_chunks_after_its_first_vad_window(
     assert last.n_chunks == len(chunks) and last.speech_duration_s > 0
     assert "vad" in last.timings and "features" in last.timings
 
-    whole = preprocess.analyse_input(path.open("rb"), test_options)
+    whole = preprocess.analyse(path.open("rb"), test_options)
     assert [c.plan for c, _ in chunks] == whole.plans, "the same chunks as planned whole"
     assert last.speech_duration_s == pytest.approx(whole.speech_duration_s)
 

@@ -14,7 +14,7 @@ from scribe.config import TranscribeOptions
 from scribe.errors import AudioDecodeError, EmptyAudioError, InvalidInputError, ScribeError
 from scribe.pipeline.audio import decode
 from scribe.pipeline.features import N_FRAMES
-from scribe.pipeline.preprocess import PreparedSession, analyse_input, preprocess
+from scribe.pipeline.preprocess import PreparedSession, analyse, preprocess
 from tests import media
 
 pytestmark = pytest.mark.unit
@@ -126,19 +126,19 @@ def test_unreadable_input_raises_an_input_error(tmp_path: Path) -> None:
 def test_an_empty_input_is_refused_before_decoding(tmp_path: Path) -> None:
     for source in (str(media.zero_bytes(tmp_path / "empty.wav")), io.BytesIO()):
         with pytest.raises(EmptyAudioError, match="0 bytes"):
-            analyse_input(source, OPTIONS)
+            analyse(source, OPTIONS)
 
 
 def test_a_listed_size_spares_the_stat() -> None:
     with pytest.raises(EmptyAudioError):
-        analyse_input(str(JFK), OPTIONS, size=0)  # the listing said so; nothing was read
+        analyse(str(JFK), OPTIONS, size=0)  # the listing said so; nothing was read
 
 
 def test_an_input_is_analysed_from_its_start(jfk: PreparedSession) -> None:
     with open(JFK, "rb") as handle:
         handle.seek(0, io.SEEK_END)  # as an upload is, once spooled
-        session = analyse_input(handle, OPTIONS)
-    assert session.speech_duration_s == analyse_input(str(JFK), OPTIONS).speech_duration_s
+        session = analyse(handle, OPTIONS)
+    assert session.speech_duration_s == analyse(str(JFK), OPTIONS).speech_duration_s
     assert session.speech_duration_s == jfk.speech_duration_s
 
 

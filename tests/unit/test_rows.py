@@ -17,7 +17,7 @@ from ray_jobs.stages import Preprocessor, Transcriber
 from scribe.config import TranscribeOptions
 from scribe.io.sessions import SessionRef, list_sessions
 from scribe.pipeline import vad
-from scribe.pipeline.preprocess import analyse_input, iter_chunks
+from scribe.pipeline.preprocess import analyse, iter_chunks
 from scribe.pipeline.transcript import record_base
 from scribe.pipeline.whisper import WhisperEngine
 from tests import media
@@ -34,7 +34,7 @@ def options(test_options: TranscribeOptions) -> TranscribeOptions:
 
 @pytest.fixture(scope="module")
 def analysed(options: TranscribeOptions) -> Any:
-    return analyse_input(JFK, options)
+    return analyse(JFK, options)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_a_long_session_streams_its_blocks_as_vad_goes(
         blocks.append(rows.decode(block))
     assert seen[0] < seen[-1] == 8, "the first block waited for all 8 VAD windows"
 
-    whole = analyse_input(str(path), options)
+    whole = analyse(str(path), options)
     chunks = list(iter_chunks(whole, 80))
     sent = [r for b in blocks for r in b]
     assert len(chunks) > 4 and [r["chunk"]["index"] for r in sent] == list(range(len(chunks)))

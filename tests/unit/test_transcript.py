@@ -106,3 +106,29 @@ def test_assembled_timeline_is_ordered_across_chunk_boundaries(
     segments = restore_segments(_one_session(engine, prepared, more))
     bounds = [t for s in segments for t in (s["start"], s["end"])]
     assert len(segments) > 1 and bounds == sorted(bounds)
+
+
+def test_a_record_is_in_order_and_inside_the_recording() -> None:
+    """Times before 0, running backwards and past the end, from one chunk: the record's
+    segments and words only move forward, each word inside its segment, all in
+    ``[0, duration_s]``."""
+    from scribe.pipeline.chunking import ChunkPlan
+    from scribe.pipeline.transcript import ok_record, record_base
+
+    def seg(start: float, end: float, *words: tuple[float, float]) -> Any:
+        return {"start": start, "end": end, "text": "x", "avg_logprob": -0.1,
+                "no_speech_prob": 0.0, "compression_ratio": 1.0,
+                "words": [{"start": a, "end": b, "word": " x", "probability": 0.9}
+                          for a, b in words]}
+
+    plan = ChunkPlan(index=0, offset_s=0.0, duration_s=10.0,
+                     ranges=[{"start": 0, "end": 160_000}])
+    output = ChunkOutput(plan=plan, language="en", language_probability=1.0, segments=[
+        seg(-0.5, 2.0, (-0.4, 0.5), (0.4, 3.0)), seg(1.5, 1.0), seg(8.0, 12.0, (8.0, 11.5))])
+    base = record_base("s", model="m", word_timestamps=True)
+    base["duration_s"] = 9.0
+    times = [t for s in ok_record(base, [output])["segments"]
+             for t in (s["start"], *(u for w in s.get("words", [])
+                                     for u in (w["start"], w["end"])),
+                       s["end"])]
+    assert times == sorted(times) and times[0] == 0.0 and times[-1] == 9.0
