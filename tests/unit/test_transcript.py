@@ -125,7 +125,7 @@ def test_a_record_is_in_order_and_inside_the_recording() -> None:
                      ranges=[{"start": 0, "end": 160_000}])
     output = ChunkOutput(plan=plan, language="en", language_probability=1.0, segments=[
         seg(-0.5, 2.0, (-0.4, 0.5), (0.4, 3.0)), seg(1.5, 1.0), seg(8.0, 12.0, (8.0, 11.5))])
-    base = record_base("s", model="m", word_timestamps=True)
+    base = record_base("s", model="m", options=TranscribeOptions(word_timestamps=True))
     base["duration_s"] = 9.0
     times = [t for s in ok_record(base, [output])["segments"]
              for t in (s["start"], *(u for w in s.get("words", [])
