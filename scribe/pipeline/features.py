@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.feature_extractor import FeatureExtractor
+from threadpoolctl import ThreadpoolController
 
 from scribe.pipeline.audio import Audio
 
@@ -22,9 +23,21 @@ def extractor(n_mels: int) -> FeatureExtractor:
     return FeatureExtractor(feature_size=n_mels)
 
 
+@functools.lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
 def log_mel(samples: Audio, n_mels: int) -> Features:
-    """``(n_mels, frames)`` log-mel features of one chunk, unpadded (as the batched pipeline)."""
-    features: Features = extractor(n_mels)(samples)[..., :-1]
+    """``(n_mels, frames)`` log-mel features of one chunk, unpadded (as the batched pipeline).
+
+    The mel projection runs on one BLAS thread, so its sums always come out in the same
+    order and a chunk's features are bit-identical in every process: Ray's workers run
+    BLAS on one thread, a driver or a notebook on every core, and a last-bit difference in
+    the features was enough to change beam search's words on unclear speech (the job and
+    the engine in one process disagreed on a German clip through tiny.en)."""
+    with _blas().limit(limits=1, user_api="blas"):
+        features: Features = extractor(n_mels)(samples)[..., :-1]
     return np.ascontiguousarray(features, dtype=np.float32)
 
 
