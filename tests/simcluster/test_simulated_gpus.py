@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,18 +85,16 @@ def test_k_actors_per_declared_gpu_on_every_node_billed_as_held(
     assert summary["cost_usd"] == pytest.approx(summary["gpu_hours"] * PRICE)
 
 
-def _lose_a_node(cluster: Any, job_file: Path, root: Path, count: int, gpus: int,
-                 replace: bool) -> tuple[dict[str, Any], Any, Any]:
-    """The job over ``count`` sessions on two worker nodes, one removed without warning
-    once a few sessions are written (and a fresh one added if ``replace``); every session
-    checked ok exactly once. The summary, the kept node and the added one (or None)."""
-    doomed, kept = add_gpu_node(cluster, gpus), add_gpu_node(cluster, gpus)
+def _job_with_event(cluster: Any, job_file: Path, root: Path, count: int, gpus: int,
+                    event: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
+    """The job over ``count`` sessions, ``event()`` (nodes removed or added) once a few
+    are written; every session checked ok exactly once. The summary and what ``event``
+    returned."""
     src, out = corpus(root / "in", count), root / "out"
     job = start_job(cluster, job_file, src, out, *LOSS_FLAGS, simulated=bool(gpus))
     try:
         wait_for_records(out, 6, job, JOB_TIMEOUT_S / 2)
-        cluster.remove_node(doomed, allow_graceful=False)
-        joined = add_gpu_node(cluster, gpus) if replace else None
+        happened = event()
         log = finish(job, JOB_TIMEOUT_S)
     finally:
         if job.poll() is None:
@@ -103,6 +102,20 @@ def _lose_a_node(cluster: Any, job_file: Path, root: Path, count: int, gpus: int
     assert job.returncode == 0, log[-4000:]
     summary = json.loads((out / "_summary.json").read_text())
     _assert_all_ok_once(out, count, summary)
+    return summary, happened
+
+
+def _lose_a_node(cluster: Any, job_file: Path, root: Path, count: int, gpus: int,
+                 replace: bool) -> tuple[dict[str, Any], Any, Any]:
+    """:func:`_job_with_event` on two worker nodes, one removed without warning (and a
+    fresh one added if ``replace``). The summary, the kept node, the added one or None."""
+    doomed, kept = add_gpu_node(cluster, gpus), add_gpu_node(cluster, gpus)
+
+    def lose() -> Any:
+        cluster.remove_node(doomed, allow_graceful=False)
+        return add_gpu_node(cluster, gpus) if replace else None
+
+    summary, joined = _job_with_event(cluster, job_file, root, count, gpus, lose)
     return summary, kept, joined
 
 
@@ -129,3 +142,16 @@ def test_a_node_lost_with_no_room_left_to_restart_its_actors(
     job gives the pass up and runs the unfinished sessions again on the node left."""
     summary, kept, _ = _lose_a_node(sim_cluster, job_file, tmp_path, 24, 0, False)
     assert kept.node_id in summary["model_actor_nodes"]
+
+
+@pytest.mark.slow
+def test_a_node_added_mid_job_grows_the_model_pool_onto_it(
+        sim_cluster: Any, job_file: Path, tmp_path: Path) -> None:
+    """One GPU node, a second joining once a few sessions are written: the model pool,
+    started with one actor, grows onto it (Ray Data's default growth threshold kept it at
+    one). 200 sessions, so that the work outlasts the new actor's start."""
+    first = add_gpu_node(sim_cluster)
+    summary, joined = _job_with_event(sim_cluster, job_file, tmp_path, 200, 1,
+                                      lambda: add_gpu_node(sim_cluster))
+    assert summary["plan"]["model_actors"] == 1
+    assert set(summary["model_actor_nodes"]) == {first.node_id, joined.node_id}
