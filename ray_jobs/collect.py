@@ -73,6 +73,11 @@ class SessionCollector:
         """Chunks per model call, averaged over the chunks that came back."""
         return self.batch_size_sum / self.chunks if self.chunks else 0.0
 
+    def drop_unfinished(self) -> None:
+        """Forget the chunks of sessions not yet complete: a pass given up after a node
+        loss (:mod:`ray_jobs.recovery`) runs them again from the start."""
+        self._pending.clear()
+
     def incomplete(self) -> list[Record]:
         """Error records for sessions whose chunks did not all come back (none should)."""
         return [error_record(p.base, f"incomplete: {len(p.chunks)} of "

@@ -27,6 +27,12 @@ DEFAULT_MAX_MODEL_ACTORS = 256
 # that leaves dies so. The count restarts whenever an actor of the pool starts, so a stage
 # whose actors can never start (a broken model) still fails after this many.
 ACTOR_INIT_DEATHS = 8
+# Ray Data grows an actor pool when its tasks in flight reach this share of its actors'
+# concurrency. Its default, 1.75, needs a second task queued on most actors, which the
+# model stage never does on a CPU engine (simulated GPUs included: one task per worker,
+# ray_jobs.graph.model_stage), so its pool never grew onto a node that joined. At 1.0 a
+# pool grows once every actor is busy and work is queued, as far as Ray has room.
+GROW_AT_UTILIZATION = 1.0
 
 
 def grow_limits(layout: JobLayout, sessions: Sequence[SessionRef], options: TranscribeOptions,
@@ -56,11 +62,15 @@ def with_grow_limits(layout: JobLayout, sessions: Sequence[SessionRef],
     return replace(layout, max_model_actors=model, max_preprocess_actors=preprocess)
 
 
-def survive_actor_deaths(context: Any) -> None:
-    """Let ``context`` (a Ray Data ``DataContext``) replace up to
-    :data:`ACTOR_INIT_DEATHS` actors in a row that died while starting."""
+def tune_pools(context: Any) -> None:
+    """Set ``context`` (a Ray Data ``DataContext``) for pools on a changing cluster: up
+    to :data:`ACTOR_INIT_DEATHS` actors in a row that died while starting are replaced,
+    and a pool grows once all its actors are busy with work queued
+    (:data:`GROW_AT_UTILIZATION`)."""
     context.max_consecutive_actor_init_deaths = max(
         context.max_consecutive_actor_init_deaths, ACTOR_INIT_DEATHS)
+    context.autoscaling_config.actor_pool_util_upscaling_threshold = min(
+        context.autoscaling_config.actor_pool_util_upscaling_threshold, GROW_AT_UTILIZATION)
 
 
 def check_simulation(resources: ResourceConfig, options: TranscribeOptions) -> None:

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ray_jobs import elastic, rows
+from ray_jobs import elastic, recovery, rows
 from ray_jobs.layout import JobLayout, block_bytes
+from ray_jobs.recovery import StallWatch
 from ray_jobs.rows import Row
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.io.sessions import SessionRef
@@ -105,21 +106,29 @@ def model_stage(options: TranscribeOptions, layout: JobLayout, fn: type | None =
 
 def job_rows(sessions: list[SessionRef], options: TranscribeOptions,
              resources: ResourceConfig, layout: JobLayout, n_mels: int,
-             stages: StageClasses | None = None) -> Iterator[Row]:
+             stages: StageClasses | None = None, watch: StallWatch | None = None
+             ) -> Iterator[Row]:
     """Run ``sessions`` through the job's stages; yield the rows as their blocks finish.
-    ``stages``: the stages' classes (default :data:`ray_jobs.stages.JOB_STAGES`)."""
+    ``stages``: the stages' classes (default :data:`ray_jobs.stages.JOB_STAGES`);
+    ``watch``: told of every block, checked at every step of Ray Data's scheduling loop
+    (:mod:`ray_jobs.recovery`)."""
     import ray.data
 
     items = [s.to_dict() for s in sessions]
     context = ray.data.DataContext.get_current()
-    elastic.survive_actor_deaths(context)
+    elastic.tune_pools(context)
     default_block_size = context.target_max_block_size
+    default_callbacks = context.custom_execution_callback_classes
     # the dataset keeps the context it was created with (Ray Data's documented behaviour)
     context.target_max_block_size = block_bytes(call_rows(options, layout), n_mels)
+    if watch is not None:
+        context.custom_execution_callback_classes = [
+            *default_callbacks, recovery.watch_callback(watch)]
     try:
         ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
     finally:
         context.target_max_block_size = default_block_size
+        context.custom_execution_callback_classes = default_callbacks
     preprocess, model = (stages.preprocess, stages.model) if stages else (None, None)
     for stage in (preprocess_stage(options, layout, n_mels, preprocess),
                   model_stage(options, layout, model)):
@@ -131,6 +140,8 @@ def job_rows(sessions: list[SessionRef], options: TranscribeOptions,
     # next was ready, a model task later (on the quality benchmark's mixed corpus every
     # session came at the end, the first 12 s after its block was done)
     for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+        if watch is not None:
+            watch.block()
         yield from rows.decode(table)
     # where the time went per operator (benchmarks/quality.py prints it); built only when
     # it will be logged: it asks Ray Data's stats actor

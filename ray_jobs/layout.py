@@ -90,9 +90,12 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
         feeders = resources.preprocess_actors or max(1, int(cpus) // 8)
         replicas = max(1, int(cpus) // threads)
         actors = resources.model_actors or (1 if cpu_nodes <= 1 else replicas)
-        # feeders hold at most half the CPUs, so the model actors always fit beside them
-        feeder_cpus = min(resources.preprocess_cpus, cpus / 2 / feeders)
-        model_cpus = (cpus - feeders * feeder_cpus) / actors
+        # feeders hold at most half the CPUs (and half a node's), so the model actors
+        # always fit beside them
+        feeder_cpus = min(resources.preprocess_cpus, cpus / 2 / feeders,
+                          cpus / max(1, cpu_nodes) / 2)
+        model_cpus = _cpus_beside_feeders(cpus, max(1, cpu_nodes), actors, feeders,
+                                          feeder_cpus)
         return JobLayout(device=device, model_actors=actors, model_gpus=0.0,
                          model_cpus=model_cpus, preprocess_actors=feeders, gpus=0.0,
                          model_batch_size=shape.batch_size, cpu_threads=threads,
@@ -106,6 +109,16 @@ def plan_resources(options: TranscribeOptions, resources: ResourceConfig,
                      model_batch_size=shape.batch_size, cpu_threads=shape.cpu_threads,
                      reserved_gpus=reserved_gpus, source=shape.source,
                      preprocess_cpus=resources.preprocess_cpus)
+
+
+def _cpus_beside_feeders(cpus: float, nodes: int, actors: int, feeders: int,
+                        feeder_cpus: float) -> float:
+    """CPUs per model actor such that each node (the cluster's CPUs split evenly) holds its
+    share of the model actors and of the feeders. Split over the whole cluster instead,
+    two 2-CPU nodes took two model actors of 0.75 each and no node had the feeder's whole
+    CPU left: the job waited for its first session forever."""
+    per_node = cpus / nodes
+    return (per_node - math.ceil(feeders / nodes) * feeder_cpus) / math.ceil(actors / nodes)
 
 
 def layout_options(options: TranscribeOptions, resources: ResourceConfig

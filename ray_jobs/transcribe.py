@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ray_jobs import elastic
@@ -25,6 +26,8 @@ from ray_jobs.metrics import JobMetrics
 from ray_jobs.preflight import preflight, preflight_nodes
 from ray_jobs.progress_display import ProgressDisplay
 from ray_jobs.quiet import filter_native_stderr, quiet_ray_data
+from ray_jobs.recovery import StallWatch, rows_in_passes
+from ray_jobs.rows import Row
 from ray_jobs.writer import SessionWriter
 from scribe import config as cfg
 from scribe.capacity import packing
@@ -113,11 +116,21 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
     if not todo:
         return totals, collector
     quiet_ray_data(config.verbose)
+    # ids only (tens of bytes a session): what a pass after a node loss leaves out
+    finished: set[str] = set()
+
+    def run_pass(sessions: list[SessionRef], watch: StallWatch) -> Iterator[Row]:
+        return job_rows(sessions, options, config.resources, layout, n_mels, stages, watch)
+
+    passes = rows_in_passes(
+        todo, run_pass, lambda: StallWatch(config.resources.stall_timeout_s, live_nodes),
+        lambda: finished, collector.drop_unfinished)
     with (ProgressDisplay(todo, sys.stderr, tty=sys.stderr.isatty()) as progress,
           SessionWriter(config.output, totals, metrics, progress) as writer):
-        for row in job_rows(todo, options, config.resources, layout, n_mels, stages):
+        for row in passes:
             record = collector.add(row)
             if record is not None:
+                finished.add(record["session_id"])
                 writer.submit(record)
         for record in collector.incomplete():
             writer.submit(record)

@@ -259,6 +259,11 @@ class ResourceConfig(_Frozen):
         "proportion); default: as many as the sessions make model calls, at most "
         "256"
     )
+    stall_timeout_s: float = Field(
+        120.0, gt=0, description="after a node is lost mid-job, how long the job waits "
+        "for a block to come back before it gives up the pass in flight and runs the "
+        "sessions not yet written again on the nodes there are now"
+    )
     simulated_gpus: Literal["off", "on", "over_real_gpus"] = Field(
         "off", description="lay the model actors out on the GPUs Ray's nodes declare "
         "(ray start --num-gpus N): num_gpus = 1/actors_per_gpu each, GPU hours and cost "

@@ -35,6 +35,16 @@ def test_cpu_replicas_on_several_nodes_are_actors_for_ray_to_place() -> None:
         plan.preprocess_cpus) <= 16 + 1e-9
 
 
+@pytest.mark.parametrize(("cpus", "nodes"), [(4, 2), (8, 4), (16, 2), (6, 3)])
+def test_each_node_holds_its_model_actors_and_a_feeder(cpus: int, nodes: int) -> None:
+    """Ray places actors node by node: a node's share of the model actors must leave a
+    whole feeder's CPUs free on it, or the first feeder may find no node with room."""
+    plan = plan_resources(CPU, ResourceConfig(), {"CPU": cpus}, cpu_nodes=nodes)
+    per_node = cpus / nodes
+    models_per_node = -(-plan.model_actors // nodes)
+    assert models_per_node * plan.model_cpus + plan.preprocess_cpus <= per_node + 1e-9
+
+
 def test_explicit_resources_win() -> None:
     plan = plan_resources(CPU, ResourceConfig(model_actors=3, cpu_threads=2,
                                               model_batch_size=4), {"CPU": 8})
