@@ -26,7 +26,7 @@ from ray_jobs.metrics import JobMetrics
 from ray_jobs.preflight import preflight, preflight_nodes
 from ray_jobs.progress_display import ProgressDisplay
 from ray_jobs.quiet import filter_native_stderr, quiet_ray_data
-from ray_jobs.recovery import StallWatch, rows_in_passes
+from ray_jobs.recovery import JobStalledError, StallWatch, rows_in_passes
 from ray_jobs.rows import Row
 from ray_jobs.writer import SessionWriter
 from scribe import config as cfg
@@ -156,13 +156,17 @@ def parse_args(argv: list[str] | None) -> JobConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry: exit 0 when every session is ok, 1 when any failed, 2 on bad usage."""
+    """CLI entry: exit 0 when every session is ok, 1 when any failed, 2 on bad usage, 3
+    when the cluster stalled (run it again: it resumes)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         config = parse_args(argv)
         if not config.verbose:
             filter_native_stderr()
         summary = run_job(config)
+    except JobStalledError as exc:
+        logger.error("%s", describe(exc))
+        return 3
     except ScribeError as exc:
         logger.error("%s", describe(exc))
         return 2

@@ -4,6 +4,7 @@ run again only what was not finished."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,14 @@ def test_passes_that_finish_nothing_end_the_job_with_an_error_not_a_wait() -> No
 def test_a_failure_without_a_node_loss_is_not_retried() -> None:
     with pytest.raises(PassStalled):
         _passes(_sessions(3), [1, 3], lost=False)
+
+
+def test_a_stalled_job_exits_3_not_the_status_of_bad_usage(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ray_jobs import transcribe
+
+    def stalled(config: object) -> None:
+        raise JobStalledError("3 passes in a row finished no session")
+
+    monkeypatch.setattr(transcribe, "run_job", stalled)
+    assert transcribe.main(["--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 3
