@@ -239,7 +239,8 @@ class Frontend:
                      requests={str(k): v for k, v in sorted(self.statuses.items())},
                      chunks=sum(self.batch_sizes.values()),
                      batch_sizes=dict(sorted(self.batch_sizes.items())),
-                     max_batch_size=max(self.batch_sizes, default=0))
+                     max_batch_size=max(self.batch_sizes, default=0),
+                     language_seconds=dict(self.metrics.language_seconds))
 
 
 @dataclass

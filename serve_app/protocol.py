@@ -245,6 +245,10 @@ class Stats(BaseModel):
     batch_sizes: dict[int, int] = Field(
         description="model batch size -> chunks that ran in a batch of that size")
     max_batch_size: int = Field(description="largest model batch any chunk ran in")
+    language_seconds: dict[str, float] = Field(
+        default_factory=dict, description="seconds of the ok answers' segments (streamed "
+        "or not) by the language each was decoded in: this replica's share of "
+        "scribe_online_language_seconds")
 
 
 def error_body(status: int, message: str, *, param: str | None = None,
