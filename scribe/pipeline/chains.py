@@ -62,6 +62,15 @@ def said_after(said: str, output: ChunkOutput) -> str:
     return " ".join([said, *(seg["text"].strip() for seg in output.segments)]).strip()
 
 
+def first_parts(prompts: Sequence[str | None], parents: Sequence[int]) -> list[str | None]:
+    """The prompts of chunks split by language (``parents[k]``: which of the chunks that
+    ``prompts`` are for part ``k`` is of, parts in order): a chunk's prompt goes to its
+    first part; a later part, in another language, starts its own chain, as in
+    :func:`transcribe_chains`."""
+    return [prompts[parent] if k == 0 or parents[k - 1] != parent else None
+            for k, parent in enumerate(parents)]
+
+
 def chained(before: ChunkPlan, after: ChunkPlan, length: int) -> bool:
     """Whether ``after`` is the chunk after ``before`` in one chain of ``length`` (both of
     one session): the next index on the same channel, in the same ``index // length``."""

@@ -151,7 +151,8 @@ class WhisperEngine:
         # the decode encodes again, rather than holding the call's outputs on the card.
         rows = found.rows if self._on_cpu else [None] * len(found.chunks)
         if prompts is not None:
-            outputs = self._transcribe(found.chunks, opts, _first_parts(prompts, found), rows)
+            outputs = self._transcribe(found.chunks, opts,
+                                       chains.first_parts(prompts, found.parents), rows)
         elif opts.condition_on_previous_text:
             outputs = chains.transcribe_chains(
                 self, found.chunks, opts,
@@ -427,12 +428,6 @@ def _merged(items: Sequence[Chunk], outputs: list[ChunkOutput], found: Detected
             segments=[seg for out, _ in parts[i] for seg in out.segments],
             timings={"model": sum(out.timings.get("model", 0.0) for out, _ in parts[i])}))
     return merged
-
-
-def _first_parts(prompts: Sequence[str | None], found: Detected) -> list[str | None]:
-    """Each of ``found``'s chunks' prompt: its parent's, for the parent's first part."""
-    return [prompts[parent] if k == 0 or found.parents[k - 1] != parent else None
-            for k, parent in enumerate(found.parents)]
 
 
 def _stacked(rows: list[Any]) -> Any:

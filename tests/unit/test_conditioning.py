@@ -126,6 +126,8 @@ def test_chunks_given_their_chain_text_decode_as_their_chains_do_in_any_batch(
     assert prompted == [p for p in chained if p], "the same prompts as the chains'"
     assert chains.chained(session[2].plan, session[3].plan, 4)
     assert not chains.chained(session[3].plan, session[4].plan, 4), "a new chain at 4"
+    # a chunk split in two languages: its prompt for the first part only, as in a chain
+    assert chains.first_parts(["a", "b"], [0, 0, 1]) == ["a", None, "b"]
 
 
 def test_a_prompt_is_the_initial_prompt_and_the_last_tokens_said_cut_to_a_level(
