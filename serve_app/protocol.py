@@ -168,7 +168,8 @@ class TranscriptionVerbose(BaseModel):
     """``response_format=verbose_json``."""
 
     task: Task
-    language: str
+    language: str = Field(description="the language heard, by OpenAI's name for it "
+                          "(english, german), as OpenAI's API answers")
     duration: float
     text: str
     segments: list[Segment] | None = None
