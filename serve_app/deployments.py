@@ -61,6 +61,10 @@ class KnownVoices:
     error: str | None = None
 
 
+# One chunk for the model: the chunk, its request's options, its prompt (or None).
+Queued = tuple[Chunk, TranscribeOptions, str | None]
+
+
 @dataclass
 class ChunkResult:
     """The model's output for one chunk (or why there is none), and the size of the batch
@@ -114,26 +118,15 @@ class PreprocessorReplica:
     async def _chunks(self, session: AnalysedSession, options: TranscribeOptions
                       ) -> AsyncIterator[Chunk]:
         """The session's chunks with their features, planned and computed off the event
-        loop one step at a time, as they are consumed.
-
-        With prompt chains, a chain's chunks leave together once its last is made: sent
-        apart (its last chunk planned only after the next VAD window), a chain is cut
-        across model batches and its later part loses its prompt, so the text would
-        depend on how VAD's windows fell (:func:`scribe.pipeline.chains.transcribe_chains`).
-        """
-        chain = options.prompt_chain if options.condition_on_previous_text else 1
-        held: list[Chunk] = []
+        loop one step at a time, as they are consumed. Each leaves as soon as it is made:
+        prompt chains are kept by the ingress, which sends a chunk with its chain's text
+        (:meth:`serve_app.frontend.Frontend.model`), so where VAD's windows fall changes
+        nothing in the text."""
         batches = plan_session(session, options)
         while (plans := await asyncio.to_thread(next, batches, None)) is not None:
             chunks = iter_chunks(session, self.n_mels, plans)
             while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-                held.append(chunk)
-                if (chunk.plan.index + 1) % chain == 0:
-                    for ready in held:
-                        yield ready
-                    held.clear()
-        for ready in held:
-            yield ready
+                yield chunk
 
     async def known_voices(self, clips: Sequence[bytes], options: TranscribeOptions
                            ) -> KnownVoices:
@@ -197,9 +190,12 @@ class TranscriberReplica:
         that was given up on (a client gone mid-stream) still ran, for operators and tests."""
         return self._chunks_run
 
-    async def transcribe(self, chunk: Chunk, options: TranscribeOptions) -> ChunkResult:
-        """One chunk with its request's options; concurrent calls are gathered into one
-        model batch."""
+    async def transcribe(self, chunk: Chunk, options: TranscribeOptions,
+                         prompt: str | None = None) -> ChunkResult:
+        """One chunk with its request's options and its prompt (the text of its prompt
+        chain before it, or None); concurrent calls are gathered into one model batch.
+        The prompt comes with the chunk, so its text does not depend on what else is in
+        the batch."""
         # serve.batch closes a batch batch_wait_timeout_s after its first chunk arrives and
         # queues it behind the running one. Under load that cuts the chunks arriving during
         # a model call into many tiny batches. A chunk arriving while the model is busy
@@ -207,11 +203,11 @@ class TranscriberReplica:
         # everything that came meanwhile (up to max_batch_size) and starts as it ends.
         remaining = self._busy_until - time.monotonic()
         self._batch_control.set_batch_wait_timeout_s(max(self._idle_wait_s, remaining))
-        result: ChunkResult = await self._batch((chunk, options))
+        result: ChunkResult = await self._batch((chunk, options, prompt))
         return result
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def _batch(self, jobs: list[tuple[Chunk, TranscribeOptions]]) -> list[ChunkResult]:
+    async def _batch(self, jobs: list[Queued]) -> list[ChunkResult]:
         start = time.monotonic()
         self._busy_until = start + self._call_s
         try:
@@ -226,9 +222,9 @@ class TranscriberReplica:
         self._chunks_run += len(jobs)
         return results
 
-    def _run(self, jobs: list[tuple[Chunk, TranscribeOptions]]) -> list[ChunkResult]:
+    def _run(self, jobs: list[Queued]) -> list[ChunkResult]:
         groups: defaultdict[TranscribeOptions, list[int]] = defaultdict(list)
-        for i, (_, options) in enumerate(jobs):
+        for i, (_, options, _) in enumerate(jobs):
             groups[options_key(options)].append(i)
         results = [ChunkResult(output=None, batch_size=len(jobs))] * len(jobs)
         for indices in groups.values():
@@ -236,13 +232,12 @@ class TranscriberReplica:
                 results[i] = result
         return results
 
-    def _run_group(self, jobs: list[tuple[Chunk, TranscribeOptions]], indices: list[int]
+    def _run_group(self, jobs: list[Queued], indices: list[int]
                    ) -> list[ChunkResult]:
         items = [jobs[i][0] for i in indices]
         try:
-            # one model call for all, or (prompt chains) one per chunk position in them
             outputs = self.engine.transcribe(items, jobs[indices[0]][1],
-                                             batch_size=len(items))
+                                             prompts=[jobs[i][2] for i in indices])
         except Exception as exc:  # one group's failure must not fail the others
             logger.exception("model call failed for %d chunks", len(items))
             return [ChunkResult(output=None, batch_size=len(jobs), error=describe(exc))

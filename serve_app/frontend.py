@@ -17,6 +17,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.datastructures import UploadFile
@@ -25,7 +26,8 @@ from starlette.responses import Response
 from scribe import config as cfg
 from scribe.capacity.footprint import process_memory
 from scribe.config import TranscribeOptions
-from scribe.pipeline.chunking import Chunk, ChunkOutput
+from scribe.pipeline.chains import chained, said_after
+from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
 from scribe.pipeline.languages import check_request
 from scribe.pipeline.speakers.diarize import SpeakerRequest
 from scribe.pipeline.transcript import ok_record, record_base
@@ -64,9 +66,7 @@ class Frontend:
         self.config = config
         self.preprocessor = preprocessor
         self.transcriber = transcriber
-        # Chunks of one request in flight at once: enough to fill a batch while the
-        # previous one runs, few enough that one long session cannot crowd out the rest.
-        self.window = 2 * config.resources.model_batch_size
+        self.model_batch_size = config.resources.model_batch_size
         self.retry_after_s = config.server.retry_after_s
         self.statuses: Counter[int] = Counter()
         self.batch_sizes: Counter[int] = Counter()
@@ -165,14 +165,24 @@ class Frontend:
         ``window`` at a time at most; ``on_output(n, output)`` as the ``n``-th chunk
         (from 0, in the preprocessor's order) is done. The whole analysis, which follows
         the last chunk, replaces ``started.analysed`` (a failure in planning raises).
-        Cancelled, it cancels the chunks in flight and the preprocessing."""
-        stream, options = started.stream, started.options
-        window = asyncio.Semaphore(self.window)
+        Cancelled, it cancels the chunks in flight and the preprocessing.
 
-        async def one(number: int, chunk: Chunk) -> ChunkOutput:
+        With prompt chains a chunk goes once the chunk before it in its chain is done,
+        with the chain's text (:class:`PromptChains`): the chains of a request run side
+        by side, one chunk of each in the model's queue."""
+        stream, options = started.stream, started.options
+        chains = PromptChains(options)
+        # Chunks of one request in flight at once: without chains, enough to fill a batch
+        # while the previous one runs; with them, a batch's worth of chains, one chunk of
+        # each in the model's queue. Few enough that one long session cannot crowd out
+        # the rest, nor hold many chunks' features here.
+        window = asyncio.Semaphore(self.model_batch_size * max(2, chains.length))
+
+        async def one(number: int, chunk: Chunk, link: Link) -> ChunkOutput:
             try:
+                said = await link.before if link.before is not None else ""
                 mine = dataclasses.replace(chunk, session_id=request_id, language=options.language)
-                call = self.transcriber.transcribe.remote(mine, options)
+                call = self.transcriber.transcribe.remote(mine, options, said or None)
                 try:
                     result: ChunkResult = await _call(call, self.retry_after_s)
                 except asyncio.CancelledError:
@@ -182,6 +192,7 @@ class Frontend:
                 window.release()
             if result.output is None:
                 raise ApiError(500, f"the model failed: {result.error}", code="model_error")
+            link.said.set_result(said_after(said, result.output))
             self.batch_sizes[result.batch_size] += 1
             if on_output is not None:
                 on_output(number, result.output)
@@ -195,7 +206,8 @@ class Frontend:
                         started.analysed = _refuse(chunk)
                         continue
                     await window.acquire()
-                    tasks.append(group.create_task(one(len(tasks), chunk)))
+                    tasks.append(group.create_task(
+                        one(len(tasks), chunk, chains.link(chunk.plan))))
         except BaseExceptionGroup as errors:
             # The first failure is the answer; the group cancelled the other chunks.
             _cancel(stream)
@@ -231,7 +243,37 @@ class Frontend:
                      requests={str(k): v for k, v in sorted(self.statuses.items())},
                      chunks=sum(self.batch_sizes.values()),
                      batch_sizes=dict(sorted(self.batch_sizes.items())),
-                     max_batch_size=max(self.batch_sizes, default=0))
+                     max_batch_size=max(self.batch_sizes, default=0),
+                     language_seconds=dict(self.metrics.language_seconds))
+
+
+@dataclass
+class Link:
+    """A chunk's place in its prompt chain: the chain's text before it, once the chunk
+    before it is done (None: it starts a chain), and its own, to be set once it is."""
+
+    before: asyncio.Future[str] | None
+    said: asyncio.Future[str]
+
+
+class PromptChains:
+    """A request's prompt chains (:mod:`scribe.pipeline.chains`), as its chunks arrive in
+    order: chunk ``k`` of a chain is prompted with the text of chunks ``0..k-1``, exactly
+    as the batch job's chains prompt it, however the model's batches fall."""
+
+    def __init__(self, options: TranscribeOptions) -> None:
+        self.length = options.prompt_chain if options.condition_on_previous_text else 1
+        self._last: tuple[ChunkPlan, asyncio.Future[str]] | None = None
+
+    def link(self, plan: ChunkPlan) -> Link:
+        """The link of the chunk planned as ``plan``, which follows every chunk linked
+        before it."""
+        said: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        before = self._last
+        self._last = (plan, said)
+        if before is not None and chained(before[0], plan, self.length):
+            return Link(before[1], said)
+        return Link(None, said)
 
 
 def _refuse(analysed: Analysed) -> Analysed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class OnlineMetrics:
         self._audio = t.ONLINE_AUDIO.make(api)
         self._seconds = t.ONLINE_SECONDS.make(api)
         self._languages = t.ONLINE_LANGUAGES.make(api)
+        self.language_seconds: defaultdict[str, float] = defaultdict(float)  # as counted
 
     @contextmanager
     def answer(self, task: str) -> Iterator[Answer]:
@@ -63,6 +65,7 @@ class OnlineMetrics:
             t.add(self._seconds, seconds, {"task": task})
             for language, spoken in t.language_seconds(answer.segments).items():
                 t.add(self._languages, spoken, {"task": task, "language": language})
+                self.language_seconds[language] += spoken
 
 
 def batch_histogram() -> Any:

@@ -181,7 +181,8 @@ class TranscriptionVerbose(BaseModel):
     """``response_format=verbose_json``."""
 
     task: Task
-    language: str
+    language: str = Field(description="the language heard, by OpenAI's name for it "
+                          "(english, german), as OpenAI's API answers")
     duration: float
     text: str
     segments: list[Segment] | None = None
@@ -258,6 +259,10 @@ class Stats(BaseModel):
     batch_sizes: dict[int, int] = Field(
         description="model batch size -> chunks that ran in a batch of that size")
     max_batch_size: int = Field(description="largest model batch any chunk ran in")
+    language_seconds: dict[str, float] = Field(
+        default_factory=dict, description="seconds of the ok answers' segments (streamed "
+        "or not) by the language each was decoded in: this replica's share of "
+        "scribe_online_language_seconds")
 
 
 def error_body(status: int, message: str, *, param: str | None = None,

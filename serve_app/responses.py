@@ -7,6 +7,7 @@ from starlette.responses import Response
 from scribe import schema
 from scribe.io.formats import full_text, to_json, to_srt, to_vtt
 from scribe.schema import Record
+from serve_app.languages import language_name
 from serve_app.protocol import (
     MEDIA_TYPES,
     AudioRequest,
@@ -41,13 +42,15 @@ def transcription_response(record: Record, request: AudioRequest) -> Response:
 
 
 def verbose(record: Record, request: AudioRequest) -> TranscriptionVerbose:
-    """``verbose_json``: segments unless only words were asked for, words when asked."""
+    """``verbose_json``: segments unless only words were asked for, words when asked;
+    the language by OpenAI's name for it (``english``), as OpenAI's API answers."""
     wanted = set(request.timestamp_granularities) or {"segment"}
     segments = [_segment(s, request.temperature) for s in record["segments"]]
     words = [Word(word=w["word"], start=w["start"], end=w["end"])
              for s in record["segments"] for w in s.get("words", [])]
     return TranscriptionVerbose(
-        task=request.task, language=record["language"] or "", duration=record["duration_s"],
+        task=request.task, language=language_name(record["language"]),
+        duration=record["duration_s"],
         text=record["text"], segments=segments if "segment" in wanted else None,
         words=words if "word" in wanted else None, usage=Usage(seconds=record["duration_s"]))
 

@@ -106,14 +106,17 @@ async def streamed_response(front: Front, upload: UploadFile, request: AudioRequ
     except BaseException as exc:
         counted.__exit__(type(exc), exc, exc.__traceback__)
         raise
-    events = _events(front, started, request, request_id, counted)
+    events = _events(front, started, request, request_id, counted, answer)
     return StreamingResponse(events, media_type="text/event-stream",
                              headers=EVENT_STREAM_HEADERS)
 
 
 async def _events(front: Front, started: Started, request: AudioRequest, request_id: str,
-                  counted: AbstractContextManager[Answer]) -> AsyncIterator[str]:
-    """The request's events; its outcome counted as the stream ends, however it ends."""
+                  counted: AbstractContextManager[Answer], answer: Answer
+                  ) -> AsyncIterator[str]:
+    """The request's events; its outcome counted (by ``counted``, whose ``answer`` gets
+    the segments, counted by language as without ``stream``) as the stream ends, however
+    it ends."""
     begun = time.perf_counter()
     outputs: asyncio.Queue[tuple[int, ChunkOutput] | None] = asyncio.Queue()
 
@@ -131,7 +134,9 @@ async def _events(front: Front, started: Started, request: AudioRequest, request
             for delta in order.add(*item):
                 yield sse(TextDelta(delta=delta))
         chunks = await work
-        for event in _final(front.record(started, chunks, request_id), chunks, request):
+        record = front.record(started, chunks, request_id)
+        answer.segments = record["segments"]  # counted by language
+        for event in _final(record, chunks, request):
             yield sse(event)
     except Exception as exc:
         # The 200 is gone: the failure is the stream's last event, then the stream ends.

@@ -1,6 +1,11 @@
 """Prompt chains: each chunk of a chain decoded with the text of the chain before it, as
 sequential decoding conditions on the previous window's text, while chains of any
-sessions share the model calls."""
+sessions share the model calls.
+
+A chain is fixed by the chunks' indices alone (:func:`chained`), so the batch job, which
+decodes chains whole (:func:`transcribe_chains`), and the online service, which sends
+each chunk with its chain's text once the chunk before it is done (:func:`said_after`),
+prompt every chunk with the same text whatever else shares its model calls."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from scribe.config import TranscribeOptions
-from scribe.pipeline.chunking import Chunk, ChunkOutput
+from scribe.pipeline.chunking import Chunk, ChunkOutput, ChunkPlan
 
 
 class Prompted(Protocol):
@@ -47,9 +52,30 @@ def transcribe_chains(engine: Prompted, items: Sequence[Chunk], opts: Transcribe
                                       [known[i] for _, i in part])
             for (n, i), out in zip(part, done, strict=True):
                 outputs[i] = out
-                said[n] = " ".join(
-                    [said[n], *(seg["text"].strip() for seg in out.segments)]).strip()
+                said[n] = said_after(said[n], out)
     return [out for out in outputs if out is not None]
+
+
+def said_after(said: str, output: ChunkOutput) -> str:
+    """A chain's text once ``output``'s chunk is added to ``said`` (its text before): what
+    prompts the chain's next chunk."""
+    return " ".join([said, *(seg["text"].strip() for seg in output.segments)]).strip()
+
+
+def first_parts(prompts: Sequence[str | None], parents: Sequence[int]) -> list[str | None]:
+    """The prompts of chunks split by language (``parents[k]``: which of the chunks that
+    ``prompts`` are for part ``k`` is of, parts in order): a chunk's prompt goes to its
+    first part; a later part, in another language, starts its own chain, as in
+    :func:`transcribe_chains`."""
+    return [prompts[parent] if k == 0 or parents[k - 1] != parent else None
+            for k, parent in enumerate(parents)]
+
+
+def chained(before: ChunkPlan, after: ChunkPlan, length: int) -> bool:
+    """Whether ``after`` is the chunk after ``before`` in one chain of ``length`` (both of
+    one session): the next index on the same channel, in the same ``index // length``."""
+    return (after.channel == before.channel and after.index == before.index + 1
+            and after.index // length == before.index // length)
 
 
 def _chains(items: Sequence[Chunk], length: int) -> list[list[int]]:
@@ -68,6 +94,4 @@ def _chains(items: Sequence[Chunk], length: int) -> list[list[int]]:
 
 
 def _follows(before: Chunk, after: Chunk, length: int) -> bool:
-    return (after.session_id == before.session_id and after.plan.channel == before.plan.channel
-            and after.plan.index == before.plan.index + 1
-            and after.plan.index // length == before.plan.index // length)
+    return after.session_id == before.session_id and chained(before.plan, after.plan, length)

@@ -118,7 +118,7 @@ class WhisperEngine:
 
     def transcribe(
         self, items: Sequence[Chunk], options: TranscribeOptions | None = None, *,
-        batch_size: int | None = None,
+        batch_size: int | None = None, prompts: Sequence[str | None] | None = None,
     ) -> list[ChunkOutput]:
         """Transcribe ``items`` together; outputs are in the same order, each with its share
         of the call's time.
@@ -136,7 +136,11 @@ class WhisperEngine:
 
         With ``condition_on_previous_text`` each chunk is prompted with the text before it
         in its session (:func:`scribe.pipeline.chains.transcribe_chains`), in model calls
-        of at most ``batch_size`` chunks (default: ``len(items) / prompt_chain``)."""
+        of at most ``batch_size`` chunks (default: ``len(items) / prompt_chain``).
+        Given ``prompts`` (the online service, which chains a request's chunks itself),
+        each chunk is prompted with its own, all in one call, and no chain is formed here;
+        a chunk split by language gives its prompt to its first part only, as a chain
+        gives it (a later part, in another language, starts its own chain)."""
         if not items:
             return []
         opts = options or self.options
@@ -146,7 +150,10 @@ class WhisperEngine:
         # A GPU's encoder outputs cannot be sliced (:meth:`_encode`): they are let go, and
         # the decode encodes again, rather than holding the call's outputs on the card.
         rows = found.rows if self._on_cpu else [None] * len(found.chunks)
-        if opts.condition_on_previous_text:
+        if prompts is not None:
+            outputs = self._transcribe(found.chunks, opts,
+                                       chains.first_parts(prompts, found.parents), rows)
+        elif opts.condition_on_previous_text:
             outputs = chains.transcribe_chains(
                 self, found.chunks, opts,
                 self.chunks_per_call(len(found.chunks), opts, batch_size=batch_size), rows)

@@ -56,24 +56,6 @@ def test_an_english_only_model_answers_400_naming_the_parameter(
     assert "English-only" in error["message"]
 
 
-def test_streamed_deltas_make_the_text_the_plain_answer_has(api: str, tmp_path: Any) -> None:
-    from openai import OpenAI
-
-    from tests import media
-
-    client = OpenAI(base_url=api, api_key="unused", max_retries=0, timeout=300)
-    path = media.write_audio(tmp_path / "talk.flac", media.speech(100, seed=5))
-    with path.open("rb") as f:
-        events = list(client.audio.transcriptions.create(model="whisper-1", file=f,
-                                                         stream=True))
-    with path.open("rb") as f:
-        plain = client.audio.transcriptions.create(model="whisper-1", file=f)
-    *deltas, done = events
-    assert len(deltas) >= 3 and done.type == "transcript.text.done"
-    assert "".join(d.delta for d in deltas) == done.text == plain.text
-    assert set(JFK_WORDS) <= set(words(done.text))
-
-
 def test_realtime_session_turns_give_jfk_word_for_word(api: str) -> None:
     from openai import OpenAI
 

@@ -88,11 +88,12 @@ def wait_for_serve_to_exit(timeout_s: float = 30.0) -> None:
     assert not serve_processes(), f"outlived serve.shutdown(): {serve_processes()}"
 
 
-def serve_config(options: TranscribeOptions, **server: Any) -> ServeConfig:
+def serve_config(options: TranscribeOptions, *, model_batch_size: int = 8, **server: Any
+                 ) -> ServeConfig:
     """The test app's config: the shared test options, small batches and limits."""
     return ServeConfig(
         transcribe=options,
-        resources=ResourceConfig(preprocess_cpus=0.5, model_batch_size=8),
+        resources=ResourceConfig(preprocess_cpus=0.5, model_batch_size=model_batch_size),
         server=ServerOptions(max_body_bytes=MAX_BODY_BYTES, batch_wait_timeout_s=0.05,
                              retry_after_s=2, realtime_max_sessions=REALTIME_SESSIONS,
                              realtime_idle_timeout_s=REALTIME_IDLE_S, **server),
@@ -100,9 +101,11 @@ def serve_config(options: TranscribeOptions, **server: Any) -> ServeConfig:
 
 
 @contextmanager
-def served(options: TranscribeOptions, name: str) -> Iterator[str]:
-    """The Serve app for ``options`` on 127.0.0.1 and a free port, on the Ray already
-    started; yields its ``/v1`` URL and shuts Serve down, every process gone, on exit."""
+def served(options: TranscribeOptions, name: str, *, model_batch_size: int = 8
+           ) -> Iterator[str]:
+    """The Serve app for ``options`` (and ``model_batch_size``) on 127.0.0.1 and a free
+    port, on the Ray already started; yields its ``/v1`` URL and shuts Serve down, every
+    process gone, on exit."""
     from ray import serve
 
     from serve_app.app import build_app
@@ -110,7 +113,8 @@ def served(options: TranscribeOptions, name: str) -> Iterator[str]:
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
-        serve.run(build_app(serve_config(options)), name=name, route_prefix="/")
+        serve.run(build_app(serve_config(options, model_batch_size=model_batch_size)),
+                  name=name, route_prefix="/")
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]

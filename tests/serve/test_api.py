@@ -61,7 +61,7 @@ def test_verbose_json_words_only(openai_client: Any, jfk: Path) -> None:
 def test_language_and_prompt_are_accepted(openai_client: Any, jfk: Path) -> None:
     result = _create(openai_client, jfk, response_format="verbose_json", language="de",
                      prompt="Berlin, Bundestag", temperature=0.2)
-    assert result.language == "de"
+    assert result.language == "german", "OpenAI's name, not the code asked with"
 
 
 @pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the client's, not ours

@@ -203,7 +203,7 @@ def test_requests_with_different_options_share_the_server(openai_client: Any) ->
 
     with ThreadPoolExecutor(len(variants)) as pool:
         results = list(pool.map(one, variants))
-    assert results[3].language == "de" and results[5].language == "fr"
+    assert results[3].language == "german" and results[5].language == "french"
     assert results[4].words is not None and results[0].words is None
     assert all(r.duration == pytest.approx(11.0, abs=0.1) for r in results)
 

@@ -59,12 +59,27 @@ def test_openai_client_iterates_typed_deltas_then_done(openai_client: Any,
     assert done.usage.input_token_details.audio_tokens == done.usage.input_tokens > 0
 
 
-def test_streamed_text_equals_the_answer_without_stream(openai_client: Any,
-                                                        long_speech: Path) -> None:
+def test_streamed_text_and_languages_equal_the_answer_without_stream(
+        openai_client: Any, http: Any, long_speech: Path) -> None:
+    """The same text, and the same seconds counted for the language it was heard in."""
+    def languages() -> dict[str, float]:
+        seconds: dict[str, float] = http.get("/v1/stats").json()["language_seconds"]
+        return seconds
+
+    before = languages()
     *_, done = _stream(openai_client, long_speech)
+    streamed = languages()
     with long_speech.open("rb") as f:
         plain = openai_client.audio.transcriptions.create(model="whisper-1", file=f)
+    after = languages()
     assert done.text == plain.text
+
+    def added(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+        return {k: round(v - start.get(k, 0.0), 6) for k, v in end.items()
+                if v != start.get(k, 0.0)}
+
+    assert added(before, streamed) == added(streamed, after)
+    assert sum(added(before, streamed).values()) > 0
 
 
 def test_wire_is_server_sent_events_with_openai_fields(http: Any, jfk: Path) -> None:

@@ -95,6 +95,41 @@ def test_each_chunk_is_prompted_with_its_chain_text_before_it(
         "condition_on_previous_text": False}), batch_size=2) == 10, "one call unprompted"
 
 
+def test_chunks_given_their_chain_text_decode_as_their_chains_do_in_any_batch(
+        engine: WhisperEngine, session: list[Chunk], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The online service's way (each chunk sent with its chain's text once the chunk
+    before it is done, batched with whatever else is queued) gives the job's chains'
+    prompts and text, however the chunks are batched."""
+    monkeypatch.setattr(whisper, "_PROMPT_LEVELS", (1, 2))
+    opts = engine.options.model_copy(update={"condition_on_previous_text": True,
+                                             "prompt_chain": 4, "prompt_tokens": 4})
+    calls = _spy(engine, monkeypatch)
+    whole = engine.transcribe(session[:8], opts)
+    chained = sorted(p for call in calls for p in call)
+    calls.clear()
+    said = {0: "", 4: ""}  # chain start -> its text so far
+    got: dict[int, list[str]] = {}
+    for position, others in enumerate([[], session[8:], session[9:], []]):
+        # chunk `position` of each chain: one call with both, beside other sessions',
+        # or one call each
+        batches = ([[0, 4]] if position % 2 else [[0], [4]])
+        for starts in batches:
+            items = [session[start + position] for start in starts] + others
+            outs = engine.transcribe(items, opts, prompts=[
+                *(said[start] or None for start in starts), *[None] * len(others)])
+            for start, out in zip(starts, outs, strict=False):
+                got[start + position] = [seg["text"] for seg in out.segments]
+                said[start] = chains.said_after(said[start], out)
+    assert got == {i: [seg["text"] for seg in out.segments] for i, out in enumerate(whole)}
+    prompted = sorted(p for call in calls for p in call if p)
+    assert len(prompted) == 6, "chunks 1-3 of both chains prompted"
+    assert prompted == [p for p in chained if p], "the same prompts as the chains'"
+    assert chains.chained(session[2].plan, session[3].plan, 4)
+    assert not chains.chained(session[3].plan, session[4].plan, 4), "a new chain at 4"
+    # a chunk split in two languages: its prompt for the first part only, as in a chain
+    assert chains.first_parts(["a", "b"], [0, 0, 1]) == ["a", None, "b"]
+
+
 def test_a_prompt_is_the_initial_prompt_and_the_last_tokens_said_cut_to_a_level(
         engine: WhisperEngine) -> None:
     hf = engine.model.hf_tokenizer

@@ -200,3 +200,14 @@ def test_seconds_per_language_for_the_metrics() -> None:
                 {"start": 2.0, "end": 2.5, "language": "de"},
                 {"start": 3.0, "end": 4.0, "language": "en"}, {"start": 4.0, "end": 5.0}]
     assert language_seconds(segments) == {"en": 3.0, "de": 0.5, "unknown": 1.0}
+
+
+def test_every_whisper_language_has_openais_name_for_verbose_json() -> None:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    from serve_app.languages import LANGUAGE_NAMES, language_name
+
+    assert set(LANGUAGE_NAMES) == set(_LANGUAGE_CODES)
+    assert [language_name(c) for c in ("en", "de", "ht", "yue")] == [
+        "english", "german", "haitian creole", "cantonese"]
+    assert language_name(None) == "" and language_name("xx") == "xx"
