@@ -1,11 +1,17 @@
-"""Log-mel features match faster-whisper's batched pipeline bit for bit, and stack into the
-model's (batch, n_mels, 3000) input."""
+"""Log-mel features match faster-whisper's batched pipeline bit for bit (on one BLAS
+thread), are the same in any process whatever its BLAS threads, and stack into the model's
+(batch, n_mels, 3000) input."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
+from threadpoolctl import threadpool_limits
 
 from scribe.pipeline.features import N_FRAMES, extractor, log_mel, stack_padded, window_frames
 from tests import media
@@ -38,13 +44,15 @@ def test_frames_are_whole_hops(n: int) -> None:
 @pytest.mark.parametrize("n_mels", [80, 128])
 def test_equals_faster_whisper_batched_features(chunk: np.ndarray, n_mels: int) -> None:
     # BatchedInferencePipeline computes `feature_extractor(chunk)[..., :-1]` per chunk.
-    theirs = FeatureExtractor(feature_size=n_mels)(chunk)[..., :-1]
+    with threadpool_limits(limits=1, user_api="blas"):
+        theirs = FeatureExtractor(feature_size=n_mels)(chunk)[..., :-1]
     np.testing.assert_array_equal(log_mel(chunk, n_mels), theirs)
 
 
 def test_full_window_equals_the_extractor_at_30_s() -> None:
     samples = media.speech(30.0, seed=12)
-    theirs = FeatureExtractor(feature_size=128)(samples)[..., :-1]
+    with threadpool_limits(limits=1, user_api="blas"):
+        theirs = FeatureExtractor(feature_size=128)(samples)[..., :-1]
     assert theirs.shape == (128, N_FRAMES)
     np.testing.assert_array_equal(log_mel(samples, 128), theirs)
 
@@ -80,3 +88,22 @@ def test_a_shorter_window_is_the_audio_and_its_padding_in_5_s_steps() -> None:
     assert window_frames(450, None) == N_FRAMES
     batch = stack_padded([np.ones((80, 450), np.float32)], window_frames(450, 10.0))
     assert batch.shape == (1, 80, 1500) and not batch[:, :, 450:].any()
+
+
+FEATURES_DIGEST = (
+    "import hashlib, sys\n"
+    "from scribe.pipeline.features import log_mel\n"
+    "from tests import media\n"
+    "print(hashlib.sha256(log_mel(media.speech(30.0, seed=12), 80).tobytes()).hexdigest())\n")
+
+
+def test_the_same_features_whatever_blas_threads_the_process_runs() -> None:
+    """A Ray worker runs BLAS on one thread, a driver on every core: the features (and so
+    the words) must not depend on which."""
+    digests = set()
+    for threads in ("1", "4"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        found = subprocess.run([sys.executable, "-c", FEATURES_DIGEST], env=env, check=True,
+                               capture_output=True, text=True, timeout=120)
+        digests.add(found.stdout.strip())
+    assert len(digests) == 1
