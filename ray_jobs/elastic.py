@@ -5,7 +5,8 @@ Ray Data's autoscaling actor pools (``ActorPoolStrategy(min_size, max_size)``) s
 ``min_size`` actors and add more while their work queues up and Ray has room for them: a
 node that joins adds room, so the pool grows onto it; one that leaves takes its actors,
 which Ray restarts where there is room (or the pool carries on with fewer). The job never
-waits for ``max_size``: it is a limit, not a request.
+waits for ``max_size``: it is a limit, not a request. The simulated GPU layout's checks,
+which Serve shares, are :mod:`scribe.capacity.simulation`'s.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from ray_jobs.layout import JobLayout, model_replicas_for
-from scribe.capacity import doctor
 from scribe.config import ResourceConfig, TranscribeOptions
-from scribe.errors import PlanError
 from scribe.io.sessions import SessionRef
 
 DEFAULT_MAX_MODEL_ACTORS = 256
@@ -71,33 +70,3 @@ def tune_pools(context: Any) -> None:
         context.max_consecutive_actor_init_deaths, ACTOR_INIT_DEATHS)
     context.autoscaling_config.actor_pool_util_upscaling_threshold = min(
         context.autoscaling_config.actor_pool_util_upscaling_threshold, GROW_AT_UTILIZATION)
-
-
-def check_simulation(resources: ResourceConfig, options: TranscribeOptions) -> None:
-    """Refuse a simulated GPU layout that would hide a real GPU or contradict the device."""
-    if resources.simulated_gpus == "off":
-        return
-    if options.device == "cuda":
-        raise PlanError("simulated_gpus computes on CPU: leave device auto or cpu")
-    refusal = real_gpu_refusal(resources.simulated_gpus)
-    if refusal is not None:
-        raise PlanError(f"{refusal.message}  -> {refusal.fix}")
-
-
-def real_gpu_refusal(mode: str) -> doctor.CheckResult | None:
-    """A failed check where ``mode`` is ``on`` and this node has a real GPU (Ray would
-    place actors on it and the engine would leave it idle); None otherwise."""
-    if mode != "on" or not _cuda_devices():
-        return None
-    return doctor.CheckResult(
-        "simulated GPUs", "fail", "this node has a real GPU: simulated_gpus on would "
-        "leave it idle", fix="turn simulated_gpus off, or set it to over_real_gpus")
-
-
-def _cuda_devices() -> int:
-    try:
-        import ctranslate2
-
-        return int(ctranslate2.get_cuda_device_count())
-    except Exception:  # a broken CUDA install: no GPU that the engine could use
-        return 0

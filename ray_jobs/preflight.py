@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 
 from ray_jobs.cluster import check_ray
-from ray_jobs.elastic import real_gpu_refusal
 from scribe.capacity import doctor
+from scribe.capacity.simulation import real_gpu_refusal
 from scribe.config import JobConfig, TranscribeOptions
 from scribe.errors import ScribeError
 from scribe.pipeline.bundled import looks_like_path
@@ -46,7 +46,7 @@ def preflight_nodes(options: TranscribeOptions, device: str, simulated: str = "o
     """The node checks (GPU, CUDA libraries, model on disk) on every node that will run
     model actors, in a task that holds no GPU, so a busy card does not delay it. Under
     ``simulated`` GPUs the engine's device is CPU, and a node with a real GPU is refused
-    unless asked (:func:`ray_jobs.elastic.real_gpu_refusal`)."""
+    unless asked (:func:`scribe.capacity.simulation.real_gpu_refusal`)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -31,6 +31,7 @@ from ray_jobs.rows import Row
 from ray_jobs.writer import SessionWriter
 from scribe import config as cfg
 from scribe.capacity import packing
+from scribe.capacity.simulation import check_simulation
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
 from scribe.io import outputs, storage
@@ -62,7 +63,7 @@ def run_job(config: JobConfig, stages: StageClasses | None = None) -> dict[str, 
     todo = _longest_first([s for s in sessions if s.session_id not in done])
     logger.info("%d sessions, %d already done, %d to transcribe",
                 len(sessions), len(done), len(todo))
-    elastic.check_simulation(config.resources, config.transcribe)
+    check_simulation(config.resources, config.transcribe)
     connect_ray(config)
     reserved = held_gpus()
     layout = plan_resources(layout_options(config.transcribe, config.resources),

@@ -18,6 +18,7 @@ from ray.serve import Application
 
 from scribe import config as cfg
 from scribe.capacity import packing
+from scribe.capacity.simulation import check_simulation
 from scribe.config import ResourceConfig, TranscribeOptions
 from scribe.pipeline.whisper import model_n_mels
 from serve_app.api import make_api
@@ -55,7 +56,8 @@ def build_app(config: ServeConfig, deployments: Mapping[str, Mapping[str, Any]] 
               ) -> Application:
     """The bound application; ``deployments`` overrides options per deployment name, as a
     Serve config file's ``deployments:`` list does."""
-    options = resolve_options(config.transcribe)
+    check_simulation(config.resources, config.transcribe)
+    options = resolve_options(config.transcribe, simulated=_simulated(config.resources))
     resources = transcriber_resources(
         options, config.resources, packing.read_plan(),
         packing.read_gpus() if options.device == "cuda" else ())
@@ -80,11 +82,14 @@ def build_app(config: ServeConfig, deployments: Mapping[str, Mapping[str, Any]] 
     )
 
 
-def resolve_options(options: TranscribeOptions) -> TranscribeOptions:
+def resolve_options(options: TranscribeOptions, *, simulated: bool = False
+                    ) -> TranscribeOptions:
     """Device, model and compute type filled in; ``auto`` means cuda when the Ray cluster
-    (not this process, which may be a CPU-only head) has GPUs."""
+    (not this process, which may be a CPU-only head) has GPUs, and cpu where its GPUs are
+    ``simulated`` (declared by the nodes, computed on CPU)."""
     if options.device == "auto":
-        options = options.model_copy(update={"device": _cluster_device()})
+        device = "cpu" if simulated else _cluster_device()
+        options = options.model_copy(update={"device": device})
     if options.model and os.path.isdir(options.model):
         # Replicas may start in another directory than the one the config was read in.
         options = options.model_copy(update={"model": os.path.abspath(options.model)})
@@ -114,7 +119,11 @@ def transcriber_resources(options: TranscribeOptions, resources: ResourceConfig,
     takes it (:func:`scribe.capacity.packing.job_shape`): actors per GPU and batch size on GPUs,
     threads per replica and batch size from a CPU plan; fields set in the config win.
     Without a plan file a CPU service keeps the config's batch size, so concurrent
-    requests still share model calls."""
+    requests still share model calls. Under simulated GPUs each replica computes on one
+    thread unless the config says (k replicas per declared GPU share a node's cores), as
+    the job's model actors do."""
+    if _simulated(resources):
+        return resources.model_copy(update={"cpu_threads": resources.cpu_threads or 1})
     if options.device != "cuda" and not (saved and saved.cpu):
         return resources
     shape = packing.job_shape(options, resources, saved, gpus_here)
@@ -130,8 +139,9 @@ def model_actor_options(options: TranscribeOptions, resources: ResourceConfig
                         ) -> dict[str, Any]:
     """A fraction of a GPU (several replicas share one), or one CPU on CPU-only clusters:
     a replica's threads (``cpu_threads``) share the cores with the preprocessor, which
-    needs a few percent of them, as in the batch job."""
-    if options.device == "cuda":
+    needs a few percent of them, as in the batch job. Simulated GPUs are asked for as
+    real ones are."""
+    if options.device == "cuda" or _simulated(resources):
         return {"num_gpus": resources.gpu_fraction(), "num_cpus": 0}
     return {"num_cpus": 1}
 
@@ -140,12 +150,17 @@ def _replicas(options: TranscribeOptions, resources: ResourceConfig,
               override: Mapping[str, Any] | None) -> dict[str, Any]:
     """On GPUs, as many model replicas as the plan packs on the cluster's cards, unless
     the config sets ``num_replicas`` or autoscaling."""
-    if options.device != "cuda" or {"num_replicas", "autoscaling_config"} & set(override or {}):
+    gpu_layout = options.device == "cuda" or _simulated(resources)
+    if not gpu_layout or {"num_replicas", "autoscaling_config"} & set(override or {}):
         return {}
     gpus = _cluster_gpus()
     if not gpus:
         return {}
     return {"num_replicas": max(1, packing.actors_on(gpus, resources.actors_per_gpu))}
+
+
+def _simulated(resources: ResourceConfig) -> bool:
+    return resources.simulated_gpus != "off"
 
 
 def _merge(defaults: dict[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:

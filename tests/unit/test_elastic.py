@@ -1,4 +1,4 @@
-"""The pools' growth limits and the simulated GPU layout's refusals."""
+"""The pools' growth limits."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import pytest
 
 from ray_jobs import elastic
 from ray_jobs.layout import plan_resources
-from ray_jobs.transcribe import parse_args
 from scribe.config import ResourceConfig, TranscribeOptions
-from scribe.errors import PlanError
 from scribe.io.sessions import SessionRef
 
 pytestmark = pytest.mark.unit
@@ -35,26 +33,3 @@ def test_the_model_pool_grows_to_the_work_or_the_configs_limit() -> None:
     assert elastic.grow_limits(layout, _clips(1), GPU, ResourceConfig())[0] == 2
     fixed = ResourceConfig(model_actors=2)
     assert elastic.grow_limits(layout, _clips(40), GPU, fixed) == (2, 8)
-
-
-def test_simulated_gpus_are_asked_for_by_name_and_compute_on_cpu() -> None:
-    job = parse_args(["--input", "/a", "--output", "/b", "--simulated-gpus", "on"])
-    assert job.resources.simulated_gpus == "on"
-    with pytest.raises(SystemExit):
-        parse_args(["--input", "/a", "--output", "/b", "--simulated-gpus", "yes"])
-    with pytest.raises(PlanError, match="computes on CPU"):
-        elastic.check_simulation(ResourceConfig(simulated_gpus="on"), GPU)
-    elastic.check_simulation(ResourceConfig(simulated_gpus="on"),
-                             TranscribeOptions(device="auto"))
-
-
-def test_a_real_gpu_refuses_the_simulation_unless_asked(monkeypatch: pytest.MonkeyPatch
-                                                        ) -> None:
-    monkeypatch.setattr(elastic, "_cuda_devices", lambda: 1)
-    refusal = elastic.real_gpu_refusal("on")
-    assert refusal is not None and refusal.status == "fail"
-    assert elastic.real_gpu_refusal("over_real_gpus") is None
-    with pytest.raises(PlanError, match="real GPU"):
-        elastic.check_simulation(ResourceConfig(simulated_gpus="on"), TranscribeOptions())
-    monkeypatch.setattr(elastic, "_cuda_devices", lambda: 0)
-    assert elastic.real_gpu_refusal("on") is None
