@@ -42,10 +42,10 @@ try:
     client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="-", max_retries=0)
     with open(sys.argv[2], "rb") as audio:
         text = client.audio.transcriptions.create(model="whisper-1", file=audio).text
-    replicas = [{"node": a["Address"]["NodeID"], "resources": a.get("RequiredResources", {})}
-                for a in state.actors().values()
+    replicas = [a["Address"]["NodeID"] for a in state.actors().values()
                 if "Transcriber" in a["ActorClassName"] and a["State"] == "ALIVE"]
-    print(json.dumps({"text": text, "replicas": replicas}))
+    gpus = [ray.cluster_resources().get("GPU"), ray.available_resources().get("GPU", 0.0)]
+    print("FOUND " + json.dumps({"text": text, "replicas": replicas, "gpus": gpus}), flush=True)
 finally:
     serve.shutdown()
     wait_for_serve_to_exit()
@@ -62,9 +62,10 @@ def test_k_replicas_per_declared_gpu_on_every_node_answer_with_words(sim_cluster
                            str(jfk)], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = [line for line in done.stdout.splitlines() if line.startswith("FOUND ")]
+    assert lines, done.stdout[-4000:]
+    found = json.loads(lines[-1].removeprefix("FOUND "))
     assert "ask not what your country can do for you" in found["text"].lower()
-    replicas = found["replicas"]
-    assert sorted(r["node"] for r in replicas) == sorted(n.node_id for n in nodes for _ in "ab"), \
+    assert sorted(found["replicas"]) == sorted(n.node_id for n in nodes for _ in "ab"), \
         "two replicas on each node's one declared GPU"
-    assert all(r["resources"].get("GPU") == 0.5 for r in replicas), replicas
+    assert found["gpus"] == [2.0, 0.0], "the four replicas hold the two GPUs, half each"
