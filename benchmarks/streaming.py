@@ -145,10 +145,20 @@ def sixteen_clients(url: str, path: Path) -> tuple[list[Timing], list[Timing], f
     return results[0::2], results[1::2], wall
 
 
-def realtime_latencies(url: str, sessions: int) -> list[float]:
-    """Seconds from each utterance's end to its ``completed`` event: ``sessions`` realtime
-    sessions at once, each speaking jfk.flac (four turns under the default server VAD) in
-    real time, 100 ms per append, each piece sent once it would have been recorded."""
+@dataclass
+class Realtime:
+    """Realtime sessions' figures: each utterance's delay from its end to its ``completed``
+    event, and each session's text (its ``completed`` transcripts joined)."""
+
+    lags: list[float]
+    texts: list[str]
+
+
+def realtime_latencies(url: str, sessions: int) -> Realtime:
+    """Seconds from each utterance's end to its ``completed`` event, and what each session
+    heard: ``sessions`` realtime sessions at once, each speaking jfk.flac (four turns under
+    the default server VAD) in real time, 100 ms per append, each piece sent once it would
+    have been recorded."""
     import base64
 
     from openai import OpenAI
@@ -159,7 +169,7 @@ def realtime_latencies(url: str, sessions: int) -> list[float]:
     ends = speech_ends()
     gate = threading.Barrier(sessions)
 
-    def session(_: int) -> list[float]:
+    def session(_: int) -> tuple[list[float], str]:
         client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
         with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
             connection.recv()
@@ -175,14 +185,18 @@ def realtime_latencies(url: str, sessions: int) -> list[float]:
             speaker = threading.Thread(target=speak)
             speaker.start()
             done: list[float] = []
+            heard: list[str] = []
             while len(done) < len(ends):
-                if connection.recv().type == COMPLETED:
+                event = connection.recv()
+                if event.type == COMPLETED:
                     done.append(time.perf_counter() - t0)
+                    heard.append(getattr(event, "transcript", ""))
             speaker.join()
-        return [t - end for t, end in zip(done, ends, strict=True)]
+        return [t - end for t, end in zip(done, ends, strict=True)], " ".join(heard)
 
     with ThreadPoolExecutor(sessions) as pool:
-        return [lag for lags in pool.map(session, range(sessions)) for lag in lags]
+        found = list(pool.map(session, range(sessions)))
+    return Realtime([lag for lags, _ in found for lag in lags], [text for _, text in found])
 
 
 def speech_ends() -> list[float]:
@@ -228,12 +242,32 @@ def report(minutes: float, rounds: list[tuple[Timing, Timing, Timing]], minutes_
     print(f"one text across all 16: {len(texts) == 1}")
 
 
-def report_realtime(lags_by_sessions: dict[int, list[float]]) -> None:
+def report_realtime(by_sessions: dict[int, Realtime], batch_text: str) -> None:
+    """The delays, and the sessions' words against the batch path's on the same audio
+    (jfk.flac posted whole): WER against its known words, target within 1.1x."""
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    from benchmarks.speech_corpus import JFK
+
+    normalise = EnglishTextNormalizer()
+
+    def wer(text: str) -> float:
+        import jiwer
+
+        return float(jiwer.wer(normalise(JFK), normalise(text) or "-"))
+
     print("\nrealtime, end of utterance -> completed (server VAD, 500 ms silence; "
           f"target <= {REALTIME_TARGET_S} s):")
-    for sessions, lags in lags_by_sessions.items():
-        print(f"{sessions:3d} session(s): median {statistics.median(lags):.2f} s, "
-              f"max {max(lags):.2f} s over {len(lags)} utterances")
+    for sessions, found in by_sessions.items():
+        print(f"{sessions:3d} session(s): median {statistics.median(found.lags):.2f} s, "
+              f"max {max(found.lags):.2f} s over {len(found.lags)} utterances")
+    batch = wer(batch_text)
+    print(f"words, jfk.flac (WER against its known text; target realtime <= 1.1x batch): "
+          f"batch {batch:.3f}")
+    for sessions, found in by_sessions.items():
+        worst = max(wer(text) for text in found.texts)
+        print(f"{sessions:3d} session(s): worst session {worst:.3f} "
+              f"({'met' if worst <= 1.1 * batch + 1e-9 else 'MISSED'})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -263,9 +297,9 @@ def main(argv: list[str] | None = None) -> None:
         start_serve(model, args.port, fallback=not args.no_fallback)
         url = f"http://127.0.0.1:{args.port}"
         try:
-            plain(url, Path(media.EXAMPLES / "jfk.flac"))  # warm
+            batch = plain(url, Path(media.EXAMPLES / "jfk.flac"))  # warms the replicas too
             if not args.no_realtime:
-                report_realtime({n: realtime_latencies(url, n) for n in (1, 16)})
+                report_realtime({n: realtime_latencies(url, n) for n in (1, 16)}, batch.text)
             if args.realtime_only:
                 return
             pairs = one_client(url, long, args.rounds)
