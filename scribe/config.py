@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -320,12 +320,12 @@ def _scalar_type(annotation: Any) -> Any:
     return annotation
 
 
-def add_arguments(parser: argparse._ActionsContainer, model: type[BaseModel]) -> None:
-    """Add one ``--flag`` per field of ``model`` (groups aside); unset flags stay out of the
-    namespace."""
+def add_arguments(parser: argparse._ActionsContainer, model: type[BaseModel],
+                  skip: Collection[str] = ()) -> None:
+    """One ``--flag`` per field of ``model`` but groups and ``skip``; unset flags stay out."""
     groups = _groups(model)
     for name, field in model.model_fields.items():
-        if name in groups:
+        if name in groups or name in skip:
             continue
         kind = _scalar_type(field.annotation)
         help_text = f"{field.description} (default: {field.default})"

@@ -24,6 +24,10 @@ DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
 _LISTEN = ("config", "host", "port")
 
 
+# The batch job's pools and their recovery: a service has replicas, not these.
+BATCH_ONLY = ("preprocess_actors", "model_actors", "max_model_actors", "stall_timeout_s")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Flags: the config file, where to listen, and every engine option."""
     parser = argparse.ArgumentParser(
@@ -36,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-body-bytes", type=int, dest="max_body_bytes",
                         default=argparse.SUPPRESS, help="larger uploads get 413 (default: 1 GiB)")
     cfg.add_arguments(parser.add_argument_group("transcription"), TranscribeOptions)
-    cfg.add_arguments(parser.add_argument_group("resources"), ResourceConfig)
+    cfg.add_arguments(parser.add_argument_group("resources"), ResourceConfig, skip=BATCH_ONLY)
     return parser.parse_args(argv)
 
 

@@ -57,6 +57,17 @@ def test_cli_flags_override_the_files_args() -> None:
     assert config.server.max_body_bytes == 1000
 
 
+def test_the_batch_jobs_pool_flags_are_not_the_services(capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    from serve_app.cli import BATCH_ONLY, parse_args
+
+    for field in BATCH_ONLY:
+        with pytest.raises(SystemExit):
+            parse_args([f"--{field.replace('_', '-')}", "2"])
+        assert "unrecognized arguments" in capsys.readouterr().err
+    assert parse_args(["--simulated-gpus", "on", "--actors-per-gpu", "2"]).actors_per_gpu == 2
+
+
 def test_scribe_serve_help_is_instant() -> None:
     result = subprocess.run([sys.executable, "-m", "ray_scribe.cli", "serve", "--help"], cwd=ROOT,
                             capture_output=True, text=True, check=True)
