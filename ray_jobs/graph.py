@@ -116,7 +116,7 @@ def job_rows(sessions: list[SessionRef], options: TranscribeOptions,
 
     items = [s.to_dict() for s in sessions]
     context = ray.data.DataContext.get_current()
-    elastic.tune_pools(context)
+    elastic.tune_pools(context, layout)
     default_block_size = context.target_max_block_size
     default_callbacks = context.custom_execution_callback_classes
     # the dataset keeps the context it was created with (Ray Data's documented behaviour)

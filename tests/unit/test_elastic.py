@@ -33,3 +33,18 @@ def test_the_model_pool_grows_to_the_work_or_the_configs_limit() -> None:
     assert elastic.grow_limits(layout, _clips(1), GPU, ResourceConfig())[0] == 2
     fixed = ResourceConfig(model_actors=2)
     assert elastic.grow_limits(layout, _clips(40), GPU, fixed) == (2, 8)
+
+
+def test_pools_grow_at_full_use_on_gpus_and_keep_rays_threshold_on_a_cpu_engine() -> None:
+    from ray.data import DataContext
+
+    context = DataContext.get_current().copy()
+    gpu = plan_resources(GPU, ResourceConfig(model_batch_size=4), {"CPU": 8, "GPU": 1})
+    elastic.tune_pools(context, gpu)
+    assert context.autoscaling_config.actor_pool_util_upscaling_threshold == 1.0
+    assert context.max_consecutive_actor_init_deaths >= elastic.ACTOR_INIT_DEATHS
+    cpu = plan_resources(TranscribeOptions(model="/models/x", device="cpu"), ResourceConfig(),
+                         {"CPU": 2})
+    elastic.tune_pools(context, cpu)  # a model actor's threads use the cores Ray sees free
+    assert context.autoscaling_config.actor_pool_util_upscaling_threshold == type(
+        context.autoscaling_config)().actor_pool_util_upscaling_threshold
