@@ -1,5 +1,10 @@
-"""The job's way through a lost node: passes over the sessions not yet finished, each
-watched for a stall.
+"""The job's passes: the sessions in passes of a bounded size, each watched for a stall
+and run again over what it left after a node loss.
+
+A pass is one Ray Data execution. Ray Data keeps each block's statistics in the driver
+until the execution ends (a few KB a block, a session makes several), so a bucket of
+100,000 sessions in one pass grew the driver by gigabytes; passes of
+``sessions_per_pass`` keep it flat, at the price of one model load per actor per pass.
 
 Ray restarts a lost node's actors where there is room and rebuilds lost blocks from
 their lineage, and Ray Data keeps a restarting actor in its pool, its tasks waiting for it.
@@ -104,11 +109,30 @@ def rows_in_passes(sessions: Sequence[SessionRef],
                    run_pass: Callable[[list[SessionRef], StallWatch], Iterator[Any]],
                    new_watch: Callable[[], StallWatch],
                    finished: Callable[[], set[str]],
-                   restart: Callable[[], None]) -> Iterator[Any]:
-    """``run_pass(sessions, watch)``'s rows; after a node loss stalls or fails a pass,
-    ``restart()`` (the driver drops what it holds of unfinished sessions) and another
-    pass over the sessions not in ``finished()``."""
-    todo, barren = list(sessions), 0
+                   restart: Callable[[], None], *, pass_size: int = 0) -> Iterator[Any]:
+    """``run_pass(sessions, watch)``'s rows, over ``sessions`` in passes of at most
+    ``pass_size`` (0: one pass), in order: Ray Data holds each block's statistics in the
+    driver until its execution ends, so a bounded pass bounds the driver's memory. Within
+    a pass, after a node loss stalls or fails it, ``restart()`` (the driver drops what it
+    holds of unfinished sessions) and another pass over its sessions not in
+    ``finished()``."""
+    size = pass_size or max(1, len(sessions))
+    count = -(-len(sessions) // size)
+    for start in range(0, len(sessions), size):
+        if count > 1:
+            logger.info("pass %d of %d: %d sessions", start // size + 1, count,
+                        len(sessions[start:start + size]))
+        yield from _until_done(list(sessions[start:start + size]), run_pass, new_watch,
+                               finished, restart)
+
+
+def _until_done(todo: list[SessionRef],
+                run_pass: Callable[[list[SessionRef], StallWatch], Iterator[Any]],
+                new_watch: Callable[[], StallWatch],
+                finished: Callable[[], set[str]],
+                restart: Callable[[], None]) -> Iterator[Any]:
+    """One pass's rows, run again over what it left after a node loss stalled it."""
+    barren = 0
     while todo:
         watch = new_watch()
         try:

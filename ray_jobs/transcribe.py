@@ -121,11 +121,16 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
     finished: set[str] = set()
 
     def run_pass(sessions: list[SessionRef], watch: StallWatch) -> Iterator[Row]:
-        return job_rows(sessions, options, config.resources, layout, n_mels, stages, watch)
+        try:
+            yield from job_rows(sessions, options, config.resources, layout, n_mels, stages,
+                                watch)
+        finally:  # done or given up: Ray Data has stopped the pass's actors
+            collector.actors.pass_ended(time.time())
 
     passes = rows_in_passes(
         todo, run_pass, lambda: StallWatch(config.resources.stall_timeout_s, live_nodes),
-        lambda: finished, collector.drop_unfinished)
+        lambda: finished, collector.drop_unfinished,
+        pass_size=config.resources.sessions_per_pass)
     with (ProgressDisplay(todo, sys.stderr, tty=sys.stderr.isatty()) as progress,
           SessionWriter(config.output, totals, metrics, progress) as writer):
         for row in passes:

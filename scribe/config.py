@@ -264,6 +264,12 @@ class ResourceConfig(_Frozen):
         "for a block to come back before it gives up the pass in flight and runs the "
         "sessions not yet written again on the nodes there are now"
     )
+    sessions_per_pass: int = Field(
+        2000, ge=1, description="the job runs the sessions through Ray Data in passes of at "
+        "most this many (longest first): Ray Data keeps every block's statistics in the "
+        "driver until its pass ends (~10 KB a session), so passes bound the driver's "
+        "memory; each pass starts its actors anew (one model load per actor)"
+    )
     simulated_gpus: Literal["off", "on", "over_real_gpus"] = Field(
         "off", description="lay the model actors out on the GPUs Ray's nodes declare "
         "(ray start --num-gpus N): num_gpus = 1/actors_per_gpu each, GPU hours and cost "

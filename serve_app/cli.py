@@ -25,7 +25,8 @@ _LISTEN = ("config", "host", "port")
 
 
 # The batch job's pools and their recovery: a service has replicas, not these.
-BATCH_ONLY = ("preprocess_actors", "model_actors", "max_model_actors", "stall_timeout_s")
+BATCH_ONLY = ("preprocess_actors", "model_actors", "max_model_actors", "stall_timeout_s",
+              "sessions_per_pass")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

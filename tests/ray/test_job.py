@@ -107,6 +107,25 @@ def test_chunks_of_different_sessions_share_model_batches(ray_local, job_config,
     assert summary["mean_batch_size"] > 1
 
 
+def test_a_bucket_in_bounded_passes_ends_every_session_once(
+        ray_local, job_config, tmp_path, caplog):
+    """Passes of ``sessions_per_pass`` (what bounds the driver's memory at 100k sessions):
+    every session ok, written once, the summary's totals over all passes."""
+    src = tmp_path / "bucket"
+    src.mkdir()
+    for i in range(7):
+        write_audio(src / f"clip{i}.wav", speech(3.0, seed=200 + i))
+    caplog.set_level("INFO", logger="ray_jobs.recovery")
+    summary = run_job(job_config(str(src), str(tmp_path / "out"), resources=ResourceConfig(
+        model_batch_size=8, sessions_per_pass=3)))
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("pass ")] == [
+        "pass 1 of 3: 3 sessions", "pass 2 of 3: 3 sessions", "pass 3 of 3: 1 sessions"]
+    assert summary["sessions"] == {"ok": 7, "failed": 0, "skipped": 0}
+    assert sorted(_records(tmp_path / "out")) == [f"clip{i}" for i in range(7)]
+    assert len(list((tmp_path / "out" / "_done").iterdir())) == 7
+    assert summary["audio_hours"] * 3600 == pytest.approx(21.0, abs=0.1)
+
+
 def test_a_long_sessions_chunks_spread_over_the_model_actors(ray_local, job_config, tmp_path):
     """Ray Data cuts a stage's output into blocks of up to 128 MiB by default: a long
     session's chunks left preprocessing as one block, and one model actor took them all."""

@@ -62,8 +62,8 @@ def _sessions(count: int) -> list[SessionRef]:
     return [SessionRef(session_id=f"s{i}", uri=f"/in/s{i}.wav") for i in range(count)]
 
 
-def _passes(sessions: list[SessionRef], finish_per_pass: list[int], lost: bool = True
-            ) -> tuple[list[list[str]], list[str], int]:
+def _passes(sessions: list[SessionRef], finish_per_pass: list[int], lost: bool = True,
+            pass_size: int = 0) -> tuple[list[list[str]], list[str], int]:
     """Run rows_in_passes over passes that each finish so many sessions, then stall (a
     node lost) until the last; what each pass was given, what came out, restarts."""
     given: list[list[str]] = []
@@ -94,7 +94,7 @@ def _passes(sessions: list[SessionRef], finish_per_pass: list[int], lost: bool =
         restarts += 1
 
     for sid in rows_in_passes(sessions, run_pass, new_watch,
-                              lambda: finished, restart):
+                              lambda: finished, restart, pass_size=pass_size):
         finished.add(sid)
         out.append(sid)
     return given, out, restarts
@@ -105,6 +105,19 @@ def test_a_stalled_pass_is_followed_by_one_over_the_unfinished_sessions_only() -
     assert given == [["s0", "s1", "s2", "s3", "s4"], ["s2", "s3", "s4"], ["s2", "s3", "s4"]]
     assert sorted(out) == ["s0", "s1", "s2", "s3", "s4"] and len(out) == 5
     assert restarts == 2
+
+
+def test_a_bucket_runs_in_passes_of_the_size_given_in_order() -> None:
+    given, out, restarts = _passes(_sessions(7), [3, 3, 1], pass_size=3)
+    assert given == [["s0", "s1", "s2"], ["s3", "s4", "s5"], ["s6"]]
+    assert out == [f"s{i}" for i in range(7)] and restarts == 0
+
+
+def test_a_stall_in_a_bounded_pass_runs_again_only_that_pass_unfinished() -> None:
+    given, out, restarts = _passes(_sessions(6), [3, 1, 2], pass_size=3)
+    assert given == [["s0", "s1", "s2"], ["s3", "s4", "s5"], ["s4", "s5"]]
+    assert sorted(out) == [f"s{i}" for i in range(6)] and len(out) == 6
+    assert restarts == 1
 
 
 def test_passes_that_finish_nothing_end_the_job_with_an_error_not_a_wait() -> None:
