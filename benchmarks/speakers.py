@@ -209,16 +209,46 @@ def build_sets(turns: int, *, held_out: bool = False, quick: bool = False
             "real 3 speakers": real_trios}
 
 
-def embed_sets(sets: dict[str, list[Conversation]]) -> dict[str, dict[str, list[Embedded]]]:
-    """Every set through every encoder: ``{encoder: {set: items}}``."""
+def embed_sets(sets: dict[str, list[Conversation]], cache: Path | None = None
+               ) -> dict[str, dict[str, list[Embedded]]]:
+    """Every set through every encoder: ``{encoder: {set: items}}``; with ``cache``, a
+    session's windows embedded before (same encoder, same reference turns) are reused."""
     from scribe.pipeline.speakers.encoder import load_encoder
 
     out: dict[str, dict[str, list[Embedded]]] = {}
     for name in ENCODERS:
         load_encoder(name)  # loading the weights is once per process, not per audio hour
-        out[name] = {set_name: [embed(conv, name) for conv in convs]
+        out[name] = {set_name: [cached_embed(conv, name, cache, f"{set_name}-{i}")
+                                for i, conv in enumerate(convs)]
                      for set_name, convs in sets.items()}
     return out
+
+
+def cached_embed(conv: Conversation, encoder_name: str, cache: Path | None, key: str
+                 ) -> Embedded:
+    """:func:`embed`, read from ``cache/<encoder>/<key>.npz`` when that file holds the
+    same reference turns (the cached embedding cost is reported as measured then)."""
+    import numpy as np
+
+    from scribe.pipeline.speakers.voices import VoiceWindow
+
+    if cache is None:
+        return embed(conv, encoder_name)
+    path = cache / encoder_name / f"{key}.npz"
+    turns = np.array([(s, e, ord(who)) for s, e, who in conv.turns], dtype=np.float64)
+    if path.exists():
+        with np.load(path) as saved:
+            if np.array_equal(saved["turns"], turns):
+                windows = [VoiceWindow(float(s), float(e), v.tolist()) for s, e, v in
+                           zip(saved["starts"], saved["ends"], saved["vectors"], strict=True)]
+                return Embedded(conv, windows, float(saved["cpu_s"]))
+    item = embed(conv, encoder_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, turns=turns, cpu_s=item.cpu_s,
+             starts=np.array([w.start_s for w in item.windows]),
+             ends=np.array([w.end_s for w in item.windows]),
+             vectors=np.array([w.embedding for w in item.windows], dtype=np.float32))
+    return item
 
 
 def tune(embedded: dict[str, dict[str, list[Embedded]]]) -> None:
@@ -324,14 +354,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="fewer sessions of 8 turns and no channel path (a few minutes)")
     parser.add_argument("--tune", action="store_true",
                         help="sweep the clustering distance on the held-out part instead")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="keep each session's embeddings here and reuse them on the "
+                             "next run (to try clustering without embedding again)")
     args = parser.parse_args(argv)
     pin_to_one_core()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     turns = 8 if args.quick else args.turns
+    part = "held-out" if args.tune else "scored"
+    cache = args.cache / f"{part}-{'quick' if args.quick else 'full'}-{turns}" \
+        if args.cache else None
     if args.tune:
-        tune(embed_sets(build_sets(turns, held_out=True, quick=args.quick)))
+        tune(embed_sets(build_sets(turns, held_out=True, quick=args.quick), cache))
         return
-    embedded = embed_sets(build_sets(turns, quick=args.quick))
+    embedded = embed_sets(build_sets(turns, quick=args.quick), cache)
     report(embedded, None if args.quick else channel_path())
 
 
