@@ -7,7 +7,8 @@ benchmarks/speakers.py --tune``), counts the groups holding at least ``MIN_SHARE
 windows: it merges similar voices (two of one sex). The normalised maximum eigengap
 (:mod:`scribe.pipeline.speakers.spectral`) tells similar voices apart but splits a
 speaker whose windows form sub-groups. The count is the smaller of the two, or the
-eigengap's where the tree finds one voice; kept within ``min_speakers`` and
+eigengap's where the tree finds one voice (the tree's alone for a session of fewer than
+``spectral.MIN_WINDOWS`` windows); kept within ``min_speakers`` and
 ``max_speakers``; ``num_speakers`` replaces it (``estimator="distance"`` is the tree's
 count alone, as before). The tree is then cut just deep enough to hold that many large
 groups; they seed the speakers, every window joins its nearest seed, and two rounds of
@@ -75,7 +76,7 @@ def _estimate(vectors: Array, tree: npt.NDArray[np.float64], distance: float,
     """The number of speakers within ``bounds`` (see the module)."""
     low, high = bounds
     by_tree = min(max(_count(tree, distance, len(vectors)), low), high)
-    if estimator == "distance":
+    if estimator == "distance" or len(vectors) < spectral.MIN_WINDOWS:
         return by_tree
     by_gap = spectral.estimate(vectors, min_speakers=low, max_speakers=high)
     return by_gap if by_tree == 1 else min(by_tree, by_gap)

@@ -21,6 +21,7 @@ import numpy.typing as npt
 Array = npt.NDArray[np.float32]
 Matrix = npt.NDArray[np.float64]
 MAX_WINDOWS = 512  # windows the graph is built on (evenly spread over the session)
+MIN_WINDOWS = 30  # fewer (24 s of speech) give each window too few neighbours to count on
 MAX_P_SHARE = 0.35  # the largest neighbourhood tried, as a share of the windows
 P_STEPS = 30  # neighbourhood sizes tried, from 2 to that
 _EPS = 1e-10
