@@ -6,10 +6,11 @@ the encoder's space (tuned on a held-out part of the benchmark's conversations, 
 benchmarks/speakers.py --tune``), counts the groups holding at least ``MIN_SHARE`` of the
 windows: it merges similar voices (two of one sex). The normalised maximum eigengap
 (:mod:`scribe.pipeline.speakers.spectral`) tells similar voices apart but splits a
-speaker whose windows form sub-groups. The count is the smaller of the two, or the
-eigengap's where the tree finds one voice (the tree's alone for a session of fewer than
-``spectral.MIN_WINDOWS`` windows); kept within ``min_speakers`` and
-``max_speakers``; ``num_speakers`` replaces it (``estimator="distance"`` is the tree's
+speaker whose windows form sub-groups. The count is always the smaller of the two, so
+it never exceeds the tree's: the eigengap can only merge what the cut split (the tree's
+alone for a session of fewer than ``spectral.MIN_WINDOWS`` windows, and where the cut is
+already at ``min_speakers``); kept within ``min_speakers`` and ``max_speakers``;
+``num_speakers`` replaces it (``estimator="distance"`` is the tree's
 count alone, as before). The tree is then cut just deep enough to hold that many large
 groups; they seed the speakers, every window joins its nearest seed, and two rounds of
 centroid reassignment follow. Windows that straddle two voices or hold a cough sit alone
@@ -76,10 +77,10 @@ def _estimate(vectors: Array, tree: npt.NDArray[np.float64], distance: float,
     """The number of speakers within ``bounds`` (see the module)."""
     low, high = bounds
     by_tree = min(max(_count(tree, distance, len(vectors)), low), high)
-    if estimator == "distance" or len(vectors) < spectral.MIN_WINDOWS:
+    if estimator == "distance" or by_tree == low or len(vectors) < spectral.MIN_WINDOWS:
         return by_tree
     by_gap = spectral.estimate(vectors, min_speakers=low, max_speakers=high)
-    return by_gap if by_tree == 1 else min(by_tree, by_gap)
+    return min(by_tree, by_gap)
 
 
 def _count(tree: npt.NDArray[np.float64], distance: float, n: int) -> int:
