@@ -68,6 +68,7 @@ _SEGMENT = pa.struct([
     ("tokens", pa.list_(pa.int32())), ("avg_logprob", pa.float64()),
     ("no_speech_prob", pa.float64()), ("compression_ratio", pa.float64()),
     ("seek", pa.int64()), ("words", pa.list_(_WORD)), ("language", pa.string()),
+    ("temperature", pa.float64()),
 ])
 RESULT = pa.struct([
     ("segments", pa.list_(_SEGMENT)), ("language", pa.string()),

@@ -43,11 +43,12 @@ class Word(TypedDict):
 
 
 class Segment(TypedDict):
-    """A stretch of text with its times and the model's scores. In a chunk's output it
-    carries the model's ``tokens`` and ``seek`` (collapsed timeline); in a record its
-    ``id`` (session timeline) and ``language`` (the language it was decoded in; a
-    session may change language). ``words`` when aligned or asked for, ``speaker`` when
-    speakers are labelled."""
+    """A stretch of text with its times and the model's scores, and the ``temperature`` it
+    was decoded at (the call's, or a fallback's). In a chunk's output it carries the
+    model's ``tokens`` and ``seek`` (collapsed timeline); in a record its ``id`` (session
+    timeline) and ``language`` (the language it was decoded in; a session may change
+    language). ``words`` when aligned or asked for, ``speaker`` when speakers are
+    labelled. Records written before segments had a temperature lack it."""
 
     start: float
     end: float
@@ -55,6 +56,7 @@ class Segment(TypedDict):
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
+    temperature: NotRequired[float]
     id: NotRequired[int]
     language: NotRequired[str | None]
     tokens: NotRequired[list[int]]

@@ -43,7 +43,9 @@ def transcription_response(record: Record, request: AudioRequest) -> Response:
 
 def verbose(record: Record, request: AudioRequest) -> TranscriptionVerbose:
     """``verbose_json``: segments unless only words were asked for, words when asked;
-    the language by OpenAI's name for it (``english``), as OpenAI's API answers."""
+    the language by OpenAI's name for it (``english``), as OpenAI's API answers. A
+    segment's temperature is the one it was decoded at (a fallback's, where its chunk
+    fell back); the request's only for a segment that does not say (an older record)."""
     wanted = set(request.timestamp_granularities) or {"segment"}
     segments = [_segment(s, request.temperature) for s in record["segments"]]
     words = [Word(word=w["word"], start=w["start"], end=w["end"])
@@ -68,6 +70,6 @@ def diarized(record: Record) -> TranscriptionDiarized:
 def _segment(segment: schema.Segment, temperature: float) -> Segment:
     return Segment(
         id=segment["id"], start=segment["start"], end=segment["end"], text=segment["text"],
-        temperature=temperature, avg_logprob=segment["avg_logprob"],
+        temperature=segment.get("temperature", temperature), avg_logprob=segment["avg_logprob"],
         compression_ratio=segment["compression_ratio"],
         no_speech_prob=segment["no_speech_prob"])

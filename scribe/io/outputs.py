@@ -31,6 +31,7 @@ _SEGMENT_SCHEMA = pa.schema([
     ("session_id", pa.string()), ("segment", pa.int32()), ("start", pa.float64()),
     ("end", pa.float64()), ("text", pa.string()), ("language", pa.string()),
     ("avg_logprob", pa.float64()), ("no_speech_prob", pa.float64()), ("speaker", pa.string()),
+    ("temperature", pa.float64()),
 ])
 
 
@@ -69,6 +70,7 @@ def segment_table(record: Record) -> pa.Table:
         "avg_logprob": [s["avg_logprob"] for s in segs],
         "no_speech_prob": [s["no_speech_prob"] for s in segs],
         "speaker": [s.get("speaker") for s in segs],
+        "temperature": [s.get("temperature") for s in segs],
     }, schema=_SEGMENT_SCHEMA)
 
 

@@ -31,7 +31,7 @@ def restore_segments(chunks: Iterable[ChunkOutput]) -> list[Segment]:
             tokens=s.get("tokens", []), avg_logprob=s["avg_logprob"],
             compression_ratio=s["compression_ratio"], no_speech_prob=s["no_speech_prob"],
             words=[Word(**w) for w in s["words"]] if s.get("words") else None,
-            temperature=0.0,
+            temperature=s.get("temperature"),
         )
         for c in ordered for s in c.segments
     ]
@@ -82,6 +82,8 @@ def _segment_dict(index: int, segment: Any, language: str | None) -> Segment:
     out = Segment(id=index, start=segment.start, end=segment.end, text=segment.text.strip(),
                   avg_logprob=segment.avg_logprob, no_speech_prob=segment.no_speech_prob,
                   compression_ratio=segment.compression_ratio, language=language)
+    if segment.temperature is not None:
+        out["temperature"] = segment.temperature
     if segment.words:
         out["words"] = [Word(start=w.start, end=w.end, word=w.word, probability=w.probability)
                         for w in segment.words]

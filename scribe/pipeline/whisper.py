@@ -316,8 +316,9 @@ class WhisperEngine:
         self, encoder_output: Any, tokenizers: list[Any], opts: TranscribeOptions,
         best_of: int = 1, previous: Sequence[list[int]] | None = None,
     ) -> list[dict[str, Any]]:
-        """One decode of each chunk; ``previous`` are the prompt's text tokens of each, all
-        of one length (None: ``initial_prompt`` alone)."""
+        """One decode of each chunk, with the temperature it was decoded at; ``previous``
+        are the prompt's text tokens of each, all of one length (None: ``initial_prompt``
+        alone)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         texts = previous or [self._previous_tokens(opts, None)] * len(tokenizers)
@@ -351,7 +352,7 @@ class WhisperEngine:
             outputs.append({
                 "avg_logprob": cum_logprob / (len(tokens) + 1),
                 "no_speech_prob": result.no_speech_prob,
-                "tokens": tokens,
+                "tokens": tokens, "temperature": opts.temperature,
             })
         return outputs
 
@@ -385,6 +386,7 @@ class WhisperEngine:
                 "tokens": list(sub["tokens"]), "avg_logprob": result["avg_logprob"],
                 "no_speech_prob": result["no_speech_prob"],
                 "compression_ratio": get_compression_ratio(text),
+                "temperature": result["temperature"],
                 "seek": int((plan.offset_s + start_s) * self._fps),
             })
         return segments

@@ -62,6 +62,8 @@ def test_language_and_prompt_are_accepted(openai_client: Any, jfk: Path) -> None
     result = _create(openai_client, jfk, response_format="verbose_json", language="de",
                      prompt="Berlin, Bundestag", temperature=0.2)
     assert result.language == "german", "OpenAI's name, not the code asked with"
+    # the test model has no fallback: every segment was decoded at the request's temperature
+    assert result.segments and {s.temperature for s in result.segments} == {0.2}
 
 
 @pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the client's, not ours

@@ -158,3 +158,19 @@ def test_vtt_marks_each_cue_s_language_only_where_they_differ() -> None:
     assert "<lang en>Hello</lang>\n" in vtt and "<v A><lang de>Hallo</lang>\n" in vtt
     assert "<lang" not in to_vtt([{**both[0]}, {**both[1], "language": "en"}])
     assert "<lang" not in to_srt(both)
+
+
+def test_segments_say_the_temperature_they_were_decoded_at() -> None:
+    from scribe.io.outputs import segment_table
+    from serve_app.protocol import TranscriptionRequest
+    from serve_app.responses import verbose
+
+    scores = {"avg_logprob": -0.1, "no_speech_prob": 0.0, "compression_ratio": 1.0}
+    fell_back = {"id": 0, "start": 0.0, "end": 1.0, "text": "Hi.", "temperature": 0.6, **scores}
+    older = {"id": 1, "start": 1.0, "end": 2.0, "text": "Ho.", **scores}  # before temperatures
+    record = {"session_id": "s", "language": "en", "duration_s": 2.0, "text": "Hi. Ho.",
+              "segments": [fell_back, older]}
+    assert segment_table(record).column("temperature").to_pylist() == [0.6, None]
+    request = TranscriptionRequest(model="whisper-1", response_format="verbose_json",
+                                   temperature=0.2)
+    assert [s.temperature for s in verbose(record, request).segments] == [0.6, 0.2]

@@ -12,6 +12,7 @@ from scribe.pipeline import repair, safeguards
 from scribe.pipeline.chunking import Chunk
 from scribe.pipeline.preprocess import preprocess
 from scribe.pipeline.sentences import pauses, split_segment
+from scribe.pipeline.transcript import restore_segments
 from scribe.pipeline.whisper import WhisperEngine
 
 pytestmark = pytest.mark.unit
@@ -115,6 +116,28 @@ def test_fallback_redecodes_only_failing_chunks_batched(
     calls.clear()
     engine.transcribe(items, gated.model_copy(update={"temperature": 1.0}))
     assert len(calls) == 1, "no fallback to temperatures below the one asked for"
+
+
+def test_segments_carry_the_temperature_they_were_decoded_at(
+        engine: WhisperEngine, items: list[Chunk], monkeypatch: pytest.MonkeyPatch) -> None:
+    generate = engine._generate
+
+    def gated(encoded: Any, tokenizers: list[Any], opts: TranscribeOptions, **kw: Any) -> Any:
+        # at the call's temperature every other chunk fails the gate; every retry passes
+        results = generate(encoded, tokenizers, opts, **kw)
+        for n, res in enumerate(results):
+            res["avg_logprob"] = -5.0 if opts.temperature == 0.2 and n % 2 else -0.1
+        return results
+
+    monkeypatch.setattr(engine, "_generate", gated)
+    outputs = engine.transcribe(items, engine.options.model_copy(update={
+        "window_padding_s": None, "temperature": 0.2, "temperature_fallback": (0.6, 1.0),
+        "log_prob_threshold": -1.0, "compression_ratio_threshold": None}))
+    assert all(o.segments for o in outputs) and len(outputs) > 2
+    assert [{s["temperature"] for s in o.segments} for o in outputs] == [
+        {0.6 if n % 2 else 0.2} for n in range(len(outputs))]
+    record = restore_segments([outputs[1]])
+    assert [s["temperature"] for s in record] == [0.6] * len(outputs[1].segments)
 
 
 def test_aligned_chunks_retry_with_timestamp_tokens_before_sampling(

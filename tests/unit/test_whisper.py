@@ -74,8 +74,8 @@ def test_text_that_ends_early_is_decoded_again_from_its_last_timestamp(
     stack = whisper.stack_padded
 
     def fake_generate(encoded: Any, tokenizers: list[Any], opts: Any, **_: Any) -> Any:
-        return [{"tokens": script.pop(0), "avg_logprob": -0.1, "no_speech_prob": 0.0}
-                for _ in tokenizers]
+        return [{"tokens": script.pop(0), "avg_logprob": -0.1, "no_speech_prob": 0.0,
+                 "temperature": opts.temperature} for _ in tokenizers]
 
     windows: list[int] = []
 
