@@ -5,7 +5,7 @@ writers, the summary, resume) and not decoding or the model.
     python benchmarks/scale.py                  # fresh 1k and 10k, reruns, 1/2/4 GPU nodes
     python benchmarks/scale.py --sizes 1000 3000 --resume-sizes --no-nodes
     python benchmarks/scale.py --sizes --resume-sizes 10000 --full   # reruns at 10k, 100k
-    python benchmarks/scale.py --sizes 100000   # a fresh 100k run (hours on 2 loaded cores)
+    python benchmarks/scale.py --sizes 100000   # a fresh 100k run (35-45 min on 2 cores)
     python benchmarks/scale.py --s3             # reruns on the loopback S3 server too
 
 What stands in for what:
@@ -197,8 +197,8 @@ def driver_at(size: int, work: Path, model: str, output: str | None = None
 def resume_at(size: int, work: Path, model: str, output: str | None = None
               ) -> dict[str, Any]:
     """The reruns over a bucket of ``size`` sessions finished beforehand (the files the job
-    writes, written directly: a fresh run of 100k sessions takes hours on a loaded 2-core
-    machine)."""
+    writes, written directly, in a few minutes: a fresh run of 100k sessions takes 35-45
+    minutes on 2 cores)."""
     ids = [f"s{i:06d}" for i in range(size)]
     bucket = write_manifest(work / f"in{size}" / "bucket.jsonl", ids)
     out = output or str(work / f"out{size}")

@@ -10,9 +10,6 @@ session done again, delete its record and its marker (or run with ``overwrite``)
 
 from __future__ import annotations
 
-import pyarrow.fs as pafs
-
-from scribe.errors import StorageError
 from scribe.io import storage
 
 DONE_DIR = "_done"
@@ -36,11 +33,5 @@ def unmark(output: str, session_id: str) -> None:
 
 def marked_sessions(output: str) -> set[str]:
     """Ids with a marker under ``output``, in one listing."""
-    fs, base = storage.resolve(storage.join(output, DONE_DIR))
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    except OSError as exc:
-        raise StorageError(f"cannot list {output}/{DONE_DIR}: {exc}") from exc
-    ids = {str(i.path)[len(base):].lstrip("/")[: -len(SUFFIX)] for i in infos
-           if i.type == pafs.FileType.File and str(i.path).endswith(SUFFIX)}
-    return ids
+    return {name[: -len(SUFFIX)] for name in storage.iter_files(storage.join(output, DONE_DIR))
+            if name.endswith(SUFFIX)}

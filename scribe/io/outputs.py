@@ -14,9 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 
-from scribe.errors import StorageError
 from scribe.io import done, formats, storage
 from scribe.schema import Record
 
@@ -118,15 +116,6 @@ def read_records(output: str, session_ids: Iterable[str]) -> dict[str, dict[str,
 def recorded_sessions(output: str) -> list[str]:
     """Ids of the sessions that have a JSON record under ``output``, whatever its status
     (the summary, ``_segments/`` and temporary files are not records)."""
-    fs, base = storage.resolve(output)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    except OSError as exc:
-        raise StorageError(f"cannot list {output}: {exc}") from exc
-    ids = []
-    for info in infos:
-        relative = str(info.path)[len(base):].lstrip("/")
-        hidden = any(part.startswith((".", "_")) for part in relative.split("/"))
-        if info.type == pafs.FileType.File and relative.endswith(".json") and not hidden:
-            ids.append(relative[: -len(".json")])
-    return sorted(ids)
+    return sorted(name[: -len(".json")] for name in storage.iter_files(output)
+                  if name.endswith(".json")
+                  and not any(part.startswith((".", "_")) for part in name.split("/")))

@@ -90,7 +90,7 @@ def _unique_ids(paths: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- sessions
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SessionRef:
     """One recording to transcribe: a stable id (used for output paths) and where it is."""
 

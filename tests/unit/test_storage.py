@@ -169,6 +169,18 @@ def test_clean_stale_temps_on_missing_output(tmp_path: Path) -> None:
     assert storage.clean_stale_temps(str(tmp_path / "not-yet")) == 0
 
 
+def test_iter_files_walks_a_local_tree_one_folder_at_a_time(tmp_path: Path) -> None:
+    for name in ("a.json", "x/b.json", "x/y/.c.tmp", "_done/d.ok"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    (tmp_path / "empty").mkdir()
+    walked = storage.iter_files(str(tmp_path))
+    assert next(walked) in {"a.json", "x/b.json", "x/y/.c.tmp", "_done/d.ok"}, "lazy"
+    assert sorted(storage.iter_files(str(tmp_path))) == [
+        "_done/d.ok", "a.json", "x/b.json", "x/y/.c.tmp"]
+    assert list(storage.iter_files(str(tmp_path / "absent"))) == []
+
+
 def test_write_parquet_atomic(tmp_path: Path) -> None:
     table = pa.table({"session_id": ["a", "b"], "start": [0.0, 1.5]})
     target = tmp_path / "segments" / "part-0.parquet"
