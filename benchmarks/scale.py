@@ -144,8 +144,12 @@ def one_run(manifest: str, output: str, model: str, simulated: bool) -> dict[str
     resources = (ResourceConfig(simulated_gpus="on", actors_per_gpu=1, model_batch_size=1)
                  if simulated else ResourceConfig(model_actors=1, model_batch_size=8,
                                                   preprocess_actors=1))
+    # one session (one chunk) per model call on the GPU nodes, as the docstring says:
+    # prompt chains (4 chunks of a session in a row) would make a call of 4 sessions
+    options = (TranscribeOptions(model=model, device="cpu", condition_on_previous_text=False)
+               if simulated else TranscribeOptions(model=model, device="cpu"))
     config = JobConfig(input=manifest, output=output, resources=resources,
-                       transcribe=TranscribeOptions(model=model, device="cpu"))
+                       transcribe=options)
     summary = run_job(config, stages=STAND_INS)
     first = float(first_call.read_text()) - start if first_call.exists() else None
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -266,7 +270,7 @@ def print_reruns(results: list[dict[str, Any]], where: str) -> None:
 # --------------------------------------------------------------------------- GPU nodes
 
 
-def throughput_on(nodes: int, work: Path, model: str) -> float:
+def throughput_on(nodes: int, work: Path, model: str, model_s: float = NODE_MODEL_S) -> float:
     """Model calls per second on ``nodes`` simulated GPU nodes, from the first call."""
     from ray.cluster_utils import Cluster
 
@@ -274,7 +278,7 @@ def throughput_on(nodes: int, work: Path, model: str) -> float:
     # the nodes' workers inherit the stand-ins' settings from this process
     first_call = work / f"nodes{nodes}" / "first-call"
     first_call.parent.mkdir(parents=True, exist_ok=True)
-    os.environ.update(SCALE_MODEL_S=str(NODE_MODEL_S), SCALE_FIRST_CALL=str(first_call),
+    os.environ.update(SCALE_MODEL_S=str(model_s), SCALE_FIRST_CALL=str(first_call),
                       PYTHONPATH=str(ROOT))
     cluster = _started(lambda: Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "object_store_memory": store, "include_dashboard": False}))
@@ -285,7 +289,7 @@ def throughput_on(nodes: int, work: Path, model: str) -> float:
         ids = [f"n{nodes}-{i:04d}" for i in range(NODE_CALLS * nodes)]
         manifest = write_manifest(work / f"nodes{nodes}" / "in.jsonl", ids)
         result = run_child(manifest, work / f"nodes{nodes}" / "out", model,
-                           address=cluster.address, simulated=True, model_s=NODE_MODEL_S)
+                           address=cluster.address, simulated=True, model_s=model_s)
     finally:
         cluster.shutdown()
     assert result["ok"] == len(ids) and result["actors"] == nodes, result
@@ -303,13 +307,13 @@ def _started(start: Any, tries: int = 3) -> Any:
     raise AssertionError("unreachable")
 
 
-def print_nodes(work: Path, model: str) -> None:
-    print(f"\nModel stage on simulated GPU nodes ({NODE_MODEL_S} s per call, one actor a "
+def print_nodes(work: Path, model: str, model_s: float = NODE_MODEL_S) -> None:
+    print(f"\nModel stage on simulated GPU nodes ({model_s} s per call, one actor a "
           f"node, {NODE_CALLS} calls a node)")
-    one = throughput_on(1, work, model)
+    one = throughput_on(1, work, model, model_s)
     print(f"1 node: {one:.2f} calls/s")
     for nodes in (2, 4):
-        rate = throughput_on(nodes, work, model)
+        rate = throughput_on(nodes, work, model, model_s)
         print(f"{nodes} nodes: {rate:.2f} calls/s = {rate / one / nodes:.2f}x linear "
               f"(target >= 0.9x)")
 
@@ -323,6 +327,8 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="reruns over 100k sessions too")
     parser.add_argument("--s3", action="store_true", help="also the driver over S3")
     parser.add_argument("--no-nodes", action="store_true", help="skip the GPU nodes part")
+    parser.add_argument("--node-model-s", type=float, default=NODE_MODEL_S,
+                        help="the stand-in model's seconds per call on the GPU nodes")
     parser.add_argument("--child", nargs=3, metavar=("MANIFEST", "OUTPUT", "MODEL"))
     parser.add_argument("--simulated", action="store_true")
     args = parser.parse_args()
@@ -346,7 +352,7 @@ def main() -> None:
         if args.s3:
             print_s3(resume[:1] or [1000], work, model)
         if not args.no_nodes:
-            print_nodes(work, model)
+            print_nodes(work, model, args.node_model_s)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
