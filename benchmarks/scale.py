@@ -270,7 +270,8 @@ def print_reruns(results: list[dict[str, Any]], where: str) -> None:
 # --------------------------------------------------------------------------- GPU nodes
 
 
-def throughput_on(nodes: int, work: Path, model: str, model_s: float = NODE_MODEL_S) -> float:
+def throughput_on(nodes: int, work: Path, model: str, model_s: float = NODE_MODEL_S,
+                  calls: int = NODE_CALLS) -> float:
     """Model calls per second on ``nodes`` simulated GPU nodes, from the first call."""
     from ray.cluster_utils import Cluster
 
@@ -286,7 +287,7 @@ def throughput_on(nodes: int, work: Path, model: str, model_s: float = NODE_MODE
         for _ in range(nodes):
             cluster.add_node(num_cpus=2, num_gpus=1, object_store_memory=store)
         cluster.wait_for_nodes()
-        ids = [f"n{nodes}-{i:04d}" for i in range(NODE_CALLS * nodes)]
+        ids = [f"n{nodes}-{i:04d}" for i in range(calls * nodes)]
         manifest = write_manifest(work / f"nodes{nodes}" / "in.jsonl", ids)
         result = run_child(manifest, work / f"nodes{nodes}" / "out", model,
                            address=cluster.address, simulated=True, model_s=model_s)
@@ -307,13 +308,14 @@ def _started(start: Any, tries: int = 3) -> Any:
     raise AssertionError("unreachable")
 
 
-def print_nodes(work: Path, model: str, model_s: float = NODE_MODEL_S) -> None:
+def print_nodes(work: Path, model: str, model_s: float = NODE_MODEL_S,
+                calls: int = NODE_CALLS) -> None:
     print(f"\nModel stage on simulated GPU nodes ({model_s} s per call, one actor a "
-          f"node, {NODE_CALLS} calls a node)")
-    one = throughput_on(1, work, model, model_s)
+          f"node, {calls} calls a node)")
+    one = throughput_on(1, work, model, model_s, calls)
     print(f"1 node: {one:.2f} calls/s")
     for nodes in (2, 4):
-        rate = throughput_on(nodes, work, model, model_s)
+        rate = throughput_on(nodes, work, model, model_s, calls)
         print(f"{nodes} nodes: {rate:.2f} calls/s = {rate / one / nodes:.2f}x linear "
               f"(target >= 0.9x)")
 
@@ -329,6 +331,8 @@ def main() -> None:
     parser.add_argument("--no-nodes", action="store_true", help="skip the GPU nodes part")
     parser.add_argument("--node-model-s", type=float, default=NODE_MODEL_S,
                         help="the stand-in model's seconds per call on the GPU nodes")
+    parser.add_argument("--node-calls", type=int, default=NODE_CALLS,
+                        help="model calls per GPU node (one session each)")
     parser.add_argument("--child", nargs=3, metavar=("MANIFEST", "OUTPUT", "MODEL"))
     parser.add_argument("--simulated", action="store_true")
     args = parser.parse_args()
@@ -352,7 +356,7 @@ def main() -> None:
         if args.s3:
             print_s3(resume[:1] or [1000], work, model)
         if not args.no_nodes:
-            print_nodes(work, model, args.node_model_s)
+            print_nodes(work, model, args.node_model_s, args.node_calls)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
