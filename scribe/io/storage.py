@@ -289,9 +289,10 @@ def write_parquet_atomic(uri: str, table: pa.Table) -> None:
 
 def iter_files(uri: str) -> Iterator[str]:
     """The files under ``uri``, recursively, as paths relative to it (none where it does
-    not exist). Locally a walk that reads each folder as it goes: the output prefix of a
-    bucket of 100,000 sessions holds 600,000 files, and a listing of them all at once
-    held hundreds of MB in the driver. Object stores answer one listing (pyarrow's)."""
+    not exist). Locally a walk that reads each folder as it goes, rather than pyarrow's
+    listing of all 600,000 files of a 100,000-session output prefix at once (a rerun over
+    such a bucket peaked at 400 MB this way, 415 MB that way). Object stores answer one
+    listing (pyarrow's)."""
     fs, base = resolve(uri)
     base = base.rstrip("/") or base
     if _is_local(fs):
