@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from scribe.io.sessions import SessionRef
@@ -29,15 +29,17 @@ class ProgressDisplay:
 
     The time left is the wall time so far scaled by the audio still to do, measured in
     each session's estimated length (:attr:`SessionRef.estimated_duration_s`): sessions
-    differ in length by hours, so a count of sessions would mislead.
+    differ in length by hours, so a count of sessions would mislead. It keeps the
+    estimates only of the sessions it was told to expect (:meth:`expect`, a pass's) and
+    not yet finished, so that its memory does not grow with the bucket.
     """
 
     def __init__(self, sessions: Sequence[SessionRef], stream: TextIO, *, tty: bool,
                  interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         self.total = len(sessions)
-        self._estimates = {s.session_id: s.estimated_duration_s for s in sessions}
-        self._estimated_total_s = sum(self._estimates.values())
+        self._estimates: dict[str, float] = {}
+        self._estimated_total_s = sum(s.estimated_duration_s for s in sessions)
         self._stream, self._tty, self._interval_s, self._clock = stream, tty, interval_s, clock
         self._start = clock()
         self._last_shown = self._start
@@ -58,6 +60,11 @@ class ProgressDisplay:
         self._ticker.start()
         return self
 
+    def expect(self, sessions: Iterable[SessionRef]) -> None:
+        """These sessions run next: keep their estimates until they finish."""
+        with self._lock:
+            self._estimates.update((s.session_id, s.estimated_duration_s) for s in sessions)
+
     def session(self, record: Mapping[str, Any]) -> None:
         """One session finished: ``record`` is its ok or error record."""
         with self._lock:
@@ -65,7 +72,7 @@ class ProgressDisplay:
             self.done += ok
             self.failed += not ok
             self.audio_s += float(record.get("duration_s") or 0.0)
-            self._estimated_done_s += self._estimates.get(record.get("session_id", ""), 0.0)
+            self._estimated_done_s += self._estimates.pop(record.get("session_id", ""), 0.0)
         if self._tty or self._clock() - self._last_shown >= self._interval_s:
             self._show()
 

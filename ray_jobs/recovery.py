@@ -5,6 +5,8 @@ A pass is one Ray Data execution. Ray Data keeps each block's statistics in the 
 until the execution ends (a few KB a block, a session makes several), so a bucket of
 100,000 sessions in one pass had grown the driver to 1.38 GB by its 20,000th; passes of
 ``sessions_per_pass`` keep it flat, at the price of one model load per actor per pass.
+Between passes the driver also forgets the ids it kept of the pass and hands the heap
+that the pass freed back to the system (:func:`release_freed_memory`).
 
 Ray restarts a lost node's actors where there is room and rebuilds lost blocks from
 their lineage, and Ray Data keeps a restarting actor in its pool, its tasks waiting for it.
@@ -21,6 +23,7 @@ error that says so: a rerun resumes from what was written.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -109,13 +112,15 @@ def rows_in_passes(sessions: Sequence[SessionRef],
                    run_pass: Callable[[list[SessionRef], StallWatch], Iterator[Any]],
                    new_watch: Callable[[], StallWatch],
                    finished: Callable[[], set[str]],
-                   restart: Callable[[], None], *, pass_size: int = 0) -> Iterator[Any]:
+                   restart: Callable[[], None], *, pass_size: int = 0,
+                   between: Callable[[], None] = lambda: None) -> Iterator[Any]:
     """``run_pass(sessions, watch)``'s rows, over ``sessions`` in passes of at most
     ``pass_size`` (0: one pass), in order: Ray Data holds each block's statistics in the
     driver until its execution ends, so a bounded pass bounds the driver's memory. Within
     a pass, after a node loss stalls or fails it, ``restart()`` (the driver drops what it
     holds of unfinished sessions) and another pass over its sessions not in
-    ``finished()``."""
+    ``finished()``. ``between()`` runs after each pass but the last (the driver lets go
+    of what it kept of the pass)."""
     size = pass_size or max(1, len(sessions))
     count = -(-len(sessions) // size)
     for start in range(0, len(sessions), size):
@@ -123,6 +128,24 @@ def rows_in_passes(sessions: Sequence[SessionRef],
         if count > 1:
             logger.info("pass %d of %d: %d sessions", start // size + 1, count, len(part))
         yield from _until_done(part, run_pass, new_watch, finished, restart)
+        del part
+        if start + size < len(sessions):
+            between()
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap that Python and Ray freed back to the system (glibc's
+    ``malloc_trim``); False where the C library has none (not glibc). glibc keeps freed
+    memory for reuse, and what a pass of Ray Data frees it could not all reuse: measured
+    with the scale benchmark's stand-ins (20,000 sessions in passes of 2,000), the driver
+    grew 4 MB a pass without this and 1.5 MB with it, and peaked at 351 MB against 376.
+    Dask's workers trim for the same reason."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the process runs on
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
 
 
 def _until_done(todo: list[SessionRef],

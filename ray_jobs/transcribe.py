@@ -26,7 +26,7 @@ from ray_jobs.metrics import JobMetrics
 from ray_jobs.preflight import preflight, preflight_nodes
 from ray_jobs.progress_display import ProgressDisplay
 from ray_jobs.quiet import filter_native_stderr, quiet_ray_data
-from ray_jobs.recovery import JobStalledError, StallWatch, rows_in_passes
+from ray_jobs.recovery import JobStalledError, StallWatch, release_freed_memory, rows_in_passes
 from ray_jobs.rows import Row
 from ray_jobs.writer import SessionWriter
 from scribe import config as cfg
@@ -35,7 +35,7 @@ from scribe.capacity.simulation import check_simulation
 from scribe.config import JobConfig, ResourceConfig, TranscribeOptions
 from scribe.errors import ScribeError, describe
 from scribe.io import outputs, storage
-from scribe.io.sessions import SessionRef, list_sessions
+from scribe.io.sessions import PackedSessions, SessionRef, list_sessions
 from scribe.io.summary import SummaryTotals, summarize, summary_text
 from scribe.pipeline.languages import check_sessions
 from scribe.pipeline.whisper import model_n_mels, resolve_model_path
@@ -53,16 +53,7 @@ def run_job(config: JobConfig, stages: StageClasses | None = None) -> dict[str, 
 
     start = time.perf_counter()
     preflight(config)
-    sessions = list_sessions(config.input)
-    if config.limit:
-        sessions = sessions[: config.limit]
-    check_sessions(config.transcribe, [(s.session_id, s.language) for s in sessions])
-    storage.clean_stale_temps(config.output)
-    done = set() if config.overwrite else outputs.done_sessions(
-        config.output, [s.session_id for s in sessions])
-    todo = _longest_first([s for s in sessions if s.session_id not in done])
-    logger.info("%d sessions, %d already done, %d to transcribe",
-                len(sessions), len(done), len(todo))
+    todo, skipped = _sessions_to_do(config)
     check_simulation(config.resources, config.transcribe)
     connect_ray(config)
     reserved = held_gpus()
@@ -86,7 +77,7 @@ def run_job(config: JobConfig, stages: StageClasses | None = None) -> dict[str, 
     actors = collector.actors.report(time.time(), live_nodes())
     summary = summarize(
         totals, wall_s=wall, gpus=layout.gpus, gpu_hourly_usd=config.gpu_hourly_usd,
-        skipped=len(done),
+        skipped=skipped,
         gpu_hours=actors["model_gpu_hours"] if layout.device == "cuda" and todo else None,
         extra={
             "model": options.model, "device": layout.device, "plan": layout.__dict__,
@@ -99,6 +90,26 @@ def run_job(config: JobConfig, stages: StageClasses | None = None) -> dict[str, 
     return summary
 
 
+def _sessions_to_do(config: JobConfig) -> tuple[PackedSessions, int]:
+    """The sessions of the input not yet done, longest first, and how many are done. The
+    driver keeps them packed (:class:`PackedSessions`) for the whole job, and gives back
+    the memory of the listing and of the set of those done before Ray starts."""
+    sessions = list_sessions(config.input)
+    if config.limit:
+        sessions = sessions[: config.limit]
+    check_sessions(config.transcribe, [(s.session_id, s.language) for s in sessions])
+    storage.clean_stale_temps(config.output)
+    done = set() if config.overwrite else outputs.done_sessions(
+        config.output, [s.session_id for s in sessions])
+    skipped = len(done)
+    todo = PackedSessions(_longest_first([s for s in sessions if s.session_id not in done]))
+    logger.info("%d sessions, %d already done, %d to transcribe",
+                len(sessions), len(done), len(todo))
+    del sessions, done
+    release_freed_memory()  # the listing's, before Ray's start takes more
+    return todo, skipped
+
+
 def _longest_first(sessions: list[SessionRef]) -> list[SessionRef]:
     """Longest recordings first (:attr:`SessionRef.estimated_duration_s`): a long session's
     decode and VAD run before any of its chunks leave, so started last it starves the model
@@ -107,7 +118,7 @@ def _longest_first(sessions: list[SessionRef]) -> list[SessionRef]:
     return sorted(sessions, key=lambda s: -s.estimated_duration_s)
 
 
-def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
+def _run(todo: PackedSessions, options: TranscribeOptions, config: JobConfig,
          layout: JobLayout, n_mels: int, metrics: JobMetrics, stages: StageClasses | None
          ) -> tuple[SummaryTotals, SessionCollector]:
     """Stream rows, write each finished session in the background; the summary's totals.
@@ -117,10 +128,18 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
     if not todo:
         return totals, collector
     quiet_ray_data(config.verbose)
-    # ids only (tens of bytes a session): what a pass after a node loss leaves out
+    # ids only (tens of bytes a session), of the pass in flight: what a pass after a node
+    # loss leaves out
     finished: set[str] = set()
 
+    progress = ProgressDisplay(todo, sys.stderr, tty=sys.stderr.isatty())
+
+    def between_passes() -> None:
+        finished.clear()
+        release_freed_memory()
+
     def run_pass(sessions: list[SessionRef], watch: StallWatch) -> Iterator[Row]:
+        progress.expect(sessions)
         try:
             yield from job_rows(sessions, options, config.resources, layout, n_mels, stages,
                                 watch)
@@ -130,9 +149,8 @@ def _run(todo: list[SessionRef], options: TranscribeOptions, config: JobConfig,
     passes = rows_in_passes(
         todo, run_pass, lambda: StallWatch(config.resources.stall_timeout_s, live_nodes),
         lambda: finished, collector.drop_unfinished,
-        pass_size=config.resources.sessions_per_pass)
-    with (ProgressDisplay(todo, sys.stderr, tty=sys.stderr.isatty()) as progress,
-          SessionWriter(config.output, totals, metrics, progress) as writer):
+        pass_size=config.resources.sessions_per_pass, between=between_passes)
+    with progress, SessionWriter(config.output, totals, metrics, progress) as writer:
         for row in passes:
             record = collector.add(row)
             if record is not None:

@@ -97,8 +97,9 @@ def _ok(sid: str, seconds: float) -> dict[str, object]:
 def test_off_a_terminal_a_log_line_every_interval_with_failures_and_time_left(
         caplog: pytest.LogCaptureFixture) -> None:
     clock, stream = _Clock(), io.StringIO()
-    display = ProgressDisplay(_refs(32000 * 1800, 32000 * 600, 32000 * 600), stream, tty=False,
-                              interval_s=30.0, clock=clock)
+    refs = _refs(32000 * 1800, 32000 * 600, 32000 * 600)
+    display = ProgressDisplay(refs, stream, tty=False, interval_s=30.0, clock=clock)
+    display.expect(refs)
     with caplog.at_level(logging.INFO, logger="ray_jobs.progress_display"):
         clock.now += 60
         display.session(_ok("s0", 1800.0))  # 60% of the audio in a minute
@@ -117,7 +118,9 @@ def test_off_a_terminal_a_log_line_every_interval_with_failures_and_time_left(
 
 def test_time_left_is_unknown_until_a_session_ends_and_counts_sessions_without_sizes() -> None:
     clock = _Clock()
-    display = ProgressDisplay(_refs(None, None, None, None), io.StringIO(), tty=False, clock=clock)
+    refs = _refs(None, None, None, None)
+    display = ProgressDisplay(refs, io.StringIO(), tty=False, clock=clock)
+    display.expect(refs)
     assert display.eta_s() is None
     assert "time left unknown" in display.line()
     clock.now += 90
@@ -128,7 +131,9 @@ def test_time_left_is_unknown_until_a_session_ends_and_counts_sessions_without_s
 
 def test_on_a_terminal_one_bar_redrawn_in_place_and_a_log_line_clears_it_first() -> None:
     clock, stream = _Clock(), io.StringIO()
-    display = ProgressDisplay(_refs(32000 * 300, 32000 * 100), stream, tty=True, clock=clock)
+    refs = _refs(32000 * 300, 32000 * 100)
+    display = ProgressDisplay(refs, stream, tty=True, clock=clock)
+    display.expect(refs[:1])  # a pass each
     handler = logging.StreamHandler(stream)
     logging.getLogger().addHandler(handler)
     try:
@@ -136,6 +141,7 @@ def test_on_a_terminal_one_bar_redrawn_in_place_and_a_log_line_clears_it_first()
             clock.now += 3700
             display.session(_ok("s0", 300.0))
             logging.getLogger("ray_jobs.transcribe").warning("a warning mid-run")
+            display.expect(refs[1:])
             display.session({"session_id": "s1", "status": "error", "duration_s": 100.0})
     finally:
         logging.getLogger().removeHandler(handler)
@@ -151,3 +157,14 @@ def test_on_a_terminal_one_bar_redrawn_in_place_and_a_log_line_clears_it_first()
 def test_durations_read_as_a_clock() -> None:
     assert [format_duration(s) for s in (0, 59.6, 61, 3600, 86399)] == [
         "0:00", "1:00", "1:01", "1:00:00", "23:59:59"]
+
+
+def test_it_keeps_the_estimates_only_of_sessions_expected_and_not_finished() -> None:
+    refs = _refs(*[32000] * 10)
+    display = ProgressDisplay(refs, io.StringIO(), tty=False, clock=_Clock())
+    display.expect(refs[:4])
+    for ref in refs[:3]:
+        display.session(_ok(ref.session_id, 1.0))
+    display.expect(refs[4:6])
+    assert sorted(display._estimates) == ["s3", "s4", "s5"]
+    assert display.fraction() == pytest.approx(0.3)

@@ -231,3 +231,48 @@ def test_longest_recordings_go_first_whatever_their_format() -> None:
     assert [r.session_id for r in _longest_first(refs)] == [
         "session", "talk", "speech", "clip", "unknown"]
     assert SessionRef("s", "/in/a.mp3", 1_920_000).estimated_duration_s == 120
+
+
+def test_packed_sessions_read_back_every_field_by_index_slice_and_in_order() -> None:
+    import dataclasses
+
+    from scribe.io import sessions as sessions_module
+    from scribe.io.sessions import PackedSessions
+
+    assert list(sessions_module._REF_TYPES) == [f.name for f in dataclasses.fields(SessionRef)]
+    refs = [SessionRef(f"s{i}", f"s3://b/in/s{i}.flac", size=i or None,
+                       language="de" if i % 3 else None, speakers="auto" if i % 2 else None,
+                       num_speakers=2 if i % 5 == 0 else None, min_speakers=1 if i % 7 else None,
+                       max_speakers=4 if i % 7 else None)
+            for i in range(sessions_module._ROWS_PER_BATCH + 5)]
+    packed = PackedSessions(iter(refs))
+    assert len(packed) == len(refs) and list(packed) == refs
+    assert packed[0] == refs[0] and packed[-1] == refs[-1] and packed[7] == refs[7]
+    assert packed[4090:4100] == refs[4090:4100] and packed[::1000] == refs[::1000]
+    assert packed[len(refs):] == [] and not PackedSessions([])
+    with pytest.raises(IndexError):
+        packed[len(refs)]
+
+
+def test_packed_sessions_hold_a_bucket_in_a_quarter_of_the_refs_memory() -> None:
+    import tracemalloc
+
+    import pyarrow as pa
+
+    from scribe.io.sessions import PackedSessions
+
+    def refs() -> list[SessionRef]:
+        return [SessionRef(f"s{i:06d}", f"/bucket/in/s{i:06d}.wav", 1000 + i)
+                for i in range(100_000)]
+
+    tracemalloc.start()
+    try:
+        held = refs()
+        as_refs = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    before = pa.total_allocated_bytes()
+    packed = PackedSessions(held)
+    del held
+    assert pa.total_allocated_bytes() - before < as_refs / 4, "Arrow columns, not objects"
+    assert packed[99_999].session_id == "s099999"
