@@ -28,9 +28,9 @@ DEFAULT_MAX_MODEL_ACTORS = 256
 ACTOR_INIT_DEATHS = 8
 # Ray Data grows an actor pool when its tasks in flight reach this share of its actors'
 # concurrency. Its default, 1.75, needs a second task queued on most actors, which the
-# model stage never does on a CPU engine (simulated GPUs included: one task per worker,
-# ray_jobs.graph.model_stage), so its pool never grew onto a node that joined. At 1.0 a
-# pool grows once every actor is busy and work is queued, as far as Ray has room.
+# model stage never does on a CPU engine (one task per worker, ray_jobs.graph.model_stage):
+# simulated GPU nodes, while they dispatched so, never grew onto a node that joined. At
+# 1.0 a pool grows once every actor is busy and work is queued, as far as Ray has room.
 GROW_AT_UTILIZATION = 1.0
 
 

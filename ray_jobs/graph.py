@@ -84,9 +84,12 @@ def model_stage(options: TranscribeOptions, layout: JobLayout, fn: type | None =
     # On CPU a block is seconds of work: a worker is given the next block only once it is
     # free, so the last blocks go to whichever frees first. Ray Data's default queues a
     # second block behind the running one; on the quality benchmark's mixed corpus that
-    # left one of two actors idle for the last 7-8 s, against 4 s this way.
+    # left one of two actors idle for the last 7-8 s, against 4 s this way. On GPUs, real
+    # or simulated, the queued block is fetched while the running one computes: without
+    # it, each call on a simulated node waited for its block to come from another node
+    # (the scale benchmark's 4 nodes ran at 0.87x linear).
     workers = layout.model_workers
-    in_flight = workers if layout.engine_device == "cpu" else None  # None: Ray Data's default
+    in_flight = workers if layout.device == "cpu" else None  # None: Ray Data's default
     # an actor of several workers runs their calls at once, each in a thread of its own
     concurrent: dict[str, Any] = ({"max_concurrent_calls_per_actor": workers,
                                    "enable_true_multi_threading": True} if workers > 1 else {})
