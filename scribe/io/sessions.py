@@ -161,7 +161,7 @@ class PackedSessions(Sequence[SessionRef]):
                                 for name, kind in _REF_TYPES.items()})
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return int(self._table.num_rows)
 
     @overload
     def __getitem__(self, index: int) -> SessionRef: ...
