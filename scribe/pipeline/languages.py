@@ -25,7 +25,7 @@ import functools
 import json
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,7 +85,7 @@ def detect(encoder: Encoder, items: Sequence[Chunk], opts: TranscribeOptions) ->
     candidates = _flagged(items, ranked, votes, opts.language_threshold)
     usual = {i: r[0][0] if r[0][1] >= opts.language_threshold else votes[items[i].session_id][0]
              for i, r in ranked.items()}
-    runs = _by_range(encoder, items, candidates, usual, opts)
+    runs = _by_range(encoder, items, candidates, usual, ranked, opts)
     for i, item in enumerate(items):
         if i not in ranked:
             _add(out, given[i], None, i, 1.0)
@@ -149,8 +149,8 @@ def _flagged(items: Sequence[Chunk], ranked: dict[int, list[tuple[str, float]]],
 
 
 def _by_range(encoder: Encoder, items: Sequence[Chunk], flagged: dict[int, set[str]],
-              usual: dict[int, str], opts: TranscribeOptions
-              ) -> dict[int, list[tuple[int, int, str, float]]]:
+              usual: dict[int, str], ranked: dict[int, list[tuple[str, float]]],
+              opts: TranscribeOptions) -> dict[int, list[tuple[int, int, str, float]]]:
     """Each flagged chunk's runs of speech ranges in one language, ``(first, last + 1,
     language, probability)``: every range detected alone, as the likeliest of the
     languages the chunk may hold (one sentence is too little to choose among 99, enough
@@ -159,7 +159,9 @@ def _by_range(encoder: Encoder, items: Sequence[Chunk], flagged: dict[int, set[s
     candidates' probability: a synthetic French sentence came out 'English' alone); a
     range shorter than :data:`_SHORT_RANGE_S` takes the language before it (the first,
     the one after). A range is encoded at its own length, without padding: five times
-    cheaper than with the decode's 10 s, and as often right."""
+    cheaper than with the decode's 10 s, and as often right. ``ranked``: every detected
+    chunk's languages, likeliest first, which say the languages each session's chunks
+    were sure of (:func:`_runs`)."""
     order = [(i, k) for i in flagged if len(items[i].plan.ranges) > 1
              for k in range(len(items[i].plan.ranges))]
     if not order:
@@ -177,21 +179,28 @@ def _by_range(encoder: Encoder, items: Sequence[Chunk], flagged: dict[int, set[s
         r = items[i].plan.ranges[k]
         long_enough = (r["end"] - r["start"]) / SAMPLE_RATE >= _SHORT_RANGE_S
         found[i].append((language, among.get(language, 0.0) / total) if long_enough else None)
-    return {i: _runs(ranges, opts.language_threshold) for i, ranges in found.items()
-            if any(ranges)}
+    spoken: defaultdict[str, set[str]] = defaultdict(set)
+    for i, ((language, prob), *_) in ranked.items():
+        if prob >= opts.language_threshold:
+            spoken[items[i].session_id].add(language)
+    return {i: _runs(ranges, opts.language_threshold, spoken[items[i].session_id])
+            for i, ranges in found.items() if any(ranges)}
 
 
-def _runs(ranges: list[tuple[str, float] | None], threshold: float
-          ) -> list[tuple[int, int, str, float]]:
+def _runs(ranges: list[tuple[str, float] | None], threshold: float,
+          spoken: Collection[str]) -> list[tuple[int, int, str, float]]:
     """Ranges of one language in a row, from each range's language (None: the one before
-    it). A range unsure (below ``threshold``) of a language other than that of the ranges
-    on both sides of it takes theirs: one sentence alone is the likeliest to be wrong."""
+    it). A range of a language other than that of the ranges on both sides of it takes
+    theirs where it is unsure (below ``threshold``), or where its language is not one
+    that a chunk of its session was sure of (``spoken``): one sentence alone is the
+    likeliest to be wrong (a French sentence of base's came out Latin at 0.97 of the two,
+    in a session no chunk of which was Latin, and was decoded as Latin gibberish)."""
     ranges = list(ranges)
     for k in range(1, len(ranges) - 1):
         before, here, after = ranges[k - 1], ranges[k], ranges[k + 1]
         if (before and here and after and before[0] == after[0] != here[0]
-                and here[1] < threshold):
-            ranges[k] = (before[0], here[1])
+                and (here[1] < threshold or here[0] not in spoken)):
+            ranges[k] = before
     first = next(r for r in ranges if r is not None)
     runs: list[tuple[int, int, str, float]] = []
     for k, found in enumerate(ranges):

@@ -133,11 +133,22 @@ def test_other_sessions_neighbours_change_nothing() -> None:
 
 
 def test_one_odd_range_between_two_of_a_language_takes_theirs() -> None:
-    assert languages._runs([("de", 0.99), ("en", 0.6), ("de", 0.95)], 0.9) == [
+    spoken = {"de", "en"}
+    assert languages._runs([("de", 0.99), ("en", 0.6), ("de", 0.95)], 0.9, spoken) == [
         (0, 3, "de", 0.99)]
-    assert languages._runs([("de", 0.99), ("en", 0.95), ("de", 0.95)], 0.9) == [
+    assert languages._runs([("de", 0.99), ("en", 0.95), ("de", 0.95)], 0.9, spoken) == [
         (0, 1, "de", 0.99), (1, 2, "en", 0.95), (2, 3, "de", 0.95)]
-    assert languages._runs([None, ("fr", 0.9), None], 0.9) == [(0, 3, "fr", 0.9)]
+    assert languages._runs([None, ("fr", 0.9), None], 0.9, spoken) == [(0, 3, "fr", 0.9)]
+
+
+def test_a_sure_odd_range_keeps_its_language_only_if_a_chunk_of_its_session_was_sure_of_it(
+        ) -> None:
+    ranges = [("fr", 0.6), ("fr", 0.6), ("la", 0.97), ("fr", 0.4)]
+    assert languages._runs(ranges, 0.9, {"fr"}) == [(0, 4, "fr", 0.6)]
+    assert languages._runs(ranges, 0.9, {"fr", "la"}) == [
+        (0, 2, "fr", 0.6), (2, 3, "la", 0.97), (3, 4, "fr", 0.4)]
+    assert languages._runs([("fr", 0.6), ("la", 0.97), ("la", 0.95), ("fr", 0.6)], 0.9,
+                           {"fr"})[1] == (1, 3, "la", 0.97), "two sentences in a row stay"
 
 
 def test_what_a_model_folder_allows(real_model: str, base_model: str) -> None:
