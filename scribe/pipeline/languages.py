@@ -10,7 +10,8 @@ Detection runs per chunk, on the encoder output the model call needs anyway:
   is in its majority's language, so a switch a few seconds before its end leaves it sure),
   has each of its speech ranges (VAD regions, about a sentence) detected alone, as the
   likeliest of the languages around it: runs of ranges in one language are decoded
-  apart, each in its own;
+  apart, each in its own (a lone range between two of another language keeps its own
+  only if it is sure of it and a chunk of its session was too);
 - a chunk that stays unsure takes its session's language, the vote of the session's chunks
   in the call (their probabilities summed), as a short or unclear chunk's own guess is the
   least reliable.
