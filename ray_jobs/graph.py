@@ -87,7 +87,8 @@ def model_stage(options: TranscribeOptions, layout: JobLayout, fn: type | None =
     # left one of two actors idle for the last 7-8 s, against 4 s this way. On GPUs, real
     # or simulated, the queued block is fetched while the running one computes: without
     # it, each call on a simulated node waited for its block to come from another node
-    # (the scale benchmark's 4 nodes ran at 0.87x linear).
+    # (the scale benchmark's 2 and 4 nodes: 0.89x and 0.89x linear, against 1.00x and
+    # 0.98x with it).
     workers = layout.model_workers
     in_flight = workers if layout.device == "cpu" else None  # None: Ray Data's default
     # an actor of several workers runs their calls at once, each in a thread of its own
